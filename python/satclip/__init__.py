@@ -1,0 +1,48 @@
+"""satclip: fast, faithful SatCLIP location embeddings.
+
+>>> import satclip, numpy as np
+>>> satclip.spherical_harmonics(np.array([[8.55, 47.37]]), 10).shape
+(1, 100)
+
+The PyTorch parts (``encode``, ``load``, ``save``, ``satclip.nn``) are imported on first use,
+so ``import satclip`` stays fast for users who only need the encoding.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from . import errors
+from .harmonics import get_num_threads, set_num_threads, simd_level, spherical_harmonics
+
+__version__ = "0.1.0"
+
+# name -> module that defines it, imported lazily (they need torch).
+_LAZY = {
+    "encode": "satclip.encode",
+    "load": "satclip.checkpoint",
+    "save": "satclip.checkpoint",
+    "MODELS": "satclip.checkpoint",
+    "LocationEncoder": "satclip.nn",
+    "SphericalHarmonics": "satclip.nn",
+    "SirenNet": "satclip.nn",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'satclip' has no attribute {name!r}")
+
+
+__all__ = [
+    "spherical_harmonics",
+    "simd_level",
+    "set_num_threads",
+    "get_num_threads",
+    "errors",
+    *_LAZY,
+]

@@ -1,0 +1,16 @@
+"""Type stubs for the Rust extension ``satclip._core`` (source: rust/src/python.rs)."""
+
+import numpy as np
+import numpy.typing as npt
+
+MAX_DEGREES: int
+
+def spherical_harmonics(
+    lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    degrees: int,
+    basis: str = "satclip",
+    out: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
+) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]: ...
+def simd_level() -> str: ...
+def get_num_threads() -> int: ...
+def set_num_threads(threads: int) -> None: ...

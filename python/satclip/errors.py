@@ -1,0 +1,50 @@
+"""Exceptions raised by satclip.
+
+Every error satclip raises on bad input derives from :class:`SatclipError` and from the
+built-in type a Python user would expect (``ValueError`` or ``TypeError``), so both
+``except satclip.errors.CoordinateError`` and ``except ValueError`` work.
+The Rust core raises these same classes (it imports them from this module).
+"""
+
+from __future__ import annotations
+
+
+class SatclipError(Exception):
+    """Base class of satclip's errors."""
+
+
+class CoordinateError(SatclipError, ValueError):
+    """A coordinate is non-finite or out of range.
+
+    Attributes ``row`` (0-based index of the first bad row) and ``column`` (``"lon"`` or
+    ``"lat"``) say where, when known.
+    """
+
+    row: int | None = None
+    column: str | None = None
+
+
+class ShapeError(SatclipError, ValueError):
+    """An array has the wrong shape or memory layout."""
+
+
+class DTypeError(SatclipError, TypeError):
+    """An array has a dtype satclip cannot use."""
+
+
+class DegreeError(SatclipError, ValueError):
+    """The number of Legendre degrees ``L`` is not a usable integer."""
+
+
+class CheckpointError(SatclipError, ValueError):
+    """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
+
+
+__all__ = [
+    "SatclipError",
+    "CoordinateError",
+    "ShapeError",
+    "DTypeError",
+    "DegreeError",
+    "CheckpointError",
+]

@@ -1,0 +1,132 @@
+"""Spherical-harmonics positional encoding of (lon, lat) points — the NumPy API.
+
+The numbers are computed by the Rust core (``satclip._core``, source in ``rust/src``);
+this module turns whatever the user passes into the arrays the core takes, and documents
+the basis.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Literal
+
+import numpy as np
+
+from . import _core
+from .errors import DegreeError, DTypeError, ShapeError
+
+Basis = Literal["satclip", "orthonormal"]
+
+#: Largest ``L`` accepted. The recurrences are exact far beyond it; the cap only turns a typo
+#: into an error instead of an attempt to allocate terabytes.
+MAX_DEGREES: int = _core.MAX_DEGREES
+
+
+def as_lonlat_array(lonlat: object) -> np.ndarray:
+    """Returns ``lonlat`` as a C-contiguous float32/float64 array of shape (N, 2).
+
+    float32 and float64 are kept; integers and booleans become float64; float16 becomes float32.
+    Anything else (complex, object, strings) raises :class:`~satclip.errors.DTypeError`.
+    """
+    arr = np.asarray(lonlat)
+    kind = arr.dtype.kind
+    if kind == "f":
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float32 if arr.dtype.itemsize < 4 else np.float64)
+    elif kind in "iub":
+        arr = arr.astype(np.float64)
+    else:
+        raise DTypeError(
+            f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}"
+        )
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        hint = ""
+        if arr.ndim == 1 and arr.shape[0] == 2:
+            hint = " (a single point must be passed as [[lon, lat]])"
+        raise ShapeError(
+            f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}"
+        )
+    return np.ascontiguousarray(arr)
+
+
+def check_degrees(L: object) -> int:
+    """Validates the number of Legendre degrees and returns it as an int."""
+    if isinstance(L, bool) or not isinstance(L, numbers.Integral):
+        raise DegreeError(f"L must be an integer number of Legendre degrees, got {L!r}")
+    L = int(L)
+    if not 1 <= L <= MAX_DEGREES:
+        raise DegreeError(f"L must be between 1 and {MAX_DEGREES}, got {L}")
+    return L
+
+
+def spherical_harmonics(
+    lonlat: object,
+    L: int,
+    *,
+    basis: Basis = "satclip",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Real spherical harmonics of points on the sphere, shape ``(N, L*L)``.
+
+    Parameters
+    ----------
+    lonlat:
+        ``(N, 2)`` array-like of ``[lon, lat]`` in degrees; ``lon`` in [-180, 180],
+        ``lat`` in [-90, 90].
+    L:
+        Number of Legendre degrees; columns are ordered ``l = 0..L-1`` and, inside each
+        ``l``, ``m = -l..l`` (column ``l*l + l + m``).
+    basis:
+        ``"satclip"`` (default) is the basis the released SatCLIP checkpoints were trained
+        with: real SH without Condon-Shortley phase, ``sqrt(2)``-scaled for ``m != 0``, with
+        the ``m = 0`` columns multiplied by ``pi`` (as in the original code).
+        ``"orthonormal"`` is the standard real orthonormal basis (no factor ``pi``).
+    out:
+        Optional C-contiguous float32/float64 array of shape ``(N, L*L)`` to write into
+        (e.g. ``torch_tensor.numpy()``); returned. Without it a new array is returned whose
+        dtype follows the input's (float32 in, float32 out; otherwise float64).
+
+    Notes
+    -----
+    Angles are ``phi = lon + 180`` and ``theta = lat + 90`` degrees, as in SatCLIP. The
+    values come from normalised recurrences evaluated in float64 (float32 output is rounded
+    at the end), accurate to ~1e-15 at any degree.
+    """
+    L = check_degrees(L)
+    arr = as_lonlat_array(lonlat)
+    if basis not in ("satclip", "orthonormal"):
+        raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise DTypeError(
+                f"out must be a NumPy array (use tensor.numpy() for a CPU torch tensor), got {type(out).__name__}"
+            )
+        if out.dtype not in (np.float32, np.float64):
+            raise DTypeError(f"out must be float32 or float64, got {out.dtype}")
+        if out.shape != (arr.shape[0], L * L):
+            raise ShapeError(f"out must have shape ({arr.shape[0]}, {L * L}), got {out.shape}")
+        if not out.flags.c_contiguous:
+            raise ShapeError("out must be C-contiguous")
+        if not out.flags.writeable:
+            raise ShapeError("out is read-only")
+    return _core.spherical_harmonics(arr, L, basis, out)
+
+
+def simd_level() -> str:
+    """The instruction set the Rust kernel uses on this CPU: ``"avx512"``, ``"avx2"`` or ``"baseline"``.
+
+    Chosen at run time; ``SATCLIP_SIMD=baseline`` (set before import) forces the portable path.
+    """
+    return _core.simd_level()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads the Rust core computes with (0 = one per CPU)."""
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"number of threads must be a non-negative integer, got {n!r}")
+    _core.set_num_threads(int(n))
+
+
+def get_num_threads() -> int:
+    """The number of threads the Rust core computes with."""
+    return _core.get_num_threads()

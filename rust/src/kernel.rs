@@ -1,0 +1,324 @@
+//! The spherical-harmonics kernel: a block of `LANES` points at a time, one point per SIMD
+//! lane (structure of arrays), so that every recurrence step is one vector operation.
+//!
+//! Per point there is one sincos for latitude and one for longitude; everything after that is
+//! recurrences: `cos(m phi), sin(m phi)` by rotation and the normalised associated Legendre
+//! functions by the three-term recurrence in `l` for each `m` (see `plan.rs`).
+//!
+//! The code is written as plain loops over `[f64; LANES]` and compiled three times, for
+//! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
+
+use crate::plan::Plan;
+use crate::real::Real;
+use crate::simd::SimdLevel;
+use crate::stream;
+use crate::transpose::{self, Tile};
+use crate::trig::sincos_deg;
+
+pub(crate) const LANES: usize = 8;
+type Lanes = [f64; LANES];
+
+/// How the finished block is written out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Store {
+    /// Ordinary stores: the output stays in cache for whoever reads it next.
+    Cached,
+    /// Streaming stores via a staging block (see `stream.rs`): for outputs far larger than
+    /// the cache, where they save the read-for-ownership traffic.
+    Streaming,
+}
+
+/// The instruction-set-specific pieces of the kernel. Everything else is plain Rust that
+/// LLVM vectorises for whatever target features the calling function enables.
+trait Isa {
+    fn transpose(tile: &Tile) -> Tile;
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
+}
+
+struct Portable;
+impl Isa for Portable {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        transpose::transpose_portable(tile)
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `encode_rows_avx2`, which runs on AVX2 CPUs.
+        unsafe { transpose::transpose_avx2(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `encode_rows_avx512`, which runs on AVX-512 CPUs.
+        unsafe { transpose::transpose_avx512(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        // SAFETY: as above.
+        unsafe { stream::copy_streaming_avx512(src, dst) }
+    }
+}
+
+/// Writes the `(n, L*L)` row-major features of the `n` points in `lonlat` (interleaved
+/// lon, lat) into `out`. Inputs must be validated; `out.len() == n * L * L`.
+pub(crate) fn encode_rows<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+    level: SimdLevel,
+    store: Store,
+) {
+    debug_assert_eq!(out.len(), lonlat.len() / 2 * plan.num_features());
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `SimdLevel::Avx512` is only ever active when the CPU reports these features.
+        SimdLevel::Avx512 => unsafe { encode_rows_avx512(plan, lonlat, out, store) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 + FMA.
+        SimdLevel::Avx2 => unsafe { encode_rows_avx2(plan, lonlat, out, store) },
+        _ => with_workspace::<I, O, Portable>(plan, lonlat, out, store),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+unsafe fn encode_rows_avx512<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+    store: Store,
+) {
+    with_workspace::<I, O, Avx512>(plan, lonlat, out, store)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn encode_rows_avx2<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+    store: Store,
+) {
+    with_workspace::<I, O, Avx2>(plan, lonlat, out, store)
+}
+
+/// Per-thread buffers, kept between calls: allocated per task they would cost a page fault
+/// and a page clear per 4 KiB (they are too large for malloc's heap and get mmap'd).
+#[derive(Default)]
+struct Workspace {
+    /// Feature-major block, `scratch[k][lane]`: the recurrences write whole vectors here.
+    scratch: Vec<Lanes>,
+    /// Row-major copy of the block for streaming stores (f64 storage, viewed as `O`).
+    staging: Vec<f64>,
+}
+
+thread_local! {
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::new(Workspace::default());
+}
+
+#[inline(always)]
+fn with_workspace<I: Real, O: Real, X: Isa>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+    store: Store,
+) {
+    let nf = plan.num_features();
+    WORKSPACE.with_borrow_mut(|ws| {
+        ws.scratch.resize(nf, [0.0; LANES]);
+        let staged = if store == Store::Streaming {
+            LANES * nf
+        } else {
+            0
+        };
+        ws.staging.resize(staged, 0.0);
+        // SAFETY: `staging` holds `staged` f64s, which is room for `staged` values of O
+        // (f32 or f64, no larger than f64, alignment no stricter); any bits are valid floats.
+        let staging =
+            unsafe { std::slice::from_raw_parts_mut(ws.staging.as_mut_ptr() as *mut O, staged) };
+        encode_blocks::<I, O, X>(plan, lonlat, out, &mut ws.scratch, staging, store);
+    });
+}
+
+#[inline(always)]
+fn encode_blocks<I: Real, O: Real, X: Isa>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+    scratch: &mut [Lanes],
+    staging: &mut [O],
+    store: Store,
+) {
+    let nf = plan.num_features();
+    let mut pairs = lonlat.chunks_exact(2 * LANES);
+    let mut rows = out.chunks_exact_mut(LANES * nf);
+    for (pts, block) in (&mut pairs).zip(&mut rows) {
+        let mut lon = [0.0; LANES];
+        let mut lat = [0.0; LANES];
+        for i in 0..LANES {
+            lon[i] = pts[2 * i].to_f64();
+            lat[i] = pts[2 * i + 1].to_f64();
+        }
+        encode_block(plan, &lon, &lat, scratch);
+        match store {
+            Store::Cached => transpose_into::<O, X>(scratch, block, LANES),
+            Store::Streaming => {
+                transpose_into::<O, X>(scratch, staging, LANES);
+                X::copy_streaming(staging, block);
+            }
+        }
+    }
+    if store == Store::Streaming {
+        stream::fence();
+    }
+    // A last partial block: pad with (0, 0) and keep only the real rows.
+    let rest = pairs.remainder();
+    if !rest.is_empty() {
+        let n = rest.len() / 2;
+        let mut lon = [0.0; LANES];
+        let mut lat = [0.0; LANES];
+        for i in 0..n {
+            lon[i] = rest[2 * i].to_f64();
+            lat[i] = rest[2 * i + 1].to_f64();
+        }
+        encode_block(plan, &lon, &lat, scratch);
+        transpose_into::<O, X>(scratch, rows.into_remainder(), n);
+    }
+}
+
+/// Copies `scratch[k][lane]` into row-major `out[lane * nf + k]` for the first `rows` lanes,
+/// one 8 x 8 tile at a time, so that reads and writes are whole vectors.
+#[inline(always)]
+fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
+    let nf = scratch.len();
+    debug_assert_eq!(out.len(), rows * nf);
+    let tiles = nf / LANES;
+    for t in 0..tiles {
+        let k0 = t * LANES;
+        let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
+        let cols = X::transpose(tile);
+        for (i, col) in cols.iter().enumerate().take(rows) {
+            let dst: &mut [O; LANES] = (&mut out[i * nf + k0..i * nf + k0 + LANES])
+                .try_into()
+                .unwrap();
+            for j in 0..LANES {
+                dst[j] = O::from_f64(col[j]);
+            }
+        }
+    }
+    for k in tiles * LANES..nf {
+        for i in 0..rows {
+            out[i * nf + k] = O::from_f64(scratch[k][i]);
+        }
+    }
+}
+
+#[inline(always)]
+fn encode_block(plan: &Plan, lon: &Lanes, lat: &Lanes, out: &mut [Lanes]) {
+    let degrees = plan.degrees;
+    assert_eq!(out.len(), degrees * degrees);
+    // x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat) >= 0;
+    // cos(phi) = -cos(lon), sin(phi) = -sin(lon), since phi = lon + 180 deg.
+    let mut x = [0.0; LANES];
+    let mut s = [0.0; LANES];
+    let mut cos_phi = [0.0; LANES];
+    let mut sin_phi = [0.0; LANES];
+    for i in 0..LANES {
+        let (sl, cl) = sincos_deg(lat[i]);
+        x[i] = -sl;
+        s[i] = cl.abs();
+        let (so, co) = sincos_deg(lon[i]);
+        cos_phi[i] = -co;
+        sin_phi[i] = -so;
+    }
+
+    let mut pmm = [plan.p00; LANES]; // Pbar_m^m
+    let mut cos_m = [1.0; LANES]; // cos(m phi)
+    let mut sin_m = [0.0; LANES]; // sin(m phi)
+    let mut step = 0; // index into plan.a / plan.b
+    for m in 0..degrees {
+        if m > 0 {
+            let d = plan.diag[m];
+            for i in 0..LANES {
+                pmm[i] *= d * s[i];
+                let c = cos_m[i] * cos_phi[i] - sin_m[i] * sin_phi[i];
+                sin_m[i] = sin_m[i] * cos_phi[i] + cos_m[i] * sin_phi[i];
+                cos_m[i] = c;
+            }
+        }
+        // The per-(m, sign) factor that turns Pbar_l^m into the output column.
+        let (mut fc, mut fs) = ([0.0; LANES], [0.0; LANES]);
+        if m == 0 {
+            fc = [plan.zonal_scale; LANES];
+        } else {
+            for i in 0..LANES {
+                fc[i] = std::f64::consts::SQRT_2 * cos_m[i];
+                fs[i] = std::f64::consts::SQRT_2 * sin_m[i];
+            }
+        }
+
+        let mut p_prev = pmm; // Pbar_{l-2}^m
+        store(out, zonal_column(m), m, &pmm, &fc, &fs);
+        if m + 1 == degrees {
+            break;
+        }
+        let mut p = [0.0; LANES]; // Pbar_{l-1}^m
+        let od = plan.offdiag[m];
+        for i in 0..LANES {
+            p[i] = od * x[i] * pmm[i];
+        }
+        store(out, zonal_column(m + 1), m, &p, &fc, &fs);
+        for l in m + 2..degrees {
+            let (a, b) = (plan.a[step], plan.b[step]);
+            step += 1;
+            let mut next = [0.0; LANES];
+            for i in 0..LANES {
+                next[i] = a * x[i].mul_add(p[i], -b * p_prev[i]);
+            }
+            p_prev = p;
+            p = next;
+            store(out, zonal_column(l), m, &p, &fc, &fs);
+        }
+    }
+}
+
+/// Column of (l, m = 0) in the output; (l, +-m) sit at this column +- m.
+#[inline(always)]
+fn zonal_column(l: usize) -> usize {
+    l * l + l
+}
+
+#[inline(always)]
+fn store(out: &mut [Lanes], centre: usize, m: usize, p: &Lanes, fc: &Lanes, fs: &Lanes) {
+    let mut pos = [0.0; LANES];
+    for i in 0..LANES {
+        pos[i] = p[i] * fc[i];
+    }
+    out[centre + m] = pos;
+    if m > 0 {
+        let mut neg = [0.0; LANES];
+        for i in 0..LANES {
+            neg[i] = p[i] * fs[i];
+        }
+        out[centre - m] = neg;
+    }
+}

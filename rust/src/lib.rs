@@ -1,0 +1,26 @@
+//! satclip-core: the spherical-harmonics positional encoding of SatCLIP, computed exactly with
+//! stable recurrences, vectorised across points and parallel over threads.
+//!
+//! Where things are:
+//! * `plan`      - the basis definition and its precomputed recurrence coefficients;
+//! * `kernel`    - the SIMD block kernel that evaluates it;
+//! * `harmonics` - the entry point: validate, split into tasks, run on the pool;
+//! * `python`    - the pyo3 binding (`satclip._core`), compiled with the `python` feature.
+
+pub mod coords;
+pub mod error;
+pub mod harmonics;
+mod kernel;
+pub mod parallel;
+pub mod plan;
+pub mod real;
+pub mod simd;
+mod stream;
+mod transpose;
+mod trig;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{Error, Result};
+pub use harmonics::{spherical_harmonics, spherical_harmonics_into, Basis, Plan};
