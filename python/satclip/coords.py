@@ -1,0 +1,44 @@
+"""Validation of (lon, lat) tensors, with errors that name the first bad row.
+
+NumPy input is validated by the Rust core; this covers torch tensors on any device (for CUDA
+the check costs one reduction and one host sync per batch).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .errors import CoordinateError, DTypeError, ShapeError
+
+
+def check_lonlat_tensor(lonlat: torch.Tensor) -> None:
+    """Raises a satclip error unless ``lonlat`` is a real (N, 2) tensor of valid [lon, lat] degrees."""
+    if lonlat.is_complex() or not (lonlat.is_floating_point() or lonlat.dtype in _INTEGER_DTYPES):
+        raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {lonlat.dtype}")
+    if lonlat.ndim != 2 or lonlat.shape[1] != 2:
+        raise ShapeError(
+            f"lonlat must have shape (N, 2) with columns [lon, lat], got {tuple(lonlat.shape)}"
+        )
+    if lonlat.shape[0] == 0:
+        return
+    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    bad = ~(torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90))
+    if not bool(bad.any()):
+        return
+    row = int(torch.nonzero(bad)[0, 0])
+    lon_v, lat_v = float(lon[row]), float(lat[row])
+    for column, name, value, bound in (("lon", "longitude", lon_v, 180), ("lat", "latitude", lat_v, 90)):
+        if not abs(value) <= bound:
+            if value != value or abs(value) == float("inf"):
+                msg = f"row {row}: {name} is {value}; coordinates must be finite numbers in degrees"
+            else:
+                msg = (
+                    f"row {row}: {name} {value} is outside [-{bound}, {bound}]; satclip takes [lon, lat] "
+                    "in degrees (column 0 longitude, column 1 latitude) - are the columns swapped?"
+                )
+            err = CoordinateError(msg)
+            err.row, err.column = row, column
+            raise err
+
+
+_INTEGER_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
