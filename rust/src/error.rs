@@ -67,14 +67,14 @@ impl fmt::Display for Error {
             ),
             Error::NonFinite { row, column, value } => write!(
                 f,
-                "row {row}: {} is {value}; coordinates must be finite numbers in degrees",
+                "row {row}: {} is {value:?}; coordinates must be finite numbers in degrees",
                 column.name()
             ),
             Error::OutOfRange { row, column, value } => {
                 let b = column.bound();
                 write!(
                     f,
-                    "row {row}: {} {value} is outside [-{b}, {b}]; satclip takes [lon, lat] in degrees \
+                    "row {row}: {} {value:?} is outside [-{b}, {b}]; satclip takes [lon, lat] in degrees \
                      (column 0 longitude, column 1 latitude) - are the columns swapped?",
                     column.name()
                 )

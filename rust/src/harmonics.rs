@@ -66,3 +66,152 @@ pub fn spherical_harmonics<I: Real>(
     spherical_harmonics_into(&plan, lonlat, &mut out)?;
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::f64::consts::PI;
+
+    /// A small deterministic generator, so the tests need no dependency.
+    fn points(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut v = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            v.push(360.0 * next() - 180.0);
+            v.push((2.0 * next() - 1.0).asin().to_degrees());
+        }
+        // Poles, antimeridian, equator.
+        v.extend_from_slice(&[0.0, 90.0, 10.0, -90.0, 180.0, 0.0, -180.0, 12.5, 0.0, 0.0]);
+        v
+    }
+
+    #[test]
+    fn low_degrees_match_closed_forms() {
+        // Real orthonormal SH without Condon-Shortley phase, theta = lat + 90, phi = lon + 180.
+        let pts = points(200, 1);
+        let y = spherical_harmonics(&pts, 3, Basis::Orthonormal).unwrap();
+        for (i, p) in pts.chunks(2).enumerate() {
+            let (phi, theta) = ((p[0] + 180.0).to_radians(), (p[1] + 90.0).to_radians());
+            let (x, s) = (theta.cos(), theta.sin());
+            let c1 = (3.0 / (4.0 * PI)).sqrt();
+            let c2 = (15.0 / (4.0 * PI)).sqrt();
+            let want = [
+                0.5 / PI.sqrt(),
+                c1 * s * phi.sin(),
+                c1 * x,
+                c1 * s * phi.cos(),
+                0.5 * c2 * s * s * (2.0 * phi).sin(),
+                c2 * s * x * phi.sin(),
+                (5.0 / (16.0 * PI)).sqrt() * (3.0 * x * x - 1.0),
+                c2 * s * x * phi.cos(),
+                0.5 * c2 * s * s * (2.0 * phi).cos(),
+            ];
+            for k in 0..9 {
+                let got = y[i * 9 + k];
+                assert!(
+                    (got - want[k]).abs() < 1e-14,
+                    "point {i} column {k}: {got} vs {}",
+                    want[k]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn addition_theorem_at_degree_200() {
+        let degrees = 200;
+        let pts = points(20, 2);
+        let y = spherical_harmonics(&pts, degrees, Basis::Orthonormal).unwrap();
+        let nf = degrees * degrees;
+        for row in y.chunks(nf) {
+            for l in 0..degrees {
+                let sum: f64 = row[l * l..(l + 1) * (l + 1)].iter().map(|v| v * v).sum();
+                let want = (2 * l + 1) as f64 / (4.0 * PI);
+                assert!(
+                    ((sum - want) / want).abs() < 1e-12,
+                    "l = {l}: {sum} vs {want}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn satclip_basis_scales_zonal_columns_by_pi() {
+        let pts = points(37, 3);
+        let sat = spherical_harmonics(&pts, 6, Basis::Satclip).unwrap();
+        let ortho = spherical_harmonics(&pts, 6, Basis::Orthonormal).unwrap();
+        for (k, (a, b)) in sat.iter().zip(&ortho).enumerate() {
+            let col = k % 36;
+            let zonal = (0..6).any(|l| col == l * l + l);
+            let want = if zonal { b * PI } else { *b };
+            assert!((a - want).abs() < 1e-15);
+        }
+    }
+
+    #[test]
+    fn every_batch_size_agrees_with_single_points() {
+        let pts = points(40, 4);
+        let single: Vec<f64> = pts
+            .chunks(2)
+            .flat_map(|p| spherical_harmonics(p, 5, Basis::Satclip).unwrap())
+            .collect();
+        for n in [1, 7, 8, 9, 16, 23, 45] {
+            let batch = spherical_harmonics(&pts[..2 * n], 5, Basis::Satclip).unwrap();
+            assert_eq!(batch[..], single[..25 * n], "batch of {n}");
+        }
+    }
+
+    #[test]
+    fn large_outputs_take_the_streaming_path_and_agree() {
+        // 2000 points x 40^2 features x 8 bytes = 25.6 MB is above the streaming threshold;
+        // 10 points are far below it.
+        let pts = points(2000, 5);
+        let plan = Plan::new(40, Basis::Satclip).unwrap();
+        let n = pts.len() / 2;
+        let mut big = vec![0.0f64; n * 1600];
+        spherical_harmonics_into(&plan, &pts, &mut big).unwrap();
+        let mut small = vec![0.0f64; 10 * 1600];
+        for start in [0usize, 999, n - 10] {
+            spherical_harmonics_into(&plan, &pts[2 * start..2 * start + 20], &mut small).unwrap();
+            assert_eq!(small[..], big[start * 1600..(start + 10) * 1600]);
+        }
+    }
+
+    #[test]
+    fn float32_output_is_the_rounded_float64_result() {
+        let pts = points(100, 6);
+        let plan = Plan::new(12, Basis::Satclip).unwrap();
+        let mut f32s = vec![0.0f32; 105 * 144];
+        spherical_harmonics_into(&plan, &pts, &mut f32s).unwrap();
+        let f64s = spherical_harmonics(&pts, 12, Basis::Satclip).unwrap();
+        assert!(f32s.iter().zip(&f64s).all(|(a, b)| *a == *b as f32));
+    }
+
+    #[test]
+    fn invalid_input_writes_nothing() {
+        let plan = Plan::new(3, Basis::Satclip).unwrap();
+        let pts = [0.0, 0.0, 0.0, 95.0];
+        let mut out = vec![7.0f64; 18];
+        assert!(matches!(
+            spherical_harmonics_into(&plan, &pts[..], &mut out),
+            Err(Error::OutOfRange { row: 1, .. })
+        ));
+        assert!(out.iter().all(|&v| v == 7.0));
+        let mut short = vec![0.0f64; 17];
+        assert_eq!(
+            spherical_harmonics_into(&plan, &pts[..2], &mut short),
+            Err(Error::OutputSize {
+                expected: (1, 9),
+                found: 17
+            })
+        );
+    }
+}
