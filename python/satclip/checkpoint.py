@@ -1,0 +1,471 @@
+"""Loading and saving SatCLIP location encoders.
+
+Two file formats are read:
+
+* the released PyTorch Lightning checkpoints (``.ckpt``, also any other suffix torch can load):
+  a pickle with a ``state_dict`` (location weights under ``model.location.nnet.*``) and
+  ``hyper_parameters``. They are unpickled with ``torch.load(weights_only=True)``, so a file
+  that would need arbitrary code to unpickle is refused instead of run;
+* satclip's own ``.safetensors`` files written by :func:`save`: the location weights plus a
+  small JSON config in the file's metadata. Loading them involves no pickle at all.
+
+Models are named by a short name from :data:`MODELS` (``"resnet50-l40"``), the Hub repository
+of a released model (``"microsoft/SatCLIP-ResNet50-L40"``), an explicit Hub file
+(``"hf://owner/repo/path/in/repo.safetensors"``) or a local path. Hub files are fetched with
+``huggingface_hub.hf_hub_download`` (its cache, ``HF_HUB_OFFLINE`` and ``cache_dir`` apply),
+and only the one checkpoint file is downloaded.
+
+dtype: :func:`load` returns float64 weights by default - the released checkpoints store
+float64 and the original code runs the location encoder in float64, so a loaded model is
+bit-for-bit the released one. :func:`satclip.encode` makes its own float32 copy when asked
+for float32 output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import zipfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Union
+
+import torch
+from torch import Tensor
+
+from .errors import CheckpointError, DTypeError
+from .harmonics import MAX_DEGREES
+from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+@dataclass(frozen=True)
+class ReleasedModel:
+    """A pretrained SatCLIP model published by Microsoft on the Hugging Face Hub."""
+
+    repo_id: str
+    filename: str
+    #: The revision downloaded. "main": satclip cannot reach the Hub where it is built, so no
+    #: commit hash could be verified; pass ``revision=`` to :func:`load` to pin a commit.
+    revision: str
+    vision_encoder: str
+    legendre_polys: int
+
+
+def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
+    return ReleasedModel(
+        repo_id=f"microsoft/SatCLIP-{vision}-L{L}",
+        filename=f"satclip-{vision_file}-l{L}.ckpt",
+        revision="main",
+        vision_encoder=vision,
+        legendre_polys=L,
+    )
+
+
+#: The six released models by short name.
+MODELS: dict[str, ReleasedModel] = {
+    f"{short}-l{L}": _released(vision, short, L)
+    for vision, short in (("ResNet18", "resnet18"), ("ResNet50", "resnet50"), ("ViT16", "vit16"))
+    for L in (10, 40)
+}
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """The hyper-parameters that define a location encoder's architecture."""
+
+    legendre_polys: int
+    embed_dim: int = 256
+    capacity: int = 256
+    num_hidden_layers: int = 2
+    basis: str = "satclip"
+
+    def __post_init__(self) -> None:
+        for name, low, high in (
+            ("legendre_polys", 1, MAX_DEGREES),
+            ("embed_dim", 1, 1 << 20),
+            ("capacity", 1, 1 << 20),
+            ("num_hidden_layers", 1, 1024),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise CheckpointError(f"hyper-parameter {name} must be an integer in [{low}, {high}], got {value!r}")
+        if self.basis not in ("satclip", "orthonormal"):
+            raise CheckpointError(f'hyper-parameter basis must be "satclip" or "orthonormal", got {self.basis!r}')
+
+    @classmethod
+    def of(cls, model: LocationEncoder) -> EncoderConfig:
+        """The config of a model built by :func:`~satclip.nn.build_location_encoder`."""
+        if not isinstance(model, LocationEncoder) or not isinstance(model.posenc, SphericalHarmonics) or not isinstance(
+            model.nnet, SirenNet
+        ):
+            raise CheckpointError(
+                "only LocationEncoder(SphericalHarmonics, SirenNet) models can be saved, got "
+                f"{type(model).__name__}"
+            )
+        return cls(
+            legendre_polys=model.posenc.L,
+            embed_dim=model.nnet.last_layer.dim_out,
+            capacity=model.nnet.dim_hidden,
+            num_hidden_layers=model.nnet.num_layers,
+            basis=model.posenc.basis,
+        )
+
+    def build(self) -> LocationEncoder:
+        return build_location_encoder(
+            self.legendre_polys, self.embed_dim, self.capacity, self.num_hidden_layers, self.basis  # type: ignore[arg-type]
+        )
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Names (relative to ``nnet.``) and shapes of every tensor of the network."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        dim_in = self.legendre_polys**2
+        for i in range(self.num_hidden_layers):
+            shapes[f"layers.{i}.weight"] = (self.capacity, dim_in)
+            shapes[f"layers.{i}.bias"] = (self.capacity,)
+            dim_in = self.capacity
+        shapes["last_layer.weight"] = (self.embed_dim, self.capacity)
+        shapes["last_layer.bias"] = (self.embed_dim,)
+        return shapes
+
+
+# ----------------------------------------------------------------------------------------
+# Public API
+
+
+def load(
+    model: PathLike,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | str = torch.float64,
+    cache_dir: PathLike | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> LocationEncoder:
+    """Loads a SatCLIP location encoder, in eval mode.
+
+    Parameters
+    ----------
+    model:
+        A short name from :data:`MODELS` (``"resnet50-l40"``), a released model's Hub
+        repository (``"microsoft/SatCLIP-ResNet50-L40"``), a Hub file
+        (``"hf://owner/repo/file.safetensors"``), or a local ``.ckpt``/``.safetensors`` path.
+    device:
+        Where the weights go (default: CPU).
+    dtype:
+        ``torch.float64`` (default, as released) or ``torch.float32``.
+    cache_dir, local_files_only, revision:
+        Passed to ``huggingface_hub.hf_hub_download`` for Hub models. ``local_files_only=None``
+        means "only if the ``HF_HUB_OFFLINE`` environment variable is set" (read at call time).
+        ``revision`` overrides the registry's pinned revision.
+
+    Raises
+    ------
+    CheckpointError
+        The name is unknown, the file is missing, truncated, unsafe to unpickle, or does not
+        describe a spherical-harmonics + SIREN location encoder (the message says which
+        hyper-parameter or tensor is wrong).
+    """
+    dtype = _check_dtype(dtype)
+    source = parse_source(model, revision=revision)
+    if source.kind == "file":
+        path = Path(source.location)
+    else:
+        path = _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
+    if path.suffix.lower() == ".safetensors":
+        config, tensors = _read_safetensors(path)
+        prefix = "nnet."
+    else:
+        config, tensors, prefix = _read_lightning_checkpoint(path)
+    released = _RELEASED_BY_REPO.get(source.location.lower()) if source.kind == "hub" else None
+    if released is not None and released.filename == source.filename and config.legendre_polys != released.legendre_polys:
+        # A damaged or substituted cache entry: better to stop than to encode with the wrong model.
+        raise CheckpointError(
+            f"{path} says legendre_polys={config.legendre_polys}, but {released.repo_id} is an "
+            f"L={released.legendre_polys} model; the cached file is not the released one"
+        )
+    encoder = _build_from_tensors(config, tensors, prefix, source=str(path))
+    return encoder.to(device=torch.device(device) if device is not None else None, dtype=dtype).eval()
+
+
+def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False) -> Path:
+    """Writes ``model``'s weights and config to a ``.safetensors`` file that :func:`load` reads.
+
+    The architecture (``legendre_polys``, ``embed_dim``, ``capacity``, ``num_hidden_layers``,
+    ``basis``) is stored as JSON in the file's metadata under ``"satclip_config"``, so the
+    file is self-contained and loads without pickle. Weights keep their dtype. An existing
+    file is only replaced with ``overwrite=True``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise CheckpointError(f"satclip saves .safetensors files; got the path {str(path)!r}")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    config = EncoderConfig.of(model)
+    tensors = {
+        name: t.detach().to("cpu").contiguous()
+        for name, t in model.state_dict().items()
+        if name.startswith("nnet.")
+    }
+    metadata = {"format": "pt", "satclip_config": json.dumps(asdict(config), sort_keys=True)}
+    # Write next to the target and rename, so an interrupted save never leaves a torn file
+    # under the final name (nor destroys the file being replaced).
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def resolve(
+    model: PathLike,
+    *,
+    cache_dir: PathLike | None = None,
+    local_files_only: bool | None = None,
+    revision: str | None = None,
+) -> Path:
+    """The local file behind a model name (downloading it from the Hub if needed)."""
+    source = parse_source(model, revision=revision)
+    if source.kind == "file":
+        return Path(source.location)
+    return _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """Where a model comes from; hashable, so it can key caches without touching the network."""
+
+    kind: str  # "file" or "hub"
+    location: str  # absolute path, or Hub repo id
+    filename: str = ""
+    revision: str = ""
+
+
+def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource:
+    """Interprets a model name without downloading anything (see :func:`load`)."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise CheckpointError(
+            f"a model is named by a string or path (or passed as a loaded LocationEncoder), got {type(model).__name__}"
+        )
+    text = os.fspath(model)
+    if not isinstance(text, str):
+        raise CheckpointError(f"model paths must be text, got {text!r}")
+    if isinstance(model, str):
+        released = MODELS.get(text.lower()) or _RELEASED_BY_REPO.get(text.lower())
+        if released is not None:
+            return ModelSource("hub", released.repo_id, released.filename, revision or released.revision)
+        match = _HUB_FILE.fullmatch(text)
+        if text.startswith("hf://"):
+            if match is None:
+                raise CheckpointError(f"Hub files are written hf://owner/repo/path/to/file, got {text!r}")
+            return ModelSource("hub", match["repo"], match["file"], revision or "main")
+    path = Path(text).expanduser()
+    if path.is_file():
+        return ModelSource("file", str(path.resolve()))
+    if path.exists():
+        raise CheckpointError(f"{text!r} is not a file (expected a .ckpt or .safetensors checkpoint)")
+    if isinstance(model, str) and _REPO_ID.fullmatch(text):
+        raise CheckpointError(
+            f"unknown model {text!r}: not a file, and not one of the released models "
+            f"({', '.join(MODELS)} or their Hub repositories); for another Hub repository "
+            "name the file: hf://owner/repo/file.safetensors"
+        )
+    if isinstance(model, str) and not Path(text).suffix and os.sep not in text:
+        raise CheckpointError(f"unknown model {text!r}: known models are {', '.join(MODELS)} (or pass a file path)")
+    raise CheckpointError(f"no such checkpoint file: {text!r}")
+
+
+# ----------------------------------------------------------------------------------------
+# Reading
+
+
+_RELEASED_BY_REPO = {m.repo_id.lower(): m for m in MODELS.values()}
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+_HUB_FILE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>[^\s]+)")
+
+#: Where the location encoder's network lives in a Lightning checkpoint, most specific first:
+#: the released files hold it under ``model.location.nnet`` and alias it as ``model.nnet``.
+_NNET_PREFIXES = ("model.location.nnet.", "location.nnet.", "model.nnet.", "nnet.")
+
+
+def _hub_download(source: ModelSource, *, cache_dir: PathLike | None, local_files_only: bool | None) -> Path:
+    from huggingface_hub import hf_hub_download
+
+    if local_files_only is None:
+        # huggingface_hub reads HF_HUB_OFFLINE once, at import; read it again so that setting
+        # it later in the process still keeps satclip off the network.
+        local_files_only = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    try:
+        return Path(
+            hf_hub_download(
+                source.location,
+                source.filename,
+                revision=source.revision,
+                cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
+                local_files_only=local_files_only,
+            )
+        )
+    except Exception as err:  # huggingface_hub raises many types (HTTP, offline, not found)
+        offline = " (offline: only the local cache was searched)" if local_files_only else ""
+        raise CheckpointError(
+            f"could not get {source.filename} from the Hugging Face Hub repository {source.location} "
+            f"at revision {source.revision!r}{offline}: {type(err).__name__}: {_first_line(err)}"
+        ) from err
+
+
+def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except Exception as err:  # SafetensorError, OSError: truncated or not a safetensors file
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {_first_line(err)}"
+        ) from err
+    if "satclip_config" not in metadata:
+        raise CheckpointError(
+            f"{path} has no satclip_config metadata: it was not written by satclip.save, so its architecture is unknown"
+        )
+    try:
+        raw = json.loads(metadata["satclip_config"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: satclip_config metadata is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: satclip_config metadata must be a JSON object")
+    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis") if k not in raw]
+    if missing:
+        raise CheckpointError(f"{path}: satclip_config lacks {', '.join(missing)}")
+    return EncoderConfig(**{k: raw[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis")}), tensors
+
+
+def _read_lightning_checkpoint(path: Path) -> tuple[EncoderConfig, Mapping[str, Any], str]:
+    checkpoint = _torch_load_safely(path)
+    if not isinstance(checkpoint, Mapping) or "state_dict" not in checkpoint:
+        raise CheckpointError(f"{path} is not a SatCLIP Lightning checkpoint: it has no 'state_dict'")
+    state_dict = checkpoint["state_dict"]
+    hparams = checkpoint.get("hyper_parameters")
+    if not isinstance(state_dict, Mapping):
+        raise CheckpointError(f"{path}: 'state_dict' is a {type(state_dict).__name__}, not a mapping")
+    if not isinstance(hparams, Mapping):
+        raise CheckpointError(f"{path} has no 'hyper_parameters', so the location encoder's architecture is unknown")
+    config = _config_from_hyper_parameters(hparams, source=str(path))
+    prefix = next((p for p in _NNET_PREFIXES if f"{p}layers.0.weight" in state_dict), None)
+    if prefix is None:
+        raise CheckpointError(
+            f"{path} holds no location-encoder weights: none of "
+            f"{', '.join(p + 'layers.0.weight' for p in _NNET_PREFIXES)} is in its state_dict"
+        )
+    return config, state_dict, prefix
+
+
+def _torch_load_safely(path: Path) -> Any:
+    try:
+        # mmap: a released file is mostly vision weights; map it instead of reading it all.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+    except pickle.UnpicklingError as err:
+        message = str(err)
+        if "weights only load failed" in message.lower() or "global" in message.lower():
+            detail = re.search(r"GLOBAL ([\w.]+)", message)
+            what = f" (it references {detail.group(1)})" if detail else ""
+            raise CheckpointError(
+                f"refusing to load {path}: unpickling it would need arbitrary code{what}. "
+                "satclip only unpickles plain tensors and containers (torch.load weights_only=True); "
+                "a genuine SatCLIP checkpoint needs nothing else"
+            ) from err
+        raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt?): {_first_line(err)}") from err
+    except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
+        raise CheckpointError(
+            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {_first_line(err)}"
+        ) from err
+
+
+def _config_from_hyper_parameters(hparams: Mapping[str, Any], *, source: str) -> EncoderConfig:
+    """The architecture from a Lightning checkpoint's hyper-parameters (unknown keys ignored)."""
+    le_type = hparams.get("le_type")
+    if le_type != "sphericalharmonics":
+        raise CheckpointError(
+            f"{source}: location encoder type le_type={le_type!r} is not supported; "
+            "satclip implements le_type='sphericalharmonics'"
+        )
+    pe_type = hparams.get("pe_type")
+    if pe_type != "siren":
+        raise CheckpointError(
+            f"{source}: network type pe_type={pe_type!r} is not supported; satclip implements pe_type='siren'"
+        )
+    # "analytic" is the basis satclip computes (exactly); the original's "closed-form" variant is a
+    # different basis (Condon-Shortley phase, no factor pi), so its weights would be meaningless here.
+    calculation = hparams.get("harmonics_calculation", "analytic")
+    if calculation != "analytic":
+        raise CheckpointError(
+            f"{source}: harmonics_calculation={calculation!r} is not supported; "
+            "satclip computes the 'analytic' basis the released models use"
+        )
+    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers") if k not in hparams]
+    if missing:
+        raise CheckpointError(f"{source}: hyper_parameters lack {', '.join(missing)}")
+    values = {k: hparams[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers")}
+    try:
+        return EncoderConfig(**values)
+    except CheckpointError as err:
+        raise CheckpointError(f"{source}: {err}") from None
+
+
+def _build_from_tensors(config: EncoderConfig, tensors: Mapping[str, Any], prefix: str, *, source: str) -> LocationEncoder:
+    """A float64 encoder with the checkpoint's weights, after checking every tensor."""
+    expected = config.expected_shapes()
+    state: dict[str, Tensor] = {}
+    for name, shape in expected.items():
+        key = prefix + name
+        if key not in tensors:
+            raise CheckpointError(f"{source}: tensor {key} is missing (expected shape {tuple(shape)})")
+        value = tensors[key]
+        if not isinstance(value, Tensor):
+            raise CheckpointError(f"{source}: {key} is a {type(value).__name__}, not a tensor")
+        if tuple(value.shape) != shape:
+            raise CheckpointError(
+                f"{source}: tensor {key} has shape {tuple(value.shape)}, expected {shape} "
+                f"(from legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+                f"embed_dim={config.embed_dim})"
+            )
+        if not value.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {key} has dtype {value.dtype}, expected floating point")
+        if not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{source}: tensor {key} contains NaN or infinite values")
+        state["nnet." + name] = value.to(torch.float64)
+    extra = sorted(
+        k for k in tensors if k.startswith(prefix) and k[len(prefix):] not in expected
+    )
+    if extra:
+        raise CheckpointError(
+            f"{source}: unexpected tensor {extra[0]} (hyper_parameters say num_hidden_layers={config.num_hidden_layers})"
+        )
+    encoder = config.build().double()
+    encoder.load_state_dict(state, strict=True)
+    return encoder
+
+
+def _check_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    aliases = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64, "float": torch.float32}
+    if isinstance(dtype, str):
+        dtype = aliases.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
+    if dtype not in (torch.float32, torch.float64):
+        raise DTypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
+    return dtype  # type: ignore[return-value]
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+__all__ = ["MODELS", "ReleasedModel", "EncoderConfig", "ModelSource", "load", "save", "resolve", "parse_source"]
