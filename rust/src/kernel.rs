@@ -88,15 +88,18 @@ pub(crate) fn encode_rows<I: Real, O: Real>(
     store: Store,
 ) {
     debug_assert_eq!(out.len(), lonlat.len() / 2 * plan.num_features());
-    match level {
+    // The thread-local is reached here, outside the target-feature functions: the closure
+    // `with_borrow_mut` takes is compiled without their features, so the kernel must not be
+    // inside it.
+    WORKSPACE.with_borrow_mut(|ws| match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `SimdLevel::Avx512` is only ever active when the CPU reports these features.
-        SimdLevel::Avx512 => unsafe { encode_rows_avx512(plan, lonlat, out, store) },
+        SimdLevel::Avx512 => unsafe { encode_rows_avx512(plan, lonlat, out, store, ws) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA.
-        SimdLevel::Avx2 => unsafe { encode_rows_avx2(plan, lonlat, out, store) },
-        _ => with_workspace::<I, O, Portable>(plan, lonlat, out, store),
-    }
+        SimdLevel::Avx2 => unsafe { encode_rows_avx2(plan, lonlat, out, store, ws) },
+        _ => encode_rows_with::<I, O, Portable>(plan, lonlat, out, store, ws),
+    })
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -106,8 +109,9 @@ unsafe fn encode_rows_avx512<I: Real, O: Real>(
     lonlat: &[I],
     out: &mut [O],
     store: Store,
+    ws: &mut Workspace,
 ) {
-    with_workspace::<I, O, Avx512>(plan, lonlat, out, store)
+    encode_rows_with::<I, O, Avx512>(plan, lonlat, out, store, ws)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -117,14 +121,15 @@ unsafe fn encode_rows_avx2<I: Real, O: Real>(
     lonlat: &[I],
     out: &mut [O],
     store: Store,
+    ws: &mut Workspace,
 ) {
-    with_workspace::<I, O, Avx2>(plan, lonlat, out, store)
+    encode_rows_with::<I, O, Avx2>(plan, lonlat, out, store, ws)
 }
 
 /// Per-thread buffers, kept between calls: allocated per task they would cost a page fault
 /// and a page clear per 4 KiB (they are too large for malloc's heap and get mmap'd).
 #[derive(Default)]
-struct Workspace {
+pub(crate) struct Workspace {
     /// Feature-major block, `scratch[k][lane]`: the recurrences write whole vectors here.
     scratch: Vec<Lanes>,
     /// Row-major copy of the block for streaming stores (f64 storage, viewed as `O`).
@@ -136,27 +141,26 @@ thread_local! {
 }
 
 #[inline(always)]
-fn with_workspace<I: Real, O: Real, X: Isa>(
+fn encode_rows_with<I: Real, O: Real, X: Isa>(
     plan: &Plan,
     lonlat: &[I],
     out: &mut [O],
     store: Store,
+    ws: &mut Workspace,
 ) {
     let nf = plan.num_features();
-    WORKSPACE.with_borrow_mut(|ws| {
-        ws.scratch.resize(nf, [0.0; LANES]);
-        let staged = if store == Store::Streaming {
-            LANES * nf
-        } else {
-            0
-        };
-        ws.staging.resize(staged, 0.0);
-        // SAFETY: `staging` holds `staged` f64s, which is room for `staged` values of O
-        // (f32 or f64, no larger than f64, alignment no stricter); any bits are valid floats.
-        let staging =
-            unsafe { std::slice::from_raw_parts_mut(ws.staging.as_mut_ptr() as *mut O, staged) };
-        encode_blocks::<I, O, X>(plan, lonlat, out, &mut ws.scratch, staging, store);
-    });
+    ws.scratch.resize(nf, [0.0; LANES]);
+    let staged = if store == Store::Streaming {
+        LANES * nf
+    } else {
+        0
+    };
+    ws.staging.resize(staged, 0.0);
+    // SAFETY: `staging` holds `staged` f64s, which is room for `staged` values of O
+    // (f32 or f64, no larger than f64, alignment no stricter); any bits are valid floats.
+    let staging =
+        unsafe { std::slice::from_raw_parts_mut(ws.staging.as_mut_ptr() as *mut O, staged) };
+    encode_blocks::<I, O, X>(plan, lonlat, out, &mut ws.scratch, staging, store);
 }
 
 #[inline(always)]
