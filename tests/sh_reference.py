@@ -30,9 +30,19 @@ def _legendre_coefficients(l: int, m: int) -> tuple[tuple[int, int], ...]:
     return tuple(terms)
 
 
-def reference_features(lonlat: np.ndarray, L: int, basis: str = "satclip", digits: int | None = None) -> np.ndarray:
-    """(N, L*L) float64 array: the basis at each point, rounded once from high precision."""
-    digits = digits or max(40, 2 * L + 30)
+def reference_features(lonlat: np.ndarray, L: int, basis: str = "satclip") -> np.ndarray:
+    """(N, L*L) float64 array: the basis at each point, rounded once from high precision.
+
+    Cached per (points, L, basis): several test files evaluate the same edge points.
+    """
+    pts = np.ascontiguousarray(lonlat, dtype=np.float64)
+    return _reference(pts.tobytes(), len(pts), L, basis).copy()
+
+
+@lru_cache(maxsize=64)
+def _reference(raw: bytes, n: int, L: int, basis: str) -> np.ndarray:
+    lonlat = np.frombuffer(raw, dtype=np.float64).reshape(n, 2)
+    digits = max(40, 2 * L + 30)
     out = np.empty((len(lonlat), L * L))
     with mpmath.workdps(digits):
         for row, (lon, lat) in enumerate(np.asarray(lonlat, dtype=np.float64)):
