@@ -131,7 +131,7 @@ def load_backbone_weights(encoder: nn.Module, reference: str) -> None:
     encoder.load_state_dict(state, strict=False)
 
 
-def freeze_backbone(encoder: nn.Module) -> None:
+def freeze_all_but_head(encoder: nn.Module) -> None:
     """Stops gradients to everything but the head (the released models' recipe)."""
     encoder.requires_grad_(False)
     encoder.get_classifier().requires_grad_(True)
@@ -152,7 +152,7 @@ __all__ = [
     "check_encoder_name",
     "create_image_encoder",
     "load_backbone_weights",
-    "freeze_backbone",
+    "freeze_all_but_head",
     "encode_images",
 ]
 

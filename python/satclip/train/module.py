@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from ..harmonics import check_degrees
 from ..nn import LocationEncoder, build_location_encoder
-from .encoders import check_encoder_name, create_image_encoder, encode_images, freeze_backbone, load_backbone_weights
+from .encoders import check_encoder_name, create_image_encoder, encode_images, freeze_all_but_head, load_backbone_weights
 from .errors import TrainingConfigError
 from .loss import clip_loss
 
@@ -144,7 +144,7 @@ class SatCLIPModule(pl.LightningModule):
                 stacklevel=2,
             )
         if frozen:
-            freeze_backbone(visual)
+            freeze_all_but_head(visual)
         location = build_location_encoder(legendre_polys, embed_dim, capacity, num_hidden_layers)
         location.to(LOCATION_DTYPES[location_dtype])
         self.model = SatCLIP(visual, location, backbone_frozen=frozen)
