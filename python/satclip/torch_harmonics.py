@@ -24,8 +24,8 @@ from .harmonics import Basis, check_degrees
 
 
 @lru_cache(maxsize=32)
-def _tables(L: int, basis: Basis) -> dict[str, torch.Tensor]:
-    """Recurrence coefficients and the output gather index, in float64 on the CPU."""
+def _tables(L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Recurrence coefficients A, B (L x L) and diagonal factors D (L), float64 on the CPU."""
     A = torch.zeros(L, L, dtype=torch.float64)
     B = torch.zeros(L, L, dtype=torch.float64)
     for l in range(1, L):
@@ -42,65 +42,47 @@ def _tables(L: int, basis: Basis) -> dict[str, torch.Tensor]:
     D[0] = 0.5 / math.sqrt(math.pi)
     for m in range(1, L):
         D[m] = D[m - 1] * math.sqrt((2 * m + 1) / (2 * m))
-    # Output column l*l + l + m takes Pbar_l^|m| times trig column (m + L - 1) of
-    # [sqrt2 sin(|m| phi) for m = -(L-1)..-1, zonal scale, sqrt2 cos(m phi) for m = 1..L-1].
-    ls, ms = [], []
-    for l in range(L):
-        for m in range(-l, l + 1):
-            ls.append(l)
-            ms.append(m)
-    l_idx = torch.tensor(ls)
-    m_idx = torch.tensor(ms)
-    zonal = math.pi if basis == "satclip" else 1.0
-    return {
-        "A": A,
-        "B": B,
-        "D": D,
-        "flat_p": l_idx * L + m_idx.abs(),
-        "trig_col": m_idx + (L - 1),
-        "zonal": torch.tensor(zonal, dtype=torch.float64),
-    }
+    return A, B, D
 
 
-def torch_spherical_harmonics(lonlat: torch.Tensor, L: int, basis: Basis = "satclip") -> torch.Tensor:
+def torch_spherical_harmonics(
+    lonlat: torch.Tensor, L: int, basis: Basis = "satclip", *, out: torch.Tensor | None = None
+) -> torch.Tensor:
     """SH features of ``lonlat`` (N, 2) [lon, lat] degrees -> (N, L*L), same device and dtype.
 
     The input is assumed validated (finite, in range); computation runs in the input's dtype.
+    Working memory beyond the output is O(N * L). ``out`` (N, L*L) may be given to fill.
     """
     L = check_degrees(L)
     dtype, device = lonlat.dtype, lonlat.device
-    t = {k: v.to(device=device, dtype=dtype if v.is_floating_point() else v.dtype) for k, v in _tables(L, basis).items()}
+    A, B, D = (t.to(device=device, dtype=dtype) for t in _tables(L))
+    n = lonlat.shape[0]
+    if out is None:
+        out = torch.empty(n, L * L, device=device, dtype=dtype)
     lon, lat = lonlat[:, 0], lonlat[:, 1]
     # theta = lat + 90 deg: x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat).
     lat_r = torch.deg2rad(lat)
-    x = -torch.sin(lat_r)
+    x = -torch.sin(lat_r)[:, None]
     s = torch.cos(lat_r).abs()
-    # phi = lon + 180 deg; m * phi for m = 1..L-1 directly (no error build-up).
-    phi = torch.deg2rad(lon) + math.pi
-    n = lonlat.shape[0]
-
+    # phi = lon + 180 deg; m * phi for m = 0..L-1 directly (no error build-up).
     ms = torch.arange(L, device=device, dtype=dtype)
-    diag = t["D"] * torch.pow(s[:, None], ms)  # (N, L): Pbar_m^m
-    P = torch.empty(n, L, L, device=device, dtype=dtype)  # P[:, l, m]
+    mphi = (torch.deg2rad(lon) + math.pi)[:, None] * ms
+    cos_m = math.sqrt(2.0) * torch.cos(mphi)
+    sin_m = math.sqrt(2.0) * torch.sin(mphi)
+    cos_m[:, 0] = math.pi if basis == "satclip" else 1.0  # the zonal column's factor
+
+    diag = D * torch.pow(s[:, None], ms)  # (N, L): Pbar_m^m
     prev2 = torch.zeros(n, L, device=device, dtype=dtype)
     prev = torch.zeros(n, L, device=device, dtype=dtype)
     prev[:, 0] = diag[:, 0]
-    P[:, 0] = prev
-    xc = x[:, None]
-    for l in range(1, L):
-        cur = t["A"][l] * xc * prev - t["B"][l] * prev2
-        cur[:, l] = diag[:, l]
-        P[:, l] = cur
-        prev2, prev = prev, cur
-
-    mphi = phi[:, None] * ms[1:]
-    sqrt2 = math.sqrt(2.0)
-    trig = torch.cat(
-        [
-            sqrt2 * torch.sin(mphi).flip(1),
-            t["zonal"].expand(n, 1),
-            sqrt2 * torch.cos(mphi),
-        ],
-        dim=1,
-    )  # (N, 2L-1)
-    return P.reshape(n, L * L)[:, t["flat_p"]] * trig[:, t["trig_col"]]
+    cur = prev
+    for l in range(L):
+        if l > 0:
+            cur = A[l] * x * prev - B[l] * prev2
+            cur[:, l] = diag[:, l]
+            prev2, prev = prev, cur
+        centre = l * l + l
+        # Columns centre - l .. centre - 1 hold m = -l .. -1 (sines, in reverse order of m).
+        out[:, centre - l : centre] = (cur[:, 1 : l + 1] * sin_m[:, 1 : l + 1]).flip(1)
+        out[:, centre : centre + l + 1] = cur[:, : l + 1] * cos_m[:, : l + 1]
+    return out
