@@ -320,8 +320,9 @@ def _fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> N
     repo = cache / ("models--" + repo_id.replace("/", "--"))
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(COMMIT)
-    (repo / "snapshots" / COMMIT).mkdir(parents=True)
-    shutil.copy(source, repo / "snapshots" / COMMIT / filename)
+    target = repo / "snapshots" / COMMIT / filename
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
 
 
 @pytest.fixture
@@ -371,3 +372,14 @@ def test_hub_offline_in_a_fresh_process(hub_cache: Path) -> None:
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["40", "256"]
+
+
+def test_hub_file_urls(tmp_path: Path, released_l10: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    converted = save(load(released_l10[0]), tmp_path / "model.safetensors")
+    cache = tmp_path / "hf-cache"
+    _fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load("hf://someone/my-satclip/weights/model.safetensors", cache_dir=cache)
+    assert torch.equal(embed(model), embed(load(released_l10[0])))
+    with pytest.raises(CheckpointError, match="hf://owner/repo/path/to/file"):
+        load("hf://someone", cache_dir=cache)

@@ -344,3 +344,19 @@ def test_cuda_tensor_in_cuda_tensor_out(ckpt_l10: Path) -> None:
     cpu_in = encode(points.cpu(), ckpt_l10, device="cuda")  # computed on the GPU, returned on the CPU
     assert not cpu_in.is_cuda
     torch.testing.assert_close(out.cpu(), cpu_in, rtol=0, atol=1e-6)
+
+
+def test_encoders_with_a_modified_network_run_through_the_module(ckpt_l10: Path) -> None:
+    model = load(ckpt_l10)
+    model.nnet.last_layer.activation = torch.nn.Tanh()  # no longer the plain SIREN
+    points = random_points(30, seed=8)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(points)).numpy()
+    got = encode(points, model, dtype=torch.float64, device="cpu", batch_size=8)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-14)
+    assert np.abs(got).max() <= 1  # the tanh really was applied
+
+
+def test_other_modules_are_refused(ckpt_l10: Path) -> None:
+    with pytest.raises(CheckpointError, match="Linear"):
+        encode(random_points(3), torch.nn.Linear(2, 4))
