@@ -48,8 +48,6 @@ def ylm_expression(l: int, m: int):  # -> sympy.Expr
 
 @lru_cache(maxsize=None)
 def _degree_sources_in_memory(l: int) -> tuple[str, ...]:
-    import sympy  # noqa: F401  (import cost paid once)
-
     return tuple(str(ylm_expression(l, m).evalf()) for m in range(-l, l + 1))
 
 

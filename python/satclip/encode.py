@@ -15,6 +15,7 @@ Design choices (documented in :func:`encode`):
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import sys
 import threading
@@ -106,9 +107,9 @@ def encode(
 
     if batch_size is None:
         batch_size = runner.auto_batch_size()
-    elif isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    batch_size = min(batch_size, n)
+    batch_size = min(int(batch_size), n)
     if progress is None:
         progress = n * runner.L**2 >= _AUTO_PROGRESS_WORK and sys.stderr is not None and sys.stderr.isatty()
 
