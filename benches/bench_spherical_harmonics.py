@@ -1,0 +1,102 @@
+"""Spherical harmonics alone: the Rust core against torch baselines and sphericart.
+
+Every case of one (L, dtype, N, threads) group runs in the same session, so gate.py can turn the
+medians into ratios (baseline / Rust) that mean the same thing on any machine.
+
+Implementations (``impl`` in extra_info):
+
+* ``rust_out``         satclip.spherical_harmonics(..., out=buf) into a reused buffer
+* ``rust_fresh``       satclip.spherical_harmonics(...) returning a new array every call
+* ``torch_vectorised`` (a) benches/sh_baselines.vectorised_torch_sh into a reused tensor
+* ``torch_per_lm``     (b) per-(l, m) columns + torch.stack, original-code structure (small N, 1 thread)
+* ``sphericart``       sphericart.SphericalHarmonics(l_max=L-1) into a reused buffer, xyz input
+* ``write_floor``      ndarray.fill on an output of the same size: the memory-write floor (1 thread)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from benchkit import THREADS, Mode, sample_lonlat, set_threads, timed, usable_cpus
+from conftest import get_mode
+from sh_baselines import SphericartSH, check_against_satclip, lonlat_to_xyz, per_lm_torch_sh, vectorised_torch_sh
+
+IMPLS = ("rust_out", "rust_fresh", "torch_vectorised", "torch_per_lm", "sphericart", "write_floor")
+DEGREES = (10, 40)
+DTYPES = ("float32", "float64")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "sh_case" not in metafunc.fixturenames:
+        return
+    mode: Mode = get_mode(metafunc.config)
+    cases, ids = [], []
+    for n in mode.sh_sizes:
+        for threads in THREADS:
+            for L in DEGREES:
+                for dtype in DTYPES:
+                    for impl in IMPLS:
+                        single_thread_only = impl in ("torch_per_lm", "write_floor")
+                        if single_thread_only and threads != 1:
+                            continue
+                        if impl == "torch_per_lm" and n not in mode.per_lm_sizes:
+                            continue  # O(L^3) tiny ops: minutes per call at large N
+                        cases.append((impl, L, dtype, n, threads))
+                        ids.append(f"{impl}-L{L}-{dtype}-N{n}-t{threads}")
+    metafunc.parametrize("sh_case", cases, ids=ids)
+
+
+def _make_call(impl: str, L: int, dtype: str, n: int) -> Callable[[], Any]:
+    """The zero-argument callable timed for one case; all inputs and outputs prepared here."""
+    np_dtype = np.dtype(dtype)
+    lonlat, _ = sample_lonlat(n, np_dtype.type)
+    if impl == "rust_out":
+        buf = np.empty((n, L * L), dtype=np_dtype)
+        return lambda: satclip.spherical_harmonics(lonlat, L, out=buf)
+    if impl == "rust_fresh":
+        return lambda: satclip.spherical_harmonics(lonlat, L)
+    if impl in ("torch_vectorised", "torch_per_lm"):
+        check_against_satclip(impl, L, dtype) if (dtype == "float64" or L <= 10) else None
+        t = torch.from_numpy(lonlat)
+        if impl == "torch_per_lm":
+            return lambda: per_lm_torch_sh(t, L)
+        tbuf = torch.empty(n, L * L, dtype=t.dtype)
+        return lambda: vectorised_torch_sh(t, L, out=tbuf)
+    if impl == "sphericart":
+        pytest.importorskip("sphericart", reason="sphericart (external reference) is not installed")
+        calc = SphericartSH(L)
+        xyz = lonlat_to_xyz(lonlat.astype(np.float64)).astype(np_dtype)
+        buf = np.empty((n, L * L), dtype=np_dtype)
+        return lambda: calc.compute_into(xyz, buf)
+    if impl == "write_floor":
+        buf = np.empty((n, L * L), dtype=np_dtype)
+        return lambda: buf.fill(1.0)
+    raise ValueError(impl)
+
+
+def bench_sh(benchmark: Any, mode: Mode, sh_case: tuple[str, int, str, int, int]) -> None:
+    impl, L, dtype, n, threads = sh_case
+    if threads > usable_cpus():
+        pytest.skip(f"{threads} threads requested, {usable_cpus()} CPU(s) usable")
+    set_threads(threads)
+    benchmark.group = f"SH L={L} {dtype} N={n} threads={threads}"
+    call = _make_call(impl, L, dtype, n)
+    _, source = sample_lonlat(n)
+    timed(
+        benchmark,
+        call,
+        mode,
+        kind="sh",
+        impl=impl,
+        L=L,
+        dtype=dtype,
+        n=n,
+        threads=threads,
+        simd=satclip.simd_level(),
+        data=source,
+    )

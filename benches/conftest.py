@@ -1,0 +1,62 @@
+"""pytest configuration of the benchmark suite: run mode option, machine info, fixtures."""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any
+
+import pytest
+
+from benchkit import MODES, Mode, usable_cpus
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--bench-mode",
+        choices=sorted(MODES),
+        default=os.environ.get("SATCLIP_BENCH_MODE", "default"),
+        help="quick: small N for CI (gate.py --quick); default: N up to 1e5; full: adds N = 1e6",
+    )
+
+
+def get_mode(config: pytest.Config) -> Mode:
+    return MODES[config.getoption("--bench-mode")]
+
+
+@pytest.fixture(scope="session")
+def mode(pytestconfig: pytest.Config) -> Mode:
+    return get_mode(pytestconfig)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
+    """Records what the ratios depend on next to them in the JSON."""
+    import numpy
+    import satclip
+    import torch
+
+    machine_info["cpu_model"] = _cpu_model()
+    machine_info["usable_cpus"] = usable_cpus()
+    machine_info["satclip_simd"] = satclip.simd_level()
+    machine_info["satclip_version"] = satclip.__version__
+    machine_info["torch_version"] = torch.__version__
+    machine_info["numpy_version"] = numpy.__version__
+    machine_info["bench_mode"] = get_mode(config).name
+    try:
+        import sphericart  # noqa: F401
+        from importlib.metadata import version
+
+        machine_info["sphericart_version"] = version("sphericart")
+    except Exception:  # not installed: the sphericart cases skip
+        machine_info["sphericart_version"] = None
