@@ -383,8 +383,9 @@ def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics(tmp
     torch.testing.assert_close(visual.conv1.weight, donor.model.visual.conv1.weight)
     trainable = {n for n, p in visual.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
-    module.train()
-    assert not visual.bn1.training and visual.fc.training
+    assert not visual.bn1.training and visual.fc.training  # from construction on
+    module.eval().train()
+    assert not visual.bn1.training and visual.fc.training and module.model.location.training
     running_mean = visual.bn1.running_mean.clone()
     images = torch.rand(4, 13, 32, 32)
     points = torch.tensor([[0.0, 0.0], [10.0, 10.0], [20.0, -20.0], [-30.0, 40.0]], dtype=torch.float64)

@@ -60,10 +60,14 @@ class S2Dataset(Dataset):
     def __len__(self) -> int:
         return len(self.entries)
 
+    def load_image(self, index: int) -> np.ndarray:
+        """The (13, H, W) uint16 pixels of sample ``index`` (a seam for cached or synthetic data)."""
+        return read_s2_image(self.entries[index].path, min_size=self.crop_size)
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         entry = self.entries[index]
         try:
-            image = read_s2_image(entry.path, min_size=self.crop_size)
+            image = self.load_image(index)
         except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
             return {"skipped": (entry.path.name, f"{type(exc).__name__}: {exc}")}
         lon, lat = entry.lon, entry.lat

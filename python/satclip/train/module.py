@@ -44,6 +44,7 @@ class SatCLIP(nn.Module):
         self.location = location
         self.backbone_frozen = backbone_frozen
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07), dtype=torch.float32))
+        self.train()  # modules start in training mode; put a frozen backbone in eval mode now
 
     def train(self, mode: bool = True) -> SatCLIP:
         super().train(mode)
