@@ -16,7 +16,7 @@ import torch
 
 from satclip.checkpoint import MODELS
 from satclip.cli import main
-from satclip.encode import clear_model_cache, encode
+from satclip.encoding import clear_model_cache, encode
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,9 @@ from original_reference import original_embeddings, original_features, original_
 from sh_reference import reference_features
 
 import satclip
-import satclip.encode as encode_module
+import satclip.encoding as encode_module
 from satclip.checkpoint import load
-from satclip.encode import clear_model_cache, encode
+from satclip.encoding import clear_model_cache, encode
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
 
 #: Within this many degrees of a pole the original's sin(theta) = sqrt(1 - cos(theta)^2)
@@ -192,9 +192,10 @@ def test_loaded_model_is_accepted_and_left_untouched(ckpt_l10: Path) -> None:
         assert tensor.dtype == torch.float64 and torch.equal(tensor, before[name])
 
 
-def test_satclip_encode_is_callable_after_importing_the_module(ckpt_l10: Path) -> None:
-    # ``import satclip.encode`` binds the module to the package attribute; it must still work.
+def test_satclip_encode_is_the_function_after_importing_the_module(ckpt_l10: Path) -> None:
+    # Importing the implementing module must not shadow the package-level function.
     assert encode_module is not None
+    assert satclip.encode is encode
     assert np.array_equal(satclip.encode([[1.0, 2.0]], ckpt_l10), encode([[1.0, 2.0]], ckpt_l10))
 
 

@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {
-    "encode": "satclip.encode",
+    "encode": "satclip.encoding",
     "load": "satclip.checkpoint",
     "save": "satclip.checkpoint",
     "MODELS": "satclip.checkpoint",

@@ -119,7 +119,7 @@ def _run_encode(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .encode import encode
+    from .encoding import encode
 
     embeddings = encode(
         lonlat,
@@ -166,7 +166,7 @@ def _read_points(path: Path, fmt: str, lon_col: str | None, lat_col: str | None)
             frame = pandas.read_csv(path)
         except pandas.errors.EmptyDataError:
             raise ShapeError(f"{path} is empty (no header row)") from None
-    from .encode import _frame_columns
+    from .encoding import _frame_columns
 
     return frame, _frame_columns(frame, lon_col, lat_col)
 

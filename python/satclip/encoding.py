@@ -1,4 +1,4 @@
-"""``satclip.encode``: location embeddings for many points, fast, with bounded memory.
+"""``satclip.encode`` (defined here): location embeddings for many points, fast, with bounded memory.
 
 Design choices (documented in :func:`encode`):
 
@@ -19,7 +19,6 @@ import numbers
 import os
 import sys
 import threading
-import types
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any, Union
@@ -383,15 +382,5 @@ class _ModuleRunner:
             return result
         return out.copy_(result)
 
-
-# ``import satclip.encode`` binds the *module* to ``satclip.encode``, shadowing the function
-# of the same name that ``satclip/__init__.py`` exposes lazily. Making the module callable
-# keeps ``satclip.encode(...)`` working whichever of the two a user ends up holding.
-class _CallableModule(types.ModuleType):
-    def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray | Tensor:
-        return encode(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["encode", "clear_model_cache", "find_lonlat_columns", "LON_NAMES", "LAT_NAMES"]

@@ -1,0 +1,159 @@
+"""End-to-end location encoding (SH + SIREN), satclip against two pure-torch code paths.
+
+Variants (``variant`` in extra_info), all with the same randomly initialised released-size
+model (``build_location_encoder(L)``: SIREN 256 wide, 2 hidden layers, 256 out), eval mode, the
+same points and the same batch size:
+
+* ``satclip``         ``satclip.encode(lonlat, model, dtype=float32)`` (Rust SH; SH and first
+                      layer in float64, the rest float32, as encode documents)
+* ``torch_sh_siren``  (ii) the vectorised torch SH (benches/sh_baselines.py) in float32 feeding
+                      the same SIREN in float32: what a torch user would write
+* ``original_style``  (i) the original code path: per-(l, m) SH columns + torch.stack and a
+                      float64 SIREN (only at N <= 1e5: it takes minutes beyond)
+* ``sh_only``         the Rust SH alone, float64 into a reused buffer, batched as encode does:
+                      its median over ``satclip``'s is the SH share of encode time
+
+The model is built with ``build_location_encoder`` rather than loaded (no download needed);
+timing does not depend on the weights. CUDA cases run only when a GPU is visible.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from benchkit import Mode, sample_lonlat, set_threads, timed, usable_cpus
+from conftest import get_mode
+from sh_baselines import per_lm_torch_sh, vectorised_torch_sh
+
+DEGREES = (10, 40)
+#: Points per batch for every variant; encode's own default is of the same order on CPU.
+BATCH = 16_384
+ORIGINAL_MAX_N = 100_000
+
+encode_mod = pytest.importorskip("satclip.encoding", reason="satclip.encoding is not available")
+nn_mod = pytest.importorskip("satclip.nn")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "encode_case" not in metafunc.fixturenames:
+        return
+    mode: Mode = get_mode(metafunc.config)
+    cases, ids = [], []
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    for device in devices:
+        for n in mode.encode_sizes:
+            for L in DEGREES:
+                for variant in ("satclip", "torch_sh_siren", "original_style", "sh_only"):
+                    if variant == "original_style" and n > ORIGINAL_MAX_N:
+                        continue
+                    if variant == "sh_only" and device != "cpu":
+                        continue
+                    cases.append((variant, L, n, device))
+                    ids.append(f"{variant}-L{L}-N{n}-{device}")
+    if not cases:  # quick mode: no encode cases; keep one visible, explained skip
+        cases, ids = [None], ["none-in-this-mode"]
+    metafunc.parametrize("encode_case", cases, ids=ids)
+
+
+_MODELS: dict[int, Any] = {}
+
+
+def _model(L: int) -> Any:
+    if L not in _MODELS:
+        torch.manual_seed(L)
+        _MODELS[L] = nn_mod.build_location_encoder(L).eval()
+    return _MODELS[L]
+
+
+def _batched(n: int, fn: Callable[[int, int], None]) -> Callable[[], None]:
+    def run() -> None:
+        for start in range(0, n, BATCH):
+            fn(start, min(start + BATCH, n))
+
+    return run
+
+
+def _make_call(variant: str, L: int, n: int, device: str) -> Callable[[], Any]:
+    lonlat, _ = sample_lonlat(n)
+    model = _model(L)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    if variant == "satclip":
+        if device == "cuda":
+            pts = torch.from_numpy(lonlat).to(device)  # output stays on the GPU: device throughput
+            model_dev = copy.deepcopy(model).to(device)
+
+            def run_gpu() -> Any:
+                out = satclip.encode(pts, model=model_dev, device=device, dtype=torch.float32)
+                sync()
+                return out
+
+            return run_gpu
+        return lambda: satclip.encode(lonlat, model=model, device="cpu", dtype=torch.float32, batch_size=BATCH)
+
+    if variant == "sh_only":
+        buf = np.empty((min(BATCH, n), L * L), dtype=np.float64)
+
+        def sh(start: int, stop: int) -> None:
+            satclip.spherical_harmonics(lonlat[start:stop], L, out=buf[: stop - start])
+
+        return _batched(n, sh)
+
+    if variant == "torch_sh_siren":
+        net = copy.deepcopy(model.nnet).to(device=device, dtype=torch.float32)
+        pts32 = torch.from_numpy(lonlat.astype(np.float32)).to(device)
+        out = torch.empty(n, model.embed_dim, dtype=torch.float32, device=device)
+        if device == "cuda":
+            from satclip.torch_harmonics import torch_spherical_harmonics as sh_fn  # the package's GPU path
+        else:
+            sh_fn = vectorised_torch_sh
+
+        @torch.inference_mode()
+        def torch_step(start: int, stop: int) -> None:
+            out[start:stop] = net(sh_fn(pts32[start:stop], L))
+
+        run = _batched(n, torch_step)
+        return lambda: (run(), sync())
+
+    if variant == "original_style":
+        net64 = copy.deepcopy(model.nnet).to(device=device, dtype=torch.float64)
+        pts64 = torch.from_numpy(lonlat).to(device)
+        out64 = torch.empty(n, model.embed_dim, dtype=torch.float64, device=device)
+
+        @torch.inference_mode()
+        def original_step(start: int, stop: int) -> None:
+            out64[start:stop] = net64(per_lm_torch_sh(pts64[start:stop], L))
+
+        run = _batched(n, original_step)
+        return lambda: (run(), sync())
+    raise ValueError(variant)
+
+
+def bench_encode(benchmark: Any, mode: Mode, encode_case: tuple[str, int, int, str] | None) -> None:
+    if encode_case is None:
+        pytest.skip(f"no end-to-end encode cases in {mode.name} mode")
+    variant, L, n, device = encode_case
+    threads = min(2, usable_cpus())
+    set_threads(threads)  # end to end: use the machine (2 cores here)
+    benchmark.group = f"encode L={L} N={n} {device}"
+    _, source = sample_lonlat(n)
+    timed(
+        benchmark,
+        _make_call(variant, L, n, device),
+        # At most a few rounds: the slow variants take tens of seconds per call.
+        Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20}),
+        kind="encode",
+        variant=variant,
+        L=L,
+        n=n,
+        threads=threads,
+        device=device,
+        batch=BATCH,
+        data=source,
+    )
