@@ -119,4 +119,6 @@ def timed(benchmark: Any, fn: Callable[[], Any], mode: Mode, **info: Any) -> Any
     rounds = int(min(mode.max_rounds, max(mode.min_rounds, mode.budget_s / trial)))
     benchmark.extra_info.update(info)
     benchmark.extra_info["mode"] = mode.name
-    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
+    # The trial call already warmed up; a second warm-up only pays off for short calls.
+    warmup = 1 if trial < 1.0 else 0
+    return benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=warmup)

@@ -125,6 +125,8 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
             medians[("sh", info["impl"], *case)] = median
         elif info.get("kind") == "encode":
             case = (info["L"], info["n"], info["threads"], info.get("device", "cpu"))
+            # Variants timed on a subset of the points (the original-style path) scale linearly.
+            median *= info["n"] / info.get("n_timed", info["n"])
             encode[case][info["variant"]] = median
             medians[("encode", info["variant"], *case)] = median
 
@@ -171,6 +173,8 @@ def fmt_time(seconds: float) -> str:
 def sh_markdown(medians: dict[tuple, float]) -> str:
     """One row per SH case: medians per implementation and the ratios to the Rust core."""
     cases = sorted({k[2:] for k in medians if k[0] == "sh"})
+    if not cases:
+        return ""
     cols = ["rust_out", "rust_fresh", "torch_vectorised", "torch_per_lm", "sphericart", "write_floor"]
     lines = [
         "| L | dtype | N | threads | Rust out= | Rust fresh | torch (a) vectorised | torch (b) per-(l,m) | sphericart "
@@ -194,13 +198,35 @@ def sh_markdown(medians: dict[tuple, float]) -> str:
     return "\n".join(lines)
 
 
+def other_markdown(benchmarks: list[dict[str, Any]]) -> str:
+    """Zero-copy checks and data-pipeline throughput (not gated here: the memory checks assert
+    in the suite itself, and batches/s is an absolute figure)."""
+    out: list[str] = []
+    mem = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "memory"]
+    if mem:
+        out += ["| memory check | N x L*L (float32) | threads | peak resident growth / output size | median time |",
+                "|---|---|---|---|---|"]
+        for b in mem:
+            i = b["extra_info"]
+            out.append(f"| {i['case']} | {i['n']:,} x {i['L'] ** 2} | {i['threads']} | {i['peak_rss_ratio']:.3f} "
+                       f"| {fmt_time(b['stats']['median'])} |")
+    data = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "data"]
+    if data:
+        out += ["", "| data pipeline | workers | batch | batches/s | data |", "|---|---|---|---|---|"]
+        for b in data:
+            i = b["extra_info"]
+            out.append(f"| S2DataModule train loader, L={i['L']} | {i['workers']} | {i['batch_size']} "
+                       f"| {i['batches_per_round'] / b['stats']['median']:.2f} | {i['data']} |")
+    return "\n".join(out)
+
+
 def encode_markdown(medians: dict[tuple, float]) -> str:
     cases = sorted({k[2:] for k in medians if k[0] == "encode"})
     if not cases:
         return ""
     cols = ["satclip", "torch_sh_siren", "original_style", "sh_only"]
     lines = [
-        "| L | N | threads | device | satclip encode | torch SH + SIREN | original style (per-(l,m) SH + f64 SIREN) "
+        "| L | N | threads | device | satclip encode | torch SH + SIREN | original style (per-(l,m) SH + f64 SIREN)* "
         "| SH alone | torch-SH/satclip | original/satclip | SH share |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -219,6 +245,7 @@ def encode_markdown(medians: dict[tuple, float]) -> str:
             + " | ".join(cells)
             + f" | {r(m['torch_sh_siren'], ours)} | {r(m['original_style'], ours)} | {r(m['sh_only'], ours, True)} |"
         )
+    lines.append("\n\\* timed on one batch of points and scaled linearly to N")
     return "\n".join(lines)
 
 
@@ -303,10 +330,15 @@ def main(argv: list[str] | None = None) -> int:
     kernel = machine.get("satclip_simd", "unknown")
     print(f"\n## Benchmarks ({mode}): {machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs; "
           f"CPU supports {cpu}, kernel dispatched {kernel}\n")
-    print(sh_markdown(medians))
+    sh_table = sh_markdown(medians)
+    if sh_table:
+        print(sh_table)
     enc = encode_markdown(medians)
     if enc:
         print("\n" + enc)
+    other = other_markdown(benchmarks)
+    if other:
+        print("\n" + other)
     info = [r for r in ratios if r.kind in ("threads_2_over_1",)]
     if info:
         print("\n| two threads / one thread (Rust out=) | speed-up |\n|---|---|")
