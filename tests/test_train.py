@@ -165,11 +165,10 @@ def test_missing_undersized_and_corrupt_files_are_skipped_and_counted(tmp_path: 
     (data / "images" / "garbage.tif").write_bytes(os.urandom(5000))  # large enough, not a TIFF
     write_patch(data / "images" / "small.tif", 20, seed=99)  # a valid TIFF smaller than the 32-px crop
     assert (data / "images" / "small.tif").stat().st_size > 1000
-    # The parent process has used the SH thread pool; forked loader workers must still compute.
-    satclip.spherical_harmonics(np.zeros((5000, 2)), 4)
     with pytest.warns(SkippedImageWarning) as caught:
         cli = build_cli(tiny_args(data, tmp_path / "out", "--trainer.max_epochs", "2", "--trainer.max_steps", "-1",
-                                  "--data.val_fraction", "0", "--data.batch_size", "4", "--data.num_workers", "2"))
+                                  "--data.val_fraction", "0", "--data.batch_size", "4", "--data.num_workers", "2",
+                                  "--data.worker_timeout", "60"))
     skips = cli.datamodule.skips
     assert skips.missing == ["gone.tif"] and skips.undersized == ["tiny.tif"]
     assert set(skips.unreadable) == {"garbage.tif", "small.tif"}
@@ -213,6 +212,27 @@ def test_bad_index_fails_before_training(tmp_path: Path, capsys, index_text: str
     with pytest.raises(SystemExit):
         main(tiny_args(tmp_path / "data", tmp_path / "out"))
     assert message in capsys.readouterr().err
+
+
+class _Points(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 2000
+
+    def __getitem__(self, i: int) -> dict:
+        return {"image": torch.zeros(1, 1, 1, dtype=torch.uint16), "point": torch.tensor([i % 360 - 180.0, 0.0], dtype=torch.float64)}
+
+
+def test_loader_workers_compute_sh_after_the_parent_used_the_thread_pool() -> None:
+    """A forked worker inherits the Rust pool's handle but not its threads: without a fresh pool
+    per worker, SH for a batch big enough to use the pool (> 256 points) would wait forever."""
+    from satclip.train.datamodule import S2Collate, init_worker
+
+    satclip.spherical_harmonics(np.zeros((20000, 2)), 10)  # starts the pool in this process
+    loader = torch.utils.data.DataLoader(_Points(), batch_size=1000, num_workers=1, collate_fn=S2Collate(10),
+                                         worker_init_fn=init_worker, timeout=30, multiprocessing_context="fork")
+    batches = list(loader)
+    expected = satclip.spherical_harmonics(np.stack([b["point"].numpy() for b in batches]).reshape(-1, 2), 10)
+    np.testing.assert_allclose(torch.cat([b["sh"] for b in batches]).numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_no_usable_image_fails_with_the_count(tmp_path: Path) -> None:
@@ -394,6 +414,13 @@ def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics(tmp
     torch.testing.assert_close(visual.bn1.running_mean, running_mean)
     assert visual.conv1.weight.grad is None and visual.fc.weight.grad is not None
     assert module.model.location.nnet.layers[0].weight.grad is not None
+
+
+def test_a_batch_of_only_unreadable_files_skips_the_step() -> None:
+    module = SatCLIPModule(image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, capacity=16)
+    empty = {"image": torch.empty(0), "point": torch.empty(0, 2, dtype=torch.float64), "sh": torch.empty(0, 9)}
+    with pytest.warns(UserWarning, match="every image of its batch was unreadable"):
+        assert module.training_step(empty, 0) is None
 
 
 def test_pretrained_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:

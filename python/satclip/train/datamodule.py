@@ -134,6 +134,8 @@ class S2DataModule(pl.LightningDataModule):
         min_file_bytes: smaller files are skipped (S2-100K patches of mostly no-data are tiny).
         pin_memory: page-locked batches for faster, asynchronous host-to-GPU copies (default: when CUDA is available).
         prefetch_factor: batches each worker prepares ahead.
+        worker_timeout: seconds to wait for a worker's batch before failing with an error (a
+            stuck worker - e.g. a hung network file system - ends the run instead of hanging it).
     """
 
     def __init__(
@@ -150,6 +152,7 @@ class S2DataModule(pl.LightningDataModule):
         min_file_bytes: int = DEFAULT_MIN_FILE_BYTES,
         pin_memory: bool | None = None,
         prefetch_factor: int = 2,
+        worker_timeout: float = 600.0,
     ):
         super().__init__()
         for name, value, low in (("batch_size", batch_size, 1), ("crop_size", crop_size, 1), ("num_workers", num_workers, 0), ("prefetch_factor", prefetch_factor, 1)):
@@ -159,6 +162,8 @@ class S2DataModule(pl.LightningDataModule):
             raise TrainingConfigError(f"data.val_fraction must be in [0, 1), got {val_fraction}")
         if not 0.0 <= coordinate_jitter <= 1.0:
             raise TrainingConfigError(f"data.coordinate_jitter must be in [0, 1] degrees, got {coordinate_jitter}")
+        if not worker_timeout > 0:
+            raise TrainingConfigError(f"data.worker_timeout must be > 0 seconds, got {worker_timeout}")
         if legendre_polys is not None:
             harmonics.check_degrees(legendre_polys)
         self.save_hyperparameters()
@@ -170,6 +175,7 @@ class S2DataModule(pl.LightningDataModule):
         self.val_fraction, self.split_seed, self.augment = val_fraction, split_seed, augment
         self.coordinate_jitter, self.legendre_polys = coordinate_jitter, legendre_polys
         self.min_file_bytes, self.prefetch_factor = min_file_bytes, prefetch_factor
+        self.worker_timeout = worker_timeout
         self.pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
         self.skips = SkipReport()
         self.train_dataset: S2Dataset | None = None
@@ -212,6 +218,7 @@ class S2DataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
             persistent_workers=workers > 0,
             prefetch_factor=self.prefetch_factor if workers else None,
+            timeout=self.worker_timeout if workers else 0,
         )
 
     def train_dataloader(self) -> DataLoader:

@@ -55,8 +55,7 @@ def clip_loss(image_features: Tensor, location_features: Tensor, logit_scale: Te
     all_locations, _ = gather_features(location_features)
     n = image_features.shape[0]
     if n == 0:
-        # Every file of this batch was skipped. Still return a loss in the graph, so that under
-        # DDP this rank joins the gradient all-reduce the others are waiting in.
+        # No rows on this rank (the gathers above still ran, so other ranks are not left waiting).
         return (image_features.sum() + location_features.sum()) * 0.0 + logit_scale * 0.0
     scale = logit_scale.exp()
     labels = torch.arange(offset, offset + n, device=image_features.device)

@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from ..harmonics import check_degrees
 from ..nn import LocationEncoder, build_location_encoder
 from .encoders import check_encoder_name, create_image_encoder, encode_images, freeze_all_but_head, load_backbone_weights
-from .errors import TrainingConfigError
+from .errors import DatasetError, TrainingConfigError
 from .loss import clip_loss
 
 LOCATION_DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -171,15 +171,33 @@ class SatCLIPModule(pl.LightningModule):
         image_features, location_features = self.model(batch["image"], points, sh)
         return clip_loss(image_features, location_features, self.model.logit_scale), points.shape[0]
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def _is_empty(self, batch: dict[str, Any]) -> bool:
+        """True when every file of the batch was unreadable (the data module dropped them all)."""
+        if batch["point"].shape[0]:
+            return False
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # Skipping the step on one rank only would leave the others waiting in the gradient
+            # all-reduce forever; a clear stop is better than a hang.
+            raise DatasetError(
+                "every image of a batch was unreadable (see the SkippedImageWarnings); "
+                "under multi-device training such a batch cannot be skipped - fix or remove those files"
+            )
+        warnings.warn("skipping a step: every image of its batch was unreadable", stacklevel=2)
+        return True
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if self._is_empty(batch):
+            return None  # Lightning skips the optimizer step
         loss, n = self._loss(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=max(n, 1))
-        self.log("logit_scale", self.model.logit_scale.exp().detach(), batch_size=max(n, 1))
+        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        self.log("logit_scale", self.model.logit_scale.exp().detach(), batch_size=n)
         return loss
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor:
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> Tensor | None:
+        if self._is_empty(batch):
+            return None
         loss, n = self._loss(batch)
-        self.log("val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=max(n, 1))
+        self.log("val_loss", loss, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=n)
         return loss
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
