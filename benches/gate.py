@@ -160,6 +160,26 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
     return ratios, medians
 
 
+def combine_runs(runs: list[tuple[list[Ratio], dict[tuple, float]]]) -> tuple[list[Ratio], dict[tuple, float]]:
+    """Per-key median of ratios (and of medians) over several runs of the suite."""
+    if len(runs) == 1:
+        return runs[0]
+    by_key: dict[str, list[Ratio]] = defaultdict(list)
+    for ratios, _ in runs:
+        for r in ratios:
+            by_key[r.key].append(r)
+    combined = []
+    for rs in by_key.values():
+        values = sorted(r.value for r in rs)
+        mid = values[len(values) // 2] if len(values) % 2 else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
+        combined.append(Ratio(rs[0].kind, rs[0].case, mid, rs[0].threads, rs[0].higher_is_better))
+    medians: dict[tuple, float] = {}
+    for key in {k for _, m in runs for k in m}:
+        vals = sorted(m[key] for _, m in runs if key in m)
+        medians[key] = vals[len(vals) // 2]
+    return combined, medians
+
+
 # --------------------------------------------------------------------------- reporting
 
 
@@ -266,7 +286,7 @@ def write_baseline(path: Path, baseline: dict[str, Any], cpu: str, mode: str, ra
         "info": {r.key: round(r.value, 4) for r in ratios if not r.gated},
     }
     baseline["note"] = (
-        "Ratios (slower implementation / Rust core, medians from one run), written by "
+        "Ratios (slower implementation / Rust core; each a ratio of medians from one run, median over --runs runs), written by "
         "`python benches/gate.py [--quick] --update-baseline`. Keys: ratio kind | case. Only 'gated' is compared."
     )
     path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
@@ -308,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--update-baseline", action="store_true", help="rewrite this CPU class/mode's baseline")
     parser.add_argument("--json", type=Path, default=None, help="where to keep pytest-benchmark's JSON")
     parser.add_argument("--from-json", type=Path, default=None, help="skip running: evaluate an existing JSON")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run the suite this many times and use each ratio's median over the runs "
+                             "(use 3 with --update-baseline, so one noisy run cannot set the bar)")
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
@@ -315,16 +338,22 @@ def main(argv: list[str] | None = None) -> int:
 
     rc = 0
     if args.from_json:
-        json_path = args.from_json
+        json_paths = [args.from_json]
     else:
         json_path = args.json or REPO / ".benchmarks" / f"gate-{mode}.json"
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        rc = run_suite(mode, json_path, args.verbose, args.pytest_args)
-        if not json_path.is_file():
-            print(f"gate: FAIL - the suite produced no results (pytest exit code {rc})")
-            return 1
-    machine, benchmarks = load_stats(json_path)
-    ratios, medians = compute_ratios(benchmarks)
+        json_paths = []
+        for run in range(max(1, args.runs)):
+            path = json_path if args.runs <= 1 else json_path.with_suffix(f".run{run + 1}.json")
+            path.unlink(missing_ok=True)
+            rc = run_suite(mode, path, args.verbose, args.pytest_args) or rc
+            if not path.is_file():
+                print(f"gate: FAIL - the suite produced no results (pytest exit code {rc})")
+                return 1
+            json_paths.append(path)
+    runs = [compute_ratios(load_stats(p)[1]) for p in json_paths]
+    machine, benchmarks = load_stats(json_paths[-1])
+    ratios, medians = combine_runs(runs)
 
     cpu = expected_simd()
     kernel = machine.get("satclip_simd", "unknown")
