@@ -356,3 +356,26 @@ def test_errors_are_catchable_as_builtin_types() -> None:
 def test_set_num_threads_rejects_nonsense() -> None:
     with pytest.raises(ValueError):
         satclip.set_num_threads(-1)
+
+
+FORKED_WORKERS = """
+import multiprocessing as mp, numpy as np, satclip
+
+def work(seed):
+    x = np.random.default_rng(seed).uniform(-90, 90, (5000, 2))
+    return satclip.spherical_harmonics(x, 10).sum()
+
+if __name__ == "__main__":
+    satclip.spherical_harmonics(np.zeros((5000, 2)), 10)  # the parent's pool is running
+    with mp.get_context("fork").Pool(2) as pool:
+        forked = pool.map(work, range(4))
+    assert np.allclose(forked, [work(s) for s in range(4)]), forked
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork start method")
+def test_forked_children_get_a_working_pool(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    # A forked child inherits the pool object but not its threads; it must rebuild, not hang.
+    script = tmp_path / "forked.py"
+    script.write_text(FORKED_WORKERS)
+    subprocess.run([sys.executable, str(script)], check=True, timeout=120)
