@@ -111,6 +111,16 @@ def load_stats(json_path: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     return data.get("machine_info", {}), data.get("benchmarks", [])
 
 
+def save_compact(json_path: Path, dest: Path) -> None:
+    """pytest-benchmark's JSON without the per-round timings: small enough to commit."""
+    data = json.loads(json_path.read_text())
+    for b in data.get("benchmarks", []):
+        b.get("stats", {}).pop("data", None)
+        b.pop("options", None)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(data, indent=1) + "\n")
+
+
 def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[tuple, float]]:
     """Ratios from one run. Returns them with the medians they came from, keyed by case."""
     sh: dict[tuple, dict[str, float]] = defaultdict(dict)  # (L, dtype, n, threads) -> impl -> median
@@ -331,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=1,
                         help="run the suite this many times and use each ratio's median over the runs "
                              "(use 3 with --update-baseline, so one noisy run cannot set the bar)")
+    parser.add_argument("--save-results", type=Path, default=None,
+                        help="also write a compact copy of the results (stats without per-round data) here")
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
@@ -351,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"gate: FAIL - the suite produced no results (pytest exit code {rc})")
                 return 1
             json_paths.append(path)
+    if args.save_results:
+        save_compact(json_paths[-1], args.save_results)
     runs = [compute_ratios(load_stats(p)[1]) for p in json_paths]
     machine, benchmarks = load_stats(json_paths[-1])
     ratios, medians = combine_runs(runs)
