@@ -46,8 +46,14 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
         encode_rows(plan, lonlat, out, level, store);
         return Ok(());
     }
-    let rows = rows_per_task(nf * std::mem::size_of::<O>(), LANES);
-    pool().install(|| {
+    let pool = pool();
+    let rows = rows_per_task(
+        n,
+        nf * std::mem::size_of::<O>(),
+        pool.current_num_threads(),
+        LANES,
+    );
+    pool.install(|| {
         out.par_chunks_mut(rows * nf)
             .zip(lonlat.par_chunks(rows * 2))
             .for_each(|(o, pts)| encode_rows(plan, pts, o, level, store));

@@ -73,9 +73,27 @@ pub fn num_threads() -> usize {
 
 /// Rows per task: about 512 KiB of output, so a task is long enough to amortise scheduling
 /// (a few microseconds) yet there are many more tasks than threads, so work stealing evens
-/// out a busy or oversubscribed machine. Always a multiple of `lanes`.
-pub(crate) fn rows_per_task(row_bytes: usize, lanes: usize) -> usize {
+/// out a busy or oversubscribed machine; and for small inputs at least four tasks per thread,
+/// so that every thread gets work. Always a multiple of `lanes`.
+pub(crate) fn rows_per_task(rows: usize, row_bytes: usize, threads: usize, lanes: usize) -> usize {
     const TASK_BYTES: usize = 512 * 1024;
-    let rows = (TASK_BYTES / row_bytes.max(1)).max(lanes);
-    rows.div_ceil(lanes) * lanes
+    let by_size = TASK_BYTES / row_bytes.max(1);
+    let by_count = rows.div_ceil(4 * threads.max(1));
+    by_size.min(by_count).max(lanes).div_ceil(lanes) * lanes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tasks_are_cache_sized_and_plentiful() {
+        // L = 40 float64 rows are 12.8 kB: 40 rows (five 8-row blocks) per 512 KiB.
+        assert_eq!(rows_per_task(1_000_000, 12_800, 2, 8), 40);
+        // L = 10 float32 rows are 400 B: 1310 rows, rounded up to whole blocks.
+        assert_eq!(rows_per_task(1_000_000, 400, 2, 8), 1312);
+        // Small inputs are still split four ways per thread.
+        assert_eq!(rows_per_task(2000, 800, 2, 8), 256);
+        assert_eq!(rows_per_task(3, 800, 2, 8), 8);
+    }
 }
