@@ -99,7 +99,11 @@ def run_suite(mode: str, json_path: Path, verbose: bool, extra: list[str]) -> in
         *extra,
     ]
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=not verbose, text=True)
+    # OpenMP workers (torch's, sphericart's) spin-wait after each parallel region by default,
+    # stealing the core the next single-thread measurement runs on; passive waiting removes
+    # that source of noise without changing what is measured.
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE")}
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=not verbose, text=True, env=env)
     if proc.returncode != 0 and not verbose:
         # Show why (failed assertion, crash); the timing tables are not needed for that.
         print((proc.stdout or "")[-6000:], (proc.stderr or "")[-3000:], sep="\n")
