@@ -109,10 +109,11 @@ class S2Collate:
 
 
 def init_worker(worker_id: int) -> None:
-    """Gives each data-loading worker its own single-threaded SH thread pool.
+    """Gives each data-loading worker a single-threaded SH pool.
 
-    A forked worker inherits the parent's pool object but not its threads, so work sent to it
-    would never run; one thread per worker also keeps workers x threads within the CPU count.
+    Workers already parallelise across batches; one SH thread each keeps workers x threads
+    within the CPU count. (A forked worker would otherwise rebuild a full-size pool: the core
+    notices the fork, since the parent's threads do not exist in the child.)
     """
     harmonics.set_num_threads(1)
 
