@@ -306,8 +306,9 @@ class _SirenRunner:
             )
 
     def bytes_per_point(self) -> int:
-        # The torch SH (CUDA) holds ~5 (N, L*L) float64 temporaries; the Rust core writes one.
-        features = 8 * self.L**2 * (5 if self.device.type == "cuda" else 1)
+        # The features (N, L*L) float64, plus on CUDA the torch SH's per-degree temporaries
+        # (O(N L), but allow one more (N, L*L) for the allocator's slack).
+        features = 8 * self.L**2 * (2 if self.device.type == "cuda" else 1)
         itemsize = 4 if self.dtype == torch.float32 else 8
         return 16 + features + 8 * self.hidden + 2 * itemsize * self.hidden + itemsize * self.embed_dim
 
