@@ -61,6 +61,9 @@ def main() -> None:
         print(f"Could not load {args.model!r}: {err}")
         print("Demonstrating on a randomly initialised L=40 encoder of the released architecture;")
         print("its embeddings are NOT meaningful. See README 'Getting the released weights'.\n")
+        import torch
+
+        torch.manual_seed(0)  # the same stand-in weights on every run
         model = build_location_encoder(40).double().eval()
         label = "random L=40 encoder"
 
