@@ -11,15 +11,19 @@ import torch
 from .errors import CoordinateError, DTypeError, ShapeError
 
 
-def check_lonlat_tensor(lonlat: torch.Tensor) -> None:
-    """Raises a satclip error unless ``lonlat`` is a real (N, 2) tensor of valid [lon, lat] degrees."""
+def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
+    """Raises a satclip error unless ``lonlat`` is a real (N, 2) tensor of valid [lon, lat] degrees.
+
+    ``values=False`` checks only dtype and shape, for tensors about to go to the Rust core,
+    which checks the values itself (with the same messages).
+    """
     if lonlat.is_complex() or not (lonlat.is_floating_point() or lonlat.dtype in _INTEGER_DTYPES):
         raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {lonlat.dtype}")
     if lonlat.ndim != 2 or lonlat.shape[1] != 2:
         raise ShapeError(
             f"lonlat must have shape (N, 2) with columns [lon, lat], got {tuple(lonlat.shape)}"
         )
-    if lonlat.shape[0] == 0:
+    if not values or lonlat.shape[0] == 0:
         return
     lon, lat = lonlat[:, 0], lonlat[:, 1]
     bad = ~(torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90))

@@ -39,11 +39,12 @@ class SphericalHarmonics(nn.Module):
         return f"legendre_polys={self.L}, basis={self.basis!r}"
 
     def forward(self, lonlat: Tensor) -> Tensor:
-        check_lonlat_tensor(lonlat)
+        on_cpu = lonlat.device.type == "cpu"
+        check_lonlat_tensor(lonlat, values=not on_cpu)  # on CPU the Rust core checks the values
         lonlat = lonlat.detach()
         if lonlat.dtype not in (torch.float32, torch.float64):
             lonlat = lonlat.to(torch.float64)
-        if lonlat.device.type == "cpu":
+        if on_cpu:
             out = torch.empty(lonlat.shape[0], self.embedding_dim, dtype=lonlat.dtype)
             # .numpy() views share memory with the tensors: the core writes into `out` directly.
             spherical_harmonics(lonlat.contiguous().numpy(), self.L, basis=self.basis, out=out.numpy())
