@@ -54,7 +54,7 @@ def test_module_errors_name_the_row() -> None:
     with pytest.raises(CoordinateError, match="row 1: latitude 95.0 is outside.*swapped") as info:
         enc(torch.tensor([[0.0, 0.0], [10.0, 95.0]]))
     assert (info.value.row, info.value.column) == (1, "lat")
-    with pytest.raises(CoordinateError, match="row 0: longitude is nan"):
+    with pytest.raises(CoordinateError, match="row 0: longitude is NaN"):
         enc(torch.tensor([[float("nan"), 0.0]]))
     with pytest.raises(ShapeError):
         enc(torch.zeros(3))

@@ -34,7 +34,8 @@ def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     for column, name, value, bound in (("lon", "longitude", lon_v, 180), ("lat", "latitude", lat_v, 90)):
         if not abs(value) <= bound:
             if value != value or abs(value) == float("inf"):
-                msg = f"row {row}: {name} is {value}; coordinates must be finite numbers in degrees"
+                shown = "NaN" if value != value else ("inf" if value > 0 else "-inf")  # as the Rust core writes them
+                msg = f"row {row}: {name} is {shown}; coordinates must be finite numbers in degrees"
             else:
                 msg = (
                     f"row {row}: {name} {value} is outside [-{bound}, {bound}]; satclip takes [lon, lat] "
