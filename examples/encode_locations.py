@@ -3,9 +3,9 @@
     python examples/encode_locations.py [--model NAME_OR_PATH] [--csv FILE]
 
 Loads a released SatCLIP location encoder (default ``resnet50-l40``, fetched once from the
-Hugging Face Hub into its cache) and encodes weather-station locations (the air-temperature
-stations of SatCLIP's downstream example when ``../shared/data`` is present, otherwise a few
-cities). Without network access and without a cached copy, it says so and demonstrates the
+Hugging Face Hub into its cache) and encodes a few cities, or the points of ``--csv FILE``
+(any CSV with lon/lat columns, e.g. the air-temperature stations of SatCLIP's downstream
+example). Without network access and without a cached copy, it says so and demonstrates the
 pipeline on a randomly initialised encoder of the released architecture instead.
 """
 
@@ -29,13 +29,12 @@ CITIES = {
     "McMurdo": (166.67, -77.85),
 }
 
-STATIONS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "air-temperature-stations.csv"
 
-
-def locations(csv: Path | None) -> tuple[np.ndarray, str]:
-    path = csv or (STATIONS if STATIONS.exists() else None)
+def locations(path: Path | None) -> tuple[np.ndarray, str]:
     if path is None:
         return np.array(list(CITIES.values())), f"{len(CITIES)} cities"
+    if not path.is_file():
+        raise SystemExit(f"--csv {path}: no such file")
     import csv as csvlib
 
     with open(path, newline="") as f:
@@ -49,7 +48,7 @@ def locations(csv: Path | None) -> tuple[np.ndarray, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="resnet50-l40", help="short name, Hub id or local checkpoint")
-    parser.add_argument("--csv", type=Path, help="CSV with lon/lat columns (default: stations or cities)")
+    parser.add_argument("--csv", type=Path, help="CSV with lon/lat columns (default: six built-in cities)")
     args = parser.parse_args()
 
     try:

@@ -54,6 +54,14 @@ class ReleasedModel:
     revision: str
     vision_encoder: str
     legendre_polys: int
+    #: Hidden width of the location encoder's SIREN where public evidence records it (torchgeo's
+    #: weights metadata: 512 for ViT16-L40), else None. Loading never relies on it - it reads
+    #: the checkpoint's own hyper-parameters - but training configs are checked against it.
+    capacity: int | None = None
+
+
+#: Released capacities with a public record (see ``ReleasedModel.capacity``).
+_KNOWN_CAPACITY = {("ViT16", 40): 512}
 
 
 def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
@@ -63,6 +71,7 @@ def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
         revision="main",
         vision_encoder=vision,
         legendre_polys=L,
+        capacity=_KNOWN_CAPACITY.get((vision, L)),
     )
 
 
