@@ -19,6 +19,9 @@ mod stream;
 mod transpose;
 mod trig;
 
+#[cfg(test)]
+mod simd_levels_test;
+
 #[cfg(feature = "python")]
 mod python;
 
