@@ -216,8 +216,10 @@ def _partition_points(part: Any, columns: tuple[str, str] | None, pd: Any) -> An
     bad = np.flatnonzero((kinds != "Point") & ~geometry.is_empty.to_numpy())
     if bad.size:
         i = int(bad[0])
+        label = part.index[i]
+        label = label.item() if isinstance(label, np.generic) else label
         raise ShapeError(
-            f"satclip embeds point geometries; row {part.index[i]!r} holds a {kinds[i] or 'missing geometry'} "
+            f"satclip embeds point geometries; row {label!r} holds a {kinds[i] or 'missing geometry'} "
             "(use e.g. .representative_point() first)"
         )
     # Empty/missing points give NaN, which satclip.encode reports with the row's label.
@@ -240,10 +242,10 @@ def list_series(embeddings: np.ndarray, index: Any, pd: Any) -> Any:
     """An Arrow-backed pandas Series of fixed-size lists, one embedding per row, no per-row objects."""
     import pyarrow as pa
 
-    n, dim = embeddings.shape
+    dim = embeddings.shape[1]
     values = pa.array(np.ascontiguousarray(embeddings).reshape(-1))
     array = pa.FixedSizeListArray.from_arrays(values, dim)
     return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, name="embedding")
 
 
-__all__ = ["encode", "LAYOUTS"]
+__all__ = ["LAYOUTS", "encode"]
