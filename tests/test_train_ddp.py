@@ -102,7 +102,7 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
         "--trainer.max_steps", str(STEPS),
         "--trainer.default_root_dir", str(out),
     ]
-    run = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    run = subprocess.run(command, check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
 
     ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2)]
