@@ -13,12 +13,14 @@ generated GeoTIFFs of the same layout.
 
 from __future__ import annotations
 
+import csv
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,10 +45,13 @@ class RecordRank(pl.Callback):
     """Saves, per rank, the points of each training batch and the final location weights."""
 
     def __init__(self, out_dir: str):
-        self.out_dir, self.batches = out_dir, []
+        self.out_dir, self.batches, self.losses = out_dir, [], []
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.batches.append((trainer.current_epoch, batch["point"].detach().cpu().clone()))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.losses.append(float(outputs["loss"]))
 
     def on_train_end(self, trainer, pl_module):
         dist = torch.distributed
@@ -55,6 +60,7 @@ class RecordRank(pl.Callback):
                 "world_size": trainer.world_size,
                 "backend": dist.get_backend() if dist.is_initialized() else None,
                 "batches": self.batches,
+                "losses": self.losses,
                 "location": {k: v.detach().cpu().clone() for k, v in pl_module.model.location.state_dict().items()},
             },
             f"{self.out_dir}/rank{trainer.global_rank}.pt",
@@ -127,6 +133,14 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
     for name, tensor in ranks[0]["location"].items():
         torch.testing.assert_close(ranks[1]["location"][name], tensor, rtol=0, atol=0, msg=name)
 
+    # train_loss is logged with sync_dist: the logged value is the mean of the ranks' losses.
+    (metrics_csv,) = out.glob("lightning_logs/version_*/metrics.csv")
+    with open(metrics_csv) as f:
+        logged = [float(row["train_loss"]) for row in csv.DictReader(f) if row["train_loss"]]
+    per_rank = [r["losses"] for r in ranks]
+    assert per_rank[0] != per_rank[1]  # different samples, different losses
+    np.testing.assert_allclose(logged, np.mean(per_rank, axis=0), rtol=1e-6)
+
     # Rank 0 wrote the checkpoint (one run directory); it holds the final weights.
     (ckpt,) = out.glob("lightning_logs/version_*/checkpoints/last.ckpt")
     assert len(list(out.glob("lightning_logs/version_*"))) == 1
@@ -137,3 +151,20 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
     with torch.no_grad():
         torch.testing.assert_close(loaded(points), reference.eval()(points), rtol=0, atol=0)
     assert torch.load(ckpt, weights_only=True)["global_step"] == STEPS
+
+
+def test_ranks_draw_different_augmentations_from_the_same_seed(tmp_path: Path) -> None:
+    """Every rank seeds torch alike; the rank is mixed into the per-sample generator so that two
+    ranks do not crop and flip in lockstep (rank 0 keeps the single-device stream)."""
+    from satclip.train.datamodule import S2Dataset
+    from satclip.train.s2data import read_index
+    from test_train import make_dataset
+
+    data = make_dataset(tmp_path / "data", 1, size=64)
+    entries = read_index(data)
+    crops = {}
+    for rank in (0, 1):
+        dataset = S2Dataset(entries, crop_size=16, train=True, rank=rank)
+        torch.manual_seed(0)
+        crops[rank] = [dataset[0]["image"] for _ in range(8)]
+    assert any(not torch.equal(a, b) for a, b in zip(crops[0], crops[1]))
