@@ -5,7 +5,8 @@
     out = ds.map_batches(
         satclip.ray.SatCLIPEncoder,
         fn_constructor_kwargs={"model": "/shared/satclip-resnet50-l40.ckpt"},
-        batch_size=65536, concurrency=8, num_gpus=1,     # num_gpus=0 (default) for CPU actors
+        batch_size=65536, compute=ray.data.ActorPoolStrategy(size=8),
+        num_gpus=1,                                      # or 0 (the default) for CPU actors
     )
     out.write_parquet("s3://bucket/embeddings/")
 
