@@ -107,7 +107,7 @@ def encode(
             )
 
     options = {"device": device, "dtype": dtype, "batch_size": batch_size}
-    empty = np.empty((0, embed_dim), dtype=np_dtype)
+    empty: np.ndarray = np.empty((0, embed_dim), dtype=np_dtype)
     out_meta = _attach(meta, empty, names, layout, keep_columns, pd)
     return frame.map_partitions(
         _encode_partition,
