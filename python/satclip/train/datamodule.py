@@ -54,8 +54,13 @@ class S2Dataset(Dataset):
     and the data module reports it.
     """
 
-    def __init__(self, entries: list[IndexEntry], crop_size: int, train: bool, jitter_degrees: float = 0.0):
+    def __init__(
+        self, entries: list[IndexEntry], crop_size: int, train: bool, jitter_degrees: float = 0.0, rank: int = 0
+    ):
         self.entries, self.crop_size, self.train, self.jitter_degrees = entries, crop_size, train, jitter_degrees
+        # Under DDP every rank seeds torch alike (and so its loader workers), so the rank is
+        # mixed into each sample's generator: otherwise ranks would draw the same crops.
+        self.rank = rank
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -74,7 +79,8 @@ class S2Dataset(Dataset):
         if self.train:
             # Seeded from torch's RNG, which the DataLoader seeds per worker from the run's
             # seed: runs are reproducible and workers draw different crops.
-            rng = np.random.default_rng(int(torch.randint(0, 2**62, ())))
+            seed = int(torch.randint(0, 2**62, ()))
+            rng = np.random.default_rng(seed if self.rank == 0 else [seed, self.rank])
             image = random_crop_and_flip(image, self.crop_size, rng)
             lon, lat = jitter_location(lon, lat, self.jitter_degrees, rng)
         else:
@@ -201,7 +207,8 @@ class S2DataModule(pl.LightningDataModule):
                 f"is usable ({self.skips.summary(len(self.entries))})"
             )
         jitter = self.coordinate_jitter if self.augment else 0.0
-        self.train_dataset = S2Dataset(train, self.crop_size, train=self.augment, jitter_degrees=jitter)
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        self.train_dataset = S2Dataset(train, self.crop_size, train=self.augment, jitter_degrees=jitter, rank=rank)
         self.val_dataset = S2Dataset(val, self.crop_size, train=False)
 
     def _loader(self, dataset: S2Dataset, shuffle: bool) -> DataLoader:

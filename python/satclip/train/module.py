@@ -189,7 +189,8 @@ class SatCLIPModule(pl.LightningModule):
         if self._is_empty(batch):
             return None  # Lightning skips the optimizer step
         loss, n = self._loss(batch)
-        self.log("train_loss", loss, prog_bar=True, batch_size=n)
+        # sync_dist: the logged value is the mean over ranks (one scalar all-reduce per step).
+        self.log("train_loss", loss, prog_bar=True, batch_size=n, sync_dist=True)
         self.log("logit_scale", self.model.logit_scale.exp().detach(), batch_size=n)
         return loss
 

@@ -1,0 +1,49 @@
+"""The optional scale-out engines stay out of the plain path: ``import satclip`` and
+``satclip.encode`` must not import Dask, distributed or Ray (checked in a fresh interpreter)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_plain_encode_imports_no_dask_distributed_or_ray(make_checkpoint) -> None:
+    ckpt = make_checkpoint(4)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import satclip
+        emb = satclip.encode(np.array([[8.55, 47.37], [0.0, 0.0]]), {str(ckpt)!r})
+        assert emb.shape == (2, 256), emb.shape
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "ray", "dask_geopandas"))
+        print("HEAVY", heavy)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "HEAVY []" in run.stdout, run.stdout
+
+
+@pytest.mark.parametrize("module, engine", [("satclip.dask", "dask"), ("satclip.ray", "ray")])
+def test_adapter_modules_import_their_engine_only_when_used(module: str, engine: str) -> None:
+    """`import satclip.dask` inside the package must not shadow or eagerly load the real `dask`."""
+    script = textwrap.dedent(f"""
+        import sys
+        import {module}
+        assert {engine!r} not in sys.modules, "imported at module level"
+        try:
+            import {engine}
+        except ImportError:
+            print("ABSENT")
+        else:
+            # Absolute imports: the top-level package, not satclip's adapter module.
+            print("TOP", {engine}.__name__, "satclip" not in ({engine}.__file__ or ""))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() in ("ABSENT", f"TOP {engine} True"), run.stdout
