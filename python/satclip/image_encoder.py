@@ -30,6 +30,7 @@ into one ``.safetensors`` file that :func:`load_image_encoder` and :func:`satcli
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping
@@ -107,12 +108,13 @@ class ImageEncoder(nn.Module):
     the ViT exactly ``config.image_size`` pixels); :func:`satclip.encode_images` does that.
     """
 
-    def __init__(self, config: ImageEncoderConfig):
+    def __init__(self, config: ImageEncoderConfig, *, device: torch.device | str | None = None):
         super().__init__()
         from .train.encoders import create_image_encoder
 
         self.config = config
-        self.visual = create_image_encoder(config.architecture, config.embed_dim, config.in_channels, config.image_size)
+        with torch.device(device) if device is not None else contextlib.nullcontext():
+            self.visual = create_image_encoder(config.architecture, config.embed_dim, config.in_channels, config.image_size)
 
     @property
     def input_size(self) -> int | None:
@@ -277,12 +279,15 @@ def _read_safetensors(path: Path) -> tuple[ImageEncoderConfig, dict[str, Tensor]
 
 
 def _build(config: ImageEncoderConfig, tensors: Mapping[str, Any], *, source: str, dtype: torch.dtype) -> ImageEncoder:
-    """An encoder with the checkpoint's weights, after checking every tensor against the architecture."""
+    """An encoder with the checkpoint's weights, after checking every tensor against the architecture.
+
+    The module is built on the meta device (no memory, no random initialisation: that is ~1 s for
+    a ResNet50 and would be overwritten anyway) and the checked tensors are then assigned to it.
+    """
     try:
-        encoder = ImageEncoder(config)
+        encoder = ImageEncoder(config, device="meta")
     except SatclipError as err:
         raise CheckpointError(f"{source}: {err}") from None
-    encoder.to(dtype)  # before loading, so that float64 weights stay float64 when asked for
     own = encoder.visual.state_dict()
     # BatchNorm's step counter does not affect inference; tolerate files that dropped it.
     missing = sorted(k for k in own if k not in tensors and not k.endswith("num_batches_tracked"))
@@ -306,11 +311,20 @@ def _build(config: ImageEncoderConfig, tensors: Mapping[str, Any], *, source: st
                 f"{source}: image-encoder tensor model.visual.{key} has shape {tuple(value.shape)}, "
                 f"expected {tuple(own[key].shape)} for a {config.timm_name}"
             )
+        if value.is_floating_point() != own[key].is_floating_point():
+            raise CheckpointError(f"{source}: image-encoder tensor model.visual.{key} has dtype {value.dtype}, expected {own[key].dtype}")
         if value.is_floating_point():
             if not bool(torch.isfinite(value).all()):
                 raise CheckpointError(f"{source}: image-encoder tensor model.visual.{key} contains NaN or infinite values")
-        state[key] = value
-    encoder.visual.load_state_dict(state, strict=False)
+            value = value.to(dtype)
+        # A copy: the checkpoint may be memory-mapped, and the caller's tensors are not ours to alias.
+        state[key] = value.to(device="cpu", copy=True).contiguous()
+    for key in own:
+        if key not in state:  # only BatchNorm step counters can be absent (checked above)
+            state[key] = torch.zeros((), dtype=torch.long)
+    encoder.visual.load_state_dict(state, strict=True, assign=True)
+    if any(t.is_meta for t in encoder.state_dict().values()):  # a tensor timm adds that the file cannot hold
+        raise CheckpointError(f"{source}: the {config.timm_name} has tensors a checkpoint does not store")
     return encoder
 
 

@@ -153,7 +153,7 @@ def encode_images(
             stop = min(start + int(batch_size), n)
             # Files may differ in size; each run of equally sized images is one forward pass.
             for offset, batch in source.batches(start, stop, compute_device, dtype, encoder.input_size):
-                out[offset : offset + batch.shape[0]].copy_(encoder(batch))
+                out[start + offset : start + offset + batch.shape[0]].copy_(encoder(batch))
             bar.update(stop - start)
     return result
 
