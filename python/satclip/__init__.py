@@ -32,9 +32,9 @@ _LAZY = {
     "encode_images": "satclip.images",
     "load_image_encoder": "satclip.image_encoder",
     "ImageEncoder": "satclip.image_encoder",
-    "locate": "satclip.locate",
-    "similarity_map": "satclip.locate",
-    "fibonacci_grid": "satclip.locate",
+    "locate": "satclip.geolocate",
+    "similarity_map": "satclip.geolocate",
+    "fibonacci_grid": "satclip.geolocate",
     "plot_similarity_map": "satclip.maps",
 }
 

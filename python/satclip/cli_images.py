@@ -80,7 +80,7 @@ def run_embed_images(args: argparse.Namespace) -> int:
 
 def run_locate(args: argparse.Namespace) -> int:
     from .georef import great_circle_km, image_center
-    from .locate import locate, similarity_map
+    from .geolocate import locate, similarity_map
 
     if args.map is not None:
         if len(args.tifs) != 1:

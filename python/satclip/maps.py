@@ -28,7 +28,7 @@ def plot_similarity_map(
     Parameters
     ----------
     smap:
-        An ``xarray.DataArray`` (dims ``lat``, ``lon``) or a :class:`satclip.locate.SimilarityMap`.
+        An ``xarray.DataArray`` (dims ``lat``, ``lon``) or a :class:`satclip.geolocate.SimilarityMap`.
     true_location:
         ``(lon, lat)`` to mark with a cross (e.g. from the GeoTIFF's georeference).
     guesses:
