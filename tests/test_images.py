@@ -306,3 +306,15 @@ def test_cuda_matches_cpu(released_with_visual):
     gpu = satclip.encode_images(torch.from_numpy(dn.astype(np.int32)).cuda(), path)
     assert gpu.device.type == "cuda"
     assert np.abs(gpu.cpu().numpy() - cpu).max() <= 1e-4
+
+
+def test_array_layouts_do_not_change_embeddings(r18):
+    dn = s2_digital_numbers(3, 24, 24, seed=9)
+    base = satclip.encode_images(dn, r18, device="cpu")
+    readonly = dn.copy()
+    readonly.setflags(write=False)
+    assert np.array_equal(satclip.encode_images(readonly, r18, device="cpu"), base)
+    assert np.array_equal(satclip.encode_images(dn[::-1], r18, device="cpu")[::-1], base)  # negative strides
+    assert np.array_equal(satclip.encode_images(dn.astype(">u2"), r18, device="cpu"), base)  # big-endian
+    assert np.array_equal(satclip.encode_images(dn.astype(np.uint32), r18, device="cpu"), base)
+    assert readonly.flags.writeable is False and np.array_equal(readonly, dn)  # input untouched

@@ -33,6 +33,7 @@ import numbers
 import os
 import sys
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -164,25 +165,33 @@ def preprocess(
     """Raw ``(b, 12|13, H, W)`` values -> the ``(b, 13, h, w)`` model input (see the module notes).
 
     ``units`` is ``"dn"`` or ``"reflectance"`` (already decided); ``input_size`` centre-crops to
-    that square (the ViT's input) and refuses smaller images.
+    that square (the ViT's input) and refuses smaller images. The division runs in float32
+    (float64 for float64 input), as the original computes it; the result is then cast to ``dtype``.
+    Written into one preallocated output (crop first, bands copied around the zero B10, divided
+    in place), so a batch costs one conversion pass and one division pass.
     """
-    x = batch if batch.dtype in (torch.float32, torch.float64) else batch.to(torch.float32)
-    if units == "dn":
-        x = x / QUANTIFICATION  # in float32 (exact for uint16 input), as the original
-    x = x.to(dtype)
-    if x.shape[1] == FILE_BANDS:
-        zero = torch.zeros_like(x[:, :1])
-        x = torch.cat([x[:, :ZERO_BAND_INDEX], zero, x[:, ZERO_BAND_INDEX:]], dim=1)
+    height, width = batch.shape[-2:]
     if input_size is not None:
-        height, width = x.shape[-2:]
         if height < input_size or width < input_size:
             raise ShapeError(
                 f"the ViT-S/16 image encoder needs images of at least {input_size} x {input_size} pixels "
                 f"(larger ones are centre-cropped to that), got {height} x {width}"
             )
         top, left = (height - input_size) // 2, (width - input_size) // 2
-        x = x[:, :, top : top + input_size, left : left + input_size]
-    return x.contiguous()
+        # Cropping commutes with the per-pixel steps below, and leaves less to convert.
+        batch = batch[:, :, top : top + input_size, left : left + input_size]
+    work = torch.float64 if batch.dtype == torch.float64 else torch.float32
+    b, c, h, w = batch.shape
+    x = torch.empty((b, CHANNELS, h, w), dtype=work, device=batch.device)
+    if c == FILE_BANDS:
+        x[:, :ZERO_BAND_INDEX].copy_(batch[:, :ZERO_BAND_INDEX])
+        x[:, ZERO_BAND_INDEX].zero_()
+        x[:, ZERO_BAND_INDEX + 1 :].copy_(batch[:, ZERO_BAND_INDEX:])
+    else:
+        x.copy_(batch)
+    if units == "dn":
+        x.div_(QUANTIFICATION)  # float32 division, as the original's float32 / 10000.0
+    return x if work == dtype else x.to(dtype)
 
 
 def read_image(path: PathLike) -> np.ndarray:
@@ -233,9 +242,15 @@ class _ArraySource:
     ) -> Iterator[tuple[int, Tensor]]:
         chunk = self.data[start:stop]
         if isinstance(chunk, np.ndarray):
-            if chunk.dtype.kind in "ui":
-                chunk = chunk.astype(np.float32)  # exact for 16-bit DN; torch lacks most uint16 ops
-            chunk = torch.from_numpy(np.ascontiguousarray(chunk))
+            if chunk.dtype.kind == "u" and chunk.dtype.itemsize > 2:
+                chunk = chunk.astype(np.int64)  # torch's uint32/uint64 support is partial
+            elif not chunk.dtype.isnative:
+                chunk = chunk.astype(chunk.dtype.newbyteorder("="))
+            if any(stride < 0 for stride in chunk.strides):
+                chunk = np.ascontiguousarray(chunk)  # torch views cannot have negative strides
+            with warnings.catch_warnings():  # read-only input (a memmap): preprocess never writes to it
+                warnings.simplefilter("ignore", UserWarning)
+                chunk = torch.from_numpy(chunk)  # a view; preprocess converts once, into its output
         yield 0, preprocess(chunk.to(device), units=self.units, dtype=dtype, input_size=input_size)
 
 
@@ -257,7 +272,7 @@ class _FileSource:
         run_start = 0
         for i in range(1, len(arrays) + 1):
             if i == len(arrays) or arrays[i].shape != arrays[run_start].shape:
-                stack = torch.from_numpy(np.stack(arrays[run_start:i]).astype(np.float32))
+                stack = torch.from_numpy(np.stack(arrays[run_start:i]))
                 try:
                     yield run_start, preprocess(stack.to(device), units="dn", dtype=dtype, input_size=input_size)
                 except ShapeError as err:
