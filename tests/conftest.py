@@ -215,3 +215,15 @@ def write_s2_geotiff(
         ]
     tifffile.imwrite(path, data, photometric="minisblack", planarconfig="contig", compression="lzw", extratags=extratags)
     return path
+
+
+def shared_data_dir() -> Path | None:
+    """The shared sample data (never in the repository): $SATCLIP_SHARED_DATA, ../shared/data next
+    to the repository, or /work/shared/data; ``None`` when absent (tests using it then skip)."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    for cand in (os.environ.get("SATCLIP_SHARED_DATA"), repo.parent / "shared" / "data", "/work/shared/data"):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    return None

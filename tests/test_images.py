@@ -19,14 +19,12 @@ import torch
 import satclip
 from satclip.errors import CheckpointError, DTypeError, ImageError, ShapeError
 
-from conftest import RELEASED_VISION_TIMM, released_checkpoint_dict, write_s2_geotiff
+from conftest import RELEASED_VISION_TIMM, released_checkpoint_dict, shared_data_dir, write_s2_geotiff
 
 timm = pytest.importorskip("timm")
 
 VISIONS = list(RELEASED_VISION_TIMM)
-EXAMPLE_S2 = Path(__file__).resolve().parents[1].parent.parent / "shared" / "data" / "example-s2"
-if not EXAMPLE_S2.is_dir():
-    EXAMPLE_S2 = Path("/work/shared/data/example-s2")
+EXAMPLE_S2 = (shared_data_dir() or Path("/nonexistent")) / "example-s2"
 
 
 def reference_model(checkpoint: dict[str, Any], vision: str) -> torch.nn.Module:

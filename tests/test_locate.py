@@ -17,11 +17,11 @@ import satclip.encoding
 from satclip import geolocate as locate_mod
 from satclip.georef import great_circle_km, image_center, utm_to_lonlat
 
-from conftest import write_s2_geotiff
+from conftest import shared_data_dir, write_s2_geotiff
 
 pytest.importorskip("timm")
 
-SAMPLE = Path("/work/shared/data/s2-100k-sample")
+SAMPLE = (shared_data_dir() or Path("/nonexistent")) / "s2-100k-sample"
 
 
 @pytest.fixture
