@@ -316,3 +316,22 @@ def test_array_layouts_do_not_change_embeddings(r18):
     assert np.array_equal(satclip.encode_images(dn.astype(">u2"), r18, device="cpu"), base)  # big-endian
     assert np.array_equal(satclip.encode_images(dn.astype(np.uint32), r18, device="cpu"), base)
     assert readonly.flags.writeable is False and np.array_equal(readonly, dn)  # input untouched
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "vit16"])
+def test_checkpoints_written_by_satclip_train_load(tmp_path, arch):
+    """satclip-train's layout: hyper_parameters["image_encoder"], the ViT's input size from its grid."""
+    pytest.importorskip("lightning")
+    from satclip.train.module import SatCLIPModule
+
+    torch.manual_seed(0)
+    module = SatCLIPModule(image_encoder=arch, embed_dim=8, image_size=32, legendre_polys=3, capacity=16).eval()
+    path = tmp_path / "trained.ckpt"
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}, path)
+    enc = satclip.load_image_encoder(path)
+    assert enc.config.architecture == arch and enc.config.embed_dim == 8 and enc.config.image_size == 32
+    dn = s2_digital_numbers(2, 40, 40, seed=10)
+    crop = 32 if arch == "vit16" else None
+    with torch.no_grad():
+        expected = module.model.visual(reference_preprocess(dn, crop)).numpy()
+    assert np.abs(satclip.encode_images(dn, path, device="cpu") - expected).max() <= 1e-5 * max(np.abs(expected).max(), 1.0)

@@ -312,10 +312,13 @@ def fingerprint(module: torch.nn.Module) -> str:
 _CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _CACHE_SIZE = 4
-_HALVES: OrderedDict[tuple[Any, ...], tuple[ImageEncoder, LocationEncoder]] = OrderedDict()
+_LOCATION: OrderedDict[Any, LocationEncoder] = OrderedDict()
 
 
-def _halves(model: SatCLIPLike) -> tuple[ImageEncoder, LocationEncoder]:
+def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
+    """(image model for encode_images, location encoder). A name stays a name for the image half,
+    so that encode_images' per-(model, device, dtype) cache serves it; the location encoder is
+    loaded once per file version."""
     if isinstance(model, tuple):
         if len(model) != 2 or not isinstance(model[0], ImageEncoder) or not isinstance(model[1], LocationEncoder):
             raise SatclipError("model as a tuple must be (ImageEncoder, LocationEncoder)")
@@ -325,22 +328,21 @@ def _halves(model: SatCLIPLike) -> tuple[ImageEncoder, LocationEncoder]:
             f"locate needs both halves: a model name/path, or (image_encoder, location_encoder); got a {type(model).__name__}"
         )
     from .checkpoint import ModelSource, load, parse_source
-    from .image_encoder import load_image_encoder
 
     source = parse_source(model)
     if source.kind == "file":
         stat = os.stat(source.location)
         source = ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size))
     with _CACHE_LOCK:
-        if source in _HALVES:
-            _HALVES.move_to_end(source)
-            return _HALVES[source]
-    pair = (load_image_encoder(model), load(model))
+        if source in _LOCATION:
+            _LOCATION.move_to_end(source)
+            return model, _LOCATION[source]
+    location = load(model)
     with _CACHE_LOCK:
-        _HALVES[source] = pair  # type: ignore[index]
-        while len(_HALVES) > 2:
-            _HALVES.popitem(last=False)
-    return pair
+        _LOCATION[source] = location
+        while len(_LOCATION) > 4:
+            _LOCATION.popitem(last=False)
+    return model, location
 
 
 def _as_lonlat(candidates: Any) -> np.ndarray:
