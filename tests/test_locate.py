@@ -195,3 +195,13 @@ def test_great_circle_distance():
     assert great_circle_km(0, 0, 0, 90) == pytest.approx(math.pi * r / 2, rel=1e-12)
     assert great_circle_km(-179.5, 0, 179.5, 0) == pytest.approx(math.radians(1) * r, rel=1e-9)
     assert great_circle_km(10, 20, 10, 20) == 0
+
+
+def test_large_maps_are_computed_in_chunks_without_caching(model, monkeypatch):
+    img = images(1)[0]
+    cached = satclip.similarity_map(img, model, resolution=10.0, xarray=False, device="cpu")
+    locate_mod.clear_candidate_cache()
+    monkeypatch.setattr(locate_mod, "_MAP_CACHE_LIMIT", 10)
+    chunked = satclip.similarity_map(img, model, resolution=10.0, xarray=False, device="cpu")
+    assert np.allclose(chunked.values, cached.values, atol=1e-12)
+    assert not locate_mod._CACHE  # nothing kept for a map above the limit

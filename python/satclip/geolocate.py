@@ -27,7 +27,6 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Union
@@ -204,7 +203,7 @@ def similarity_map(
         values = np.empty(cells.shape[0])
         for start in range(0, cells.shape[0], 262_144):
             chunk = cells[start : start + 262_144]
-            values[start : start + chunk.shape[0]] = cosine(emb, encode(chunk, location_encoder, device=device))[0]
+            values[start : start + chunk.shape[0]] = cosine(emb, np.asarray(encode(chunk, location_encoder, device=device)))[0]
     values = values.reshape(lat.size, lon.size)
     if xarray is not False:
         try:

@@ -43,7 +43,7 @@ def image_center(path: str | os.PathLike[str]) -> Georeference | None:
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
+        page: Any = tif.pages[0]
         tags: dict[str, Any] = dict(page.geotiff_tags or {}) if hasattr(page, "geotiff_tags") else {}
         height, width = int(page.imagelength), int(page.imagewidth)
     xy = _model_coordinates(tags, width / 2.0, height / 2.0)

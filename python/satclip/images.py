@@ -130,9 +130,10 @@ def encode_images(
     encoder = _encoder_for(model, compute_device, dtype)
     n = len(source)
     embed_dim = encoder.config.embed_dim
+    out: Tensor
     if isinstance(images, Tensor):
-        result: np.ndarray | Tensor = torch.empty(n, embed_dim, dtype=dtype, device=source.device)
-        out = result
+        out = torch.empty(n, embed_dim, dtype=dtype, device=source.device)
+        result: np.ndarray | Tensor = out
     else:
         result = np.empty((n, embed_dim), dtype=np.float32 if dtype == torch.float32 else np.float64)
         out = torch.from_numpy(result)
