@@ -335,3 +335,15 @@ def test_checkpoints_written_by_satclip_train_load(tmp_path, arch):
     with torch.no_grad():
         expected = module.model.visual(reference_preprocess(dn, crop)).numpy()
     assert np.abs(satclip.encode_images(dn, path, device="cpu") - expected).max() <= 1e-5 * max(np.abs(expected).max(), 1.0)
+
+
+def test_plain_import_loads_no_image_stack():
+    code = (
+        "import sys, satclip, satclip.cli\n"
+        "heavy = [m for m in ('timm', 'matplotlib', 'xarray', 'tifffile', 'lightning') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "assert callable(satclip.encode_images) and callable(satclip.locate)\n"  # lazily reachable
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr
