@@ -110,6 +110,10 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, config: ImageEncoderConfig, *, device: torch.device | str | None = None):
         super().__init__()
+        try:
+            import timm  # noqa: F401
+        except ImportError:
+            raise SatclipError("the image encoders need timm: pip install 'satclip[images]'") from None
         from .train.encoders import create_image_encoder
 
         self.config = config
@@ -284,10 +288,7 @@ def _build(config: ImageEncoderConfig, tensors: Mapping[str, Any], *, source: st
     The module is built on the meta device (no memory, no random initialisation: that is ~1 s for
     a ResNet50 and would be overwritten anyway) and the checked tensors are then assigned to it.
     """
-    try:
-        encoder = ImageEncoder(config, device="meta")
-    except SatclipError as err:
-        raise CheckpointError(f"{source}: {err}") from None
+    encoder = ImageEncoder(config, device="meta")
     own = encoder.visual.state_dict()
     # BatchNorm's step counter does not affect inference; tolerate files that dropped it.
     missing = sorted(k for k in own if k not in tensors and not k.endswith("num_batches_tracked"))
