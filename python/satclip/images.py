@@ -243,8 +243,9 @@ class _ArraySource:
     ) -> Iterator[tuple[int, Tensor]]:
         chunk = self.data[start:stop]
         if isinstance(chunk, np.ndarray):
-            if chunk.dtype.kind == "u" and chunk.dtype.itemsize > 2:
-                chunk = chunk.astype(np.int64)  # torch's uint32/uint64 support is partial
+            if chunk.dtype.kind == "u" and (chunk.dtype.itemsize > 2 or (device.type != "cpu" and chunk.dtype.itemsize > 1)):
+                # torch's uint32/uint64 support is partial, and CUDA's uint16 kernels too
+                chunk = chunk.astype(np.int32 if chunk.dtype.itemsize == 2 else np.int64)
             elif not chunk.dtype.isnative:
                 chunk = chunk.astype(chunk.dtype.newbyteorder("="))
             if any(stride < 0 for stride in chunk.strides):
