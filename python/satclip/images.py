@@ -274,7 +274,10 @@ class _FileSource:
         run_start = 0
         for i in range(1, len(arrays) + 1):
             if i == len(arrays) or arrays[i].shape != arrays[run_start].shape:
-                stack = torch.from_numpy(np.stack(arrays[run_start:i]))
+                stack_np = np.stack(arrays[run_start:i])
+                if device.type != "cpu":
+                    stack_np = stack_np.astype(np.int32)  # CUDA's uint16 kernels are partial
+                stack = torch.from_numpy(stack_np)
                 try:
                     yield run_start, preprocess(stack.to(device), units="dn", dtype=dtype, input_size=input_size)
                 except ShapeError as err:
