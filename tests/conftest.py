@@ -52,6 +52,40 @@ def released_hyper_parameters(legendre_polys: int = 10, **overrides: Any) -> dic
     return hp
 
 
+#: hyper_parameters["vision_layers"] of the released files -> the timm architecture they hold.
+RELEASED_VISION_TIMM = {
+    "moco_resnet18": "resnet18",
+    "moco_resnet50": "resnet50",
+    "moco_vit16": "vit_small_patch16_224",
+}
+
+
+def released_visual_state_dict(vision: str, *, seed: int = 0, embed_dim: int = 256) -> dict[str, torch.Tensor]:
+    """Random weights for a released image encoder (timm names, no prefix), built with timm directly.
+
+    Norm statistics, gains and all biases are drawn at random too: timm initialises them to the
+    identity or zero (and zeroes each residual block's last BN gain), which would hide a wrongly
+    loaded tensor.
+    """
+    import timm
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = timm.create_model(RELEASED_VISION_TIMM[vision], in_chans=13, num_classes=embed_dim, pretrained=False)
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        gen = torch.Generator().manual_seed(seed + 17)
+        for key, value in state.items():
+            if key.endswith(("running_mean", ".bias")) or key == "cls_token":
+                state[key] = 0.1 * torch.randn(value.shape, generator=gen)
+            elif key.endswith("running_var"):
+                state[key] = 0.5 + torch.rand(value.shape, generator=gen)
+            elif key.endswith(".weight") and value.ndim == 1:  # BatchNorm / LayerNorm gains
+                state[key] = 1.0 + 0.2 * torch.randn(value.shape, generator=gen)
+            elif key.endswith("num_batches_tracked"):
+                state[key] = torch.tensor(40000)
+    return state
+
+
 def released_checkpoint_dict(
     legendre_polys: int = 10,
     *,
@@ -60,18 +94,31 @@ def released_checkpoint_dict(
     embed_dim: int = 256,
     capacity: int = 256,
     num_hidden_layers: int = 2,
+    vision: str | None = None,
 ) -> dict[str, Any]:
-    """A dict shaped like a released checkpoint; location weights as the original initialises them."""
+    """A dict shaped like a released checkpoint; location weights as the original initialises them.
+
+    ``vision`` (``moco_resnet18`` / ``moco_resnet50`` / ``moco_vit16``) adds a complete image
+    encoder with random weights (:func:`released_visual_state_dict`) and names it in
+    ``hyper_parameters["vision_layers"]``; without it the file carries a few fake vision tensors,
+    as much as the location-only tests need.
+    """
     location = released_init_state_dict(legendre_polys, embed_dim, capacity, num_hidden_layers, seed=seed, prefix="")
     gen = torch.Generator().manual_seed(seed + 1)
-    state_dict: dict[str, torch.Tensor] = {
-        "model.logit_scale": torch.tensor(2.6592, dtype=torch.float64),
-        "model.visual.conv1.weight": torch.randn(8, 13, 3, 3, generator=gen),
-        "model.visual.bn1.weight": torch.ones(8),
-        "model.visual.bn1.running_mean": torch.zeros(8),
-        "model.visual.bn1.num_batches_tracked": torch.tensor(1234),
-        "model.visual.fc.weight": torch.randn(embed_dim, 8, generator=gen),
-    }
+    state_dict: dict[str, torch.Tensor] = {"model.logit_scale": torch.tensor(2.6592, dtype=torch.float64)}
+    if vision is None:
+        state_dict.update({
+            "model.visual.conv1.weight": torch.randn(8, 13, 3, 3, generator=gen),
+            "model.visual.bn1.weight": torch.ones(8),
+            "model.visual.bn1.running_mean": torch.zeros(8),
+            "model.visual.bn1.num_batches_tracked": torch.tensor(1234),
+            "model.visual.fc.weight": torch.randn(embed_dim, 8, generator=gen),
+        })
+    else:
+        visual = released_visual_state_dict(vision, seed=seed, embed_dim=embed_dim)
+        state_dict.update({f"model.visual.{k}": v for k, v in visual.items()})
+        if hparams is None:
+            hparams = released_hyper_parameters(legendre_polys, vision_layers=vision)
     for name, tensor in location.items():
         state_dict[f"model.location.nnet.{name}"] = tensor
         state_dict[f"model.nnet.{name}"] = tensor  # the alias the released files carry
@@ -128,3 +175,55 @@ def released_l10(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     path = tmp_path_factory.mktemp("released") / "satclip-resnet50-l10.ckpt"
     torch.save(checkpoint, path)
     return path, checkpoint
+
+
+@pytest.fixture(scope="session")
+def released_with_visual(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, dict[str, Any]]]:
+    """``get(vision)`` -> (path, checkpoint dict) of an L = 10 released-layout file with a full
+    image encoder; each architecture is built and written once per session (ResNet50 ~95 MB)."""
+    made: dict[str, tuple[Path, dict[str, Any]]] = {}
+    root = tmp_path_factory.mktemp("released-visual")
+
+    def get(vision: str) -> tuple[Path, dict[str, Any]]:
+        if vision not in made:
+            checkpoint = released_checkpoint_dict(10, seed=3, vision=vision)
+            path = root / f"satclip-{vision.removeprefix('moco_')}-l10.ckpt"
+            torch.save(checkpoint, path)
+            made[vision] = (path, checkpoint)
+        return made[vision]
+
+    return get
+
+
+def write_s2_geotiff(
+    path: Path, pixels: Any, *, epsg: int | None = 32632, origin: tuple[float, float] = (500_000.0, 5_000_000.0)
+) -> Path:
+    """Writes ``pixels`` (12, H, W) uint16 as an S2-100K-style GeoTIFF: pixel-interleaved, LZW,
+    10 m pixels, one tie point at the top-left corner ``origin`` (metres) in EPSG ``epsg``
+    (GeoTIFF tags written by hand here, not by the code under test). ``epsg=None``: a plain TIFF."""
+    import numpy as np
+    import tifffile
+
+    data = np.ascontiguousarray(np.moveaxis(np.asarray(pixels), 0, -1))
+    extratags = []
+    if epsg is not None:
+        geokeys = [1, 1, 0, 3, 1024, 0, 1, 1, 1025, 0, 1, 1, 3072, 0, 1, epsg]  # projected, pixel-is-area, EPSG
+        extratags = [
+            (33550, "d", 3, (10.0, 10.0, 0.0), True),  # ModelPixelScale
+            (33922, "d", 6, (0.0, 0.0, 0.0, origin[0], origin[1], 0.0), True),  # ModelTiepoint
+            (34735, "H", len(geokeys), tuple(geokeys), True),  # GeoKeyDirectory
+        ]
+    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="contig", compression="lzw", extratags=extratags)
+    return path
+
+
+def shared_data_dir() -> Path | None:
+    """The shared sample data (never in the repository): $SATCLIP_SHARED_DATA, ../shared/data next
+    to the repository, or /work/shared/data; ``None`` when absent (tests using it then skip)."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    for cand in (os.environ.get("SATCLIP_SHARED_DATA"), repo.parent / "shared" / "data", "/work/shared/data"):
+        if cand and Path(cand).is_dir():
+            return Path(cand)
+    return None

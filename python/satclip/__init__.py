@@ -4,7 +4,8 @@
 >>> satclip.spherical_harmonics(np.array([[8.55, 47.37]]), 10).shape
 (1, 100)
 
-The PyTorch parts (``encode``, ``load``, ``save``, ``satclip.nn``) are imported on first use,
+The PyTorch parts (``encode``, ``load``, ``save``, ``satclip.nn``, and the image half:
+``encode_images``, ``load_image_encoder``, ``locate``, ``similarity_map``) are imported on first use,
 so ``import satclip`` stays fast for users who only need the encoding.
 """
 
@@ -27,6 +28,14 @@ _LAZY = {
     "LocationEncoder": "satclip.nn",
     "SphericalHarmonics": "satclip.nn",
     "SirenNet": "satclip.nn",
+    # The image half (needs timm; GeoTIFF paths need tifffile): the `images` extra.
+    "encode_images": "satclip.images",
+    "load_image_encoder": "satclip.image_encoder",
+    "ImageEncoder": "satclip.image_encoder",
+    "locate": "satclip.geolocate",
+    "similarity_map": "satclip.geolocate",
+    "fibonacci_grid": "satclip.geolocate",
+    "plot_similarity_map": "satclip.maps",
 }
 
 

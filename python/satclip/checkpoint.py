@@ -201,13 +201,15 @@ def load(
     return encoder.to(device=torch.device(device) if device is not None else None, dtype=dtype).eval()
 
 
-def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False) -> Path:
+def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, image_encoder: Any = None) -> Path:
     """Writes ``model``'s weights and config to a ``.safetensors`` file that :func:`load` reads.
 
     The architecture (``legendre_polys``, ``embed_dim``, ``capacity``, ``num_hidden_layers``,
     ``basis``) is stored as JSON in the file's metadata under ``"satclip_config"``, so the
     file is self-contained and loads without pickle. Weights keep their dtype. An existing
-    file is only replaced with ``overwrite=True``.
+    file is only replaced with ``overwrite=True``. ``image_encoder`` (a
+    :class:`satclip.image_encoder.ImageEncoder`) adds the image half (tensors ``visual.*``,
+    config ``"satclip_image_config"``), which :func:`satclip.load_image_encoder` reads back.
     """
     from safetensors.torch import save_file
 
@@ -223,6 +225,12 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False) -> 
         if name.startswith("nnet.")
     }
     metadata = {"format": "pt", "satclip_config": json.dumps(asdict(config), sort_keys=True)}
+    if image_encoder is not None:
+        from .image_encoder import safetensors_entries
+
+        image_tensors, image_metadata = safetensors_entries(image_encoder)
+        tensors.update(image_tensors)
+        metadata.update(image_metadata)
     # Write next to the target and rename, so an interrupted save never leaves a torn file
     # under the final name (nor destroys the file being replaced).
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

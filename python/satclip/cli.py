@@ -4,6 +4,8 @@
     satclip encode points.npy -o embeddings.npy
     satclip convert satclip-resnet50-l40.ckpt -o resnet50-l40.safetensors
     satclip models
+    satclip embed-images patches/*.tif -o embeddings.parquet   (cli_images.py)
+    satclip locate patch.tif --model resnet50-l40 --map map.png
 
 User errors (bad input, missing files, an output that exists) print one line to stderr and
 exit non-zero (2 for a refused overwrite or bad usage, 1 otherwise) without a traceback.
@@ -93,6 +95,10 @@ def _parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list the released models")
     models.set_defaults(run=_run_models)
+
+    from .cli_images import register as register_image_commands  # embed-images, locate
+
+    register_image_commands(commands)
     return parser
 
 

@@ -40,6 +40,11 @@ class CheckpointError(SatclipError, ValueError):
     """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
 
 
+class ImageError(SatclipError, ValueError):
+    """An image cannot be embedded: unreadable or not a GeoTIFF, non-finite pixels, or values
+    that are not Sentinel-2 reflectances."""
+
+
 __all__ = [
     "SatclipError",
     "CoordinateError",
@@ -47,4 +52,5 @@ __all__ = [
     "DTypeError",
     "DegreeError",
     "CheckpointError",
+    "ImageError",
 ]

@@ -1,0 +1,105 @@
+"""World maps of image-location similarity (the ``maps`` extra: matplotlib).
+
+Coastlines come from cartopy's Natural Earth data when cartopy is installed; without it the map
+is drawn on plain longitude/latitude axes (equirectangular, 1 degree = 1 degree), which is still
+readable for locating a guess. Nothing here is imported by ``import satclip``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import SatclipError
+
+
+def plot_similarity_map(
+    smap: Any,
+    *,
+    true_location: tuple[float, float] | None = None,
+    guesses: np.ndarray | None = None,
+    ax: Any = None,
+    title: str | None = None,
+    cmap: str = "magma",
+) -> Any:
+    """Draws a :func:`satclip.similarity_map` result on a world map; returns the matplotlib Figure.
+
+    Parameters
+    ----------
+    smap:
+        An ``xarray.DataArray`` (dims ``lat``, ``lon``) or a :class:`satclip.geolocate.SimilarityMap`.
+    true_location:
+        ``(lon, lat)`` to mark with a cross (e.g. from the GeoTIFF's georeference).
+    guesses:
+        ``(k, 2)`` ``[lon, lat]`` guesses to mark, best first (e.g. ``locate(...).lonlat[0]``).
+    ax:
+        An existing Axes (a cartopy GeoAxes gets coastlines); default a new Figure, not pyplot's,
+        so no GUI backend is needed.
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SatclipError("plotting needs matplotlib: pip install 'satclip[maps]'") from None
+    values, lon, lat = _grid(smap)
+    transform: dict[str, Any] = {}
+    if ax is None:
+        fig = Figure(figsize=(12, 6.2), layout="constrained")
+        ccrs = _cartopy_crs()
+        ax = fig.add_subplot(1, 1, 1, projection=ccrs.PlateCarree()) if ccrs is not None else fig.add_subplot(1, 1, 1)
+    else:
+        fig = ax.figure
+    is_geo = hasattr(ax, "coastlines")
+    if is_geo:
+        transform = {"transform": _cartopy_crs().PlateCarree()}
+    dlon = float(lon[1] - lon[0]) if lon.size > 1 else 360.0
+    dlat = float(lat[1] - lat[0]) if lat.size > 1 else 180.0
+    extent = (lon[0] - dlon / 2, lon[-1] + dlon / 2, lat[0] - dlat / 2, lat[-1] + dlat / 2)
+    image = ax.imshow(values, origin="lower", extent=extent, cmap=cmap, interpolation="nearest", **transform)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity")
+    if is_geo:
+        ax.coastlines(linewidth=0.6, color="white")
+        ax.set_global()
+    else:
+        ax.set_xlim(-180, 180)
+        ax.set_ylim(-90, 90)
+        ax.set_aspect("equal")
+        ax.set_xlabel("longitude (deg)")
+        ax.set_ylabel("latitude (deg)")
+        ax.set_xticks(np.arange(-180, 181, 60))
+        ax.set_yticks(np.arange(-90, 91, 30))
+        ax.grid(color="white", alpha=0.25, linewidth=0.5)
+    if guesses is not None:
+        g = np.asarray(guesses, dtype=float).reshape(-1, 2)
+        ax.scatter(g[:, 0], g[:, 1], s=40, facecolors="none", edgecolors="cyan", linewidths=1.5, label="guesses", **transform)
+        ax.scatter(g[:1, 0], g[:1, 1], s=90, marker="*", color="cyan", label="best guess", **transform)
+    if true_location is not None:
+        ax.scatter([true_location[0]], [true_location[1]], s=90, marker="x", color="red", label="true location", **transform)
+    if guesses is not None or true_location is not None:
+        ax.legend(loc="lower left")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def _grid(smap: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if hasattr(smap, "dims") and hasattr(smap, "coords"):  # xarray.DataArray
+        if tuple(smap.dims) != ("lat", "lon"):
+            raise SatclipError(f"expected a DataArray with dims ('lat', 'lon'), got {tuple(smap.dims)}")
+        return np.asarray(smap.values), np.asarray(smap["lon"].values), np.asarray(smap["lat"].values)
+    try:
+        values, lon, lat = smap
+    except (TypeError, ValueError):
+        raise SatclipError("expected a similarity_map result (DataArray or SimilarityMap)") from None
+    return np.asarray(values), np.asarray(lon), np.asarray(lat)
+
+
+def _cartopy_crs() -> Any:
+    try:
+        import cartopy.crs as ccrs
+    except ImportError:
+        return None
+    return ccrs
+
+
+__all__ = ["plot_similarity_map"]
