@@ -14,6 +14,7 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
+from .gradients import spherical_harmonics_with_gradient
 from .harmonics import get_num_threads, set_num_threads, simd_level, spherical_harmonics
 
 __version__ = "0.1.0"
@@ -40,6 +41,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "spherical_harmonics",
+    "spherical_harmonics_with_gradient",
     "simd_level",
     "set_num_threads",
     "get_num_threads",
