@@ -1,11 +1,12 @@
 """An independent high-precision reference for the derivatives of the SatCLIP SH basis.
 
 Central finite differences, in mpmath at L + 50 digits, of the explicit Rodrigues sums of
-``sh_reference`` (nothing of satclip's recurrences is used). With a step of 1e-15 degrees the
-truncation error (~h^2 f''') and the cancellation error (~10^-digits / h) are both far below
-1e-25, so the difference quotient *is* the derivative to double precision. The formula is
-evaluated as written, so at a pole (lat = +-90) the quotient straddles the pole and gives the
-derivative of the analytic continuation - what the chart derivative there means.
+``sh_reference`` (nothing of satclip's recurrences is used). The sums lose up to ~0.6 L digits
+to cancellation and the step of 1e-15 degrees another 15 to the difference, leaving > 25 digits;
+the truncation error (~h^2 times the third derivative) is below 1e-29. So the quotient *is* the
+derivative to double precision. The formula is evaluated as written, so at a pole (lat = +-90)
+the quotient straddles the pole and gives the derivative of the analytic continuation - what
+the chart derivative there means.
 """
 
 from __future__ import annotations
