@@ -125,12 +125,29 @@ def test_bad_input_raises_satclip_errors() -> None:
         satclip.spherical_harmonics_with_gradient([["a", "b"]], 5)
 
 
+def test_out_buffers_are_filled_and_returned() -> None:
+    points = random_points(50, seed=7)
+    want_v, want_g = satclip.spherical_harmonics_with_gradient(points, 6)
+    v, g = np.full((50, 36), np.nan, np.float32), np.full((50, 36, 2), np.nan, np.float32)
+    got_v, got_g = satclip.spherical_harmonics_with_gradient(points, 6, out=(v, g))
+    assert got_v is v and got_g is g
+    np.testing.assert_array_equal(g, want_g.astype(np.float32))
+    np.testing.assert_array_equal(v, want_v.astype(np.float32))
+    with pytest.raises(DTypeError):
+        satclip.spherical_harmonics_with_gradient(points, 6, out=(v, g.astype(np.float64)))
+    with pytest.raises(ShapeError):
+        satclip.spherical_harmonics_with_gradient(points, 6, out=(v, g[:, :30]))
+    v.flags.writeable = False
+    with pytest.raises(ShapeError, match="values"):
+        satclip.spherical_harmonics_with_gradient(points, 6, out=(v, g))
+
+
 def test_core_refuses_overlapping_or_misshaped_outputs() -> None:
     """The low-level binding borrows through rust-numpy: aliasing outputs are an error, not UB."""
     from satclip import _core
 
     pts = np.zeros((4, 2))
-    grads = np.empty((4, 9, 2))
+    grads = np.zeros((4, 9, 2))
     with pytest.raises(ShapeError):
         _core.spherical_harmonics_with_gradient(pts, 3, "satclip", np.empty((4, 8)), grads)
     buf = np.empty((4, 27))

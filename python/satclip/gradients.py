@@ -17,11 +17,16 @@ from __future__ import annotations
 import numpy as np
 
 from . import _core
+from .errors import DTypeError
 from .harmonics import Basis, as_lonlat_array, check_degrees
 
 
 def spherical_harmonics_with_gradient(
-    lonlat: object, L: int, *, basis: Basis = "satclip"
+    lonlat: object,
+    L: int,
+    *,
+    basis: Basis = "satclip",
+    out: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """SH features and their derivatives with respect to ``[lon, lat]``.
 
@@ -35,6 +40,10 @@ def spherical_harmonics_with_gradient(
         :func:`satclip.spherical_harmonics`).
     basis:
         ``"satclip"`` (default) or ``"orthonormal"``, as in :func:`satclip.spherical_harmonics`.
+    out:
+        Optional ``(values, gradients)`` to write into and return: C-contiguous, writeable
+        arrays of one dtype (float32 or float64), shapes ``(N, L*L)`` and ``(N, L*L, 2)``, not
+        overlapping. Reusing them in a loop avoids the page-clearing cost of fresh arrays.
 
     Returns
     -------
@@ -57,8 +66,18 @@ def spherical_harmonics_with_gradient(
     arr = as_lonlat_array(lonlat)
     if basis not in ("satclip", "orthonormal"):
         raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
-    n, dtype = arr.shape[0], arr.dtype
-    values = np.empty((n, L * L), dtype=dtype)
-    gradients = np.empty((n, L * L, 2), dtype=dtype)
+    if out is None:
+        n, dtype = arr.shape[0], arr.dtype
+        values = np.empty((n, L * L), dtype=dtype)
+        gradients = np.empty((n, L * L, 2), dtype=dtype)
+    else:
+        if not (isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, np.ndarray) for o in out)):
+            raise DTypeError("out must be a tuple (values, gradients) of two NumPy arrays")
+        values, gradients = out
+        if values.dtype != gradients.dtype or values.dtype not in (np.float32, np.float64):
+            raise DTypeError(
+                f"out arrays must both be float32 or both float64, got {values.dtype} and {gradients.dtype}"
+            )
+    # The core checks shapes, layout, writeability and overlap (rust/src/python_gradient.rs).
     _core.spherical_harmonics_with_gradient(arr, L, basis, values, gradients)
     return values, gradients

@@ -35,6 +35,7 @@ use crate::parallel::{pool, rows_per_task};
 use crate::plan::Plan;
 use crate::real::Real;
 use crate::simd::SimdLevel;
+use crate::stream;
 use crate::transpose::{self, Tile};
 use crate::trig::sincos_deg;
 
@@ -43,6 +44,11 @@ type Lanes = [f64; LANES];
 
 /// Below this many points the work runs on the calling thread.
 const SERIAL_POINTS: usize = 128;
+
+/// Outputs (values + gradients) of at least this size are written with streaming stores, as
+/// in `harmonics.rs`: they cannot stay in the cache, and skipping the read-for-ownership of
+/// every line matters more here, where three times as many bytes are written.
+const STREAM_BYTES: usize = 16 << 20;
 
 const DEG: f64 = std::f64::consts::PI / 180.0;
 
@@ -71,8 +77,10 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
+    let streaming =
+        std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
     if n <= SERIAL_POINTS {
-        rows_with_gradient(plan, lonlat, values, gradients, level);
+        rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
         return Ok(());
     }
     let pool = pool();
@@ -87,7 +95,7 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
             .par_chunks_mut(rows * nf)
             .zip(gradients.par_chunks_mut(rows * 2 * nf))
             .zip(lonlat.par_chunks(rows * 2))
-            .for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level));
+            .for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level, streaming));
     });
     Ok(())
 }
@@ -106,15 +114,69 @@ pub fn spherical_harmonics_with_gradient<I: Real>(
     Ok((values, gradients))
 }
 
-/// Per-thread feature-major scratch, kept between calls (see `kernel::Workspace`).
+/// Per-thread buffers, kept between calls (see `kernel::Workspace`): the feature-major blocks
+/// the recurrences write, and row-major staging copies for streaming stores (f64 storage,
+/// viewed as `O`).
 #[derive(Default)]
 struct Scratch {
     values: Vec<Lanes>,
     gradients: Vec<Lanes>,
+    staging_values: Vec<f64>,
+    staging_gradients: Vec<f64>,
 }
 
 thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The instruction-set-specific pieces (the same split as in `kernel.rs`, kept local so the
+/// two kernels can change independently).
+trait Isa {
+    fn transpose(tile: &Tile) -> Tile;
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
+}
+
+struct Portable;
+impl Isa for Portable {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        transpose::transpose_portable(tile)
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `rows_avx2`, which runs on AVX2 CPUs.
+        unsafe { transpose::transpose_avx2(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `rows_avx512`, which runs on AVX-512 CPUs.
+        unsafe { transpose::transpose_avx512(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        // SAFETY: as above.
+        unsafe { stream::copy_streaming_avx512(src, dst) }
+    }
 }
 
 fn rows_with_gradient<I: Real, O: Real>(
@@ -123,23 +185,17 @@ fn rows_with_gradient<I: Real, O: Real>(
     values: &mut [O],
     gradients: &mut [O],
     level: SimdLevel,
+    streaming: bool,
 ) {
     // As in kernel.rs: the thread-local is reached outside the target-feature functions.
     SCRATCH.with_borrow_mut(|ws| match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `SimdLevel::Avx512` is only active when the CPU reports these features.
-        SimdLevel::Avx512 => unsafe { rows_avx512(plan, lonlat, values, gradients, ws) },
+        SimdLevel::Avx512 => unsafe { rows_avx512(plan, lonlat, values, gradients, streaming, ws) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above, for AVX2 + FMA.
-        SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, ws) },
-        _ => rows_with::<I, O>(
-            plan,
-            lonlat,
-            values,
-            gradients,
-            ws,
-            transpose::transpose_portable,
-        ),
+        SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, streaming, ws) },
+        _ => rows_with::<I, O, Portable>(plan, lonlat, values, gradients, streaming, ws),
     })
 }
 
@@ -150,12 +206,10 @@ unsafe fn rows_avx512<I: Real, O: Real>(
     lonlat: &[I],
     values: &mut [O],
     gradients: &mut [O],
+    streaming: bool,
     ws: &mut Scratch,
 ) {
-    // SAFETY (of the transpose): this function only runs on AVX-512 CPUs.
-    rows_with::<I, O>(plan, lonlat, values, gradients, ws, |t| unsafe {
-        transpose::transpose_avx512(t)
-    })
+    rows_with::<I, O, Avx512>(plan, lonlat, values, gradients, streaming, ws)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -165,34 +219,53 @@ unsafe fn rows_avx2<I: Real, O: Real>(
     lonlat: &[I],
     values: &mut [O],
     gradients: &mut [O],
+    streaming: bool,
     ws: &mut Scratch,
 ) {
-    // SAFETY (of the transpose): this function only runs on AVX2 CPUs.
-    rows_with::<I, O>(plan, lonlat, values, gradients, ws, |t| unsafe {
-        transpose::transpose_avx2(t)
-    })
+    rows_with::<I, O, Avx2>(plan, lonlat, values, gradients, streaming, ws)
+}
+
+/// `staging` (f64 storage) viewed as `len` values of `O`.
+fn staging_as<O: Real>(staging: &mut Vec<f64>, len: usize) -> &mut [O] {
+    staging.resize(len, 0.0);
+    // SAFETY: `staging` holds `len` f64s, room for `len` values of O (f32 or f64: no larger
+    // than f64, alignment no stricter); any bits are valid floats.
+    unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr() as *mut O, len) }
 }
 
 #[inline(always)]
-fn rows_with<I: Real, O: Real>(
+fn rows_with<I: Real, O: Real, X: Isa>(
     plan: &Plan,
     lonlat: &[I],
     values: &mut [O],
     gradients: &mut [O],
+    streaming: bool,
     ws: &mut Scratch,
-    tr: impl Fn(&Tile) -> Tile + Copy,
 ) {
     let nf = plan.num_features();
     ws.values.resize(nf, [0.0; LANES]);
     ws.gradients.resize(2 * nf, [0.0; LANES]);
+    let staged = if streaming { LANES } else { 0 };
+    let stage_v = staging_as::<O>(&mut ws.staging_values, staged * nf);
+    let stage_g = staging_as::<O>(&mut ws.staging_gradients, staged * 2 * nf);
     let mut pairs = lonlat.chunks_exact(2 * LANES);
     let mut vrows = values.chunks_exact_mut(LANES * nf);
     let mut grows = gradients.chunks_exact_mut(LANES * 2 * nf);
     for ((pts, vb), gb) in (&mut pairs).zip(&mut vrows).zip(&mut grows) {
         let (lon, lat) = unpack(pts);
         block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
-        transpose_into(&ws.values, vb, LANES, tr);
-        transpose_into(&ws.gradients, gb, LANES, tr);
+        if streaming {
+            transpose_into::<O, X>(&ws.values, stage_v, LANES);
+            X::copy_streaming(stage_v, vb);
+            transpose_into::<O, X>(&ws.gradients, stage_g, LANES);
+            X::copy_streaming(stage_g, gb);
+        } else {
+            transpose_into::<O, X>(&ws.values, vb, LANES);
+            transpose_into::<O, X>(&ws.gradients, gb, LANES);
+        }
+    }
+    if streaming {
+        stream::fence();
     }
     // A last partial block: pad with (0, 0) and keep only the real rows.
     let rest = pairs.remainder();
@@ -200,8 +273,8 @@ fn rows_with<I: Real, O: Real>(
         let n = rest.len() / 2;
         let (lon, lat) = unpack(rest);
         block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
-        transpose_into(&ws.values, vrows.into_remainder(), n, tr);
-        transpose_into(&ws.gradients, grows.into_remainder(), n, tr);
+        transpose_into::<O, X>(&ws.values, vrows.into_remainder(), n);
+        transpose_into::<O, X>(&ws.gradients, grows.into_remainder(), n);
     }
 }
 
@@ -217,21 +290,17 @@ fn unpack<I: Real>(pts: &[I]) -> (Lanes, Lanes) {
     (lon, lat)
 }
 
-/// `scratch[k][lane]` -> row-major `out[lane * nk + k]` for the first `rows` lanes.
+/// `scratch[k][lane]` -> row-major `out[lane * nk + k]` for the first `rows` lanes, one
+/// 8 x 8 tile at a time.
 #[inline(always)]
-fn transpose_into<O: Real>(
-    scratch: &[Lanes],
-    out: &mut [O],
-    rows: usize,
-    tr: impl Fn(&Tile) -> Tile,
-) {
+fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
     let nk = scratch.len();
     debug_assert_eq!(out.len(), rows * nk);
     let tiles = nk / LANES;
     for t in 0..tiles {
         let k0 = t * LANES;
         let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
-        let cols = tr(tile);
+        let cols = X::transpose(tile);
         for (i, col) in cols.iter().enumerate().take(rows) {
             let dst: &mut [O; LANES] = (&mut out[i * nk + k0..i * nk + k0 + LANES])
                 .try_into()
@@ -493,6 +562,27 @@ mod tests {
         let (mut v32, mut g32) = (vec![0.0f32; 300 * 81], vec![0.0f32; 300 * 162]);
         spherical_harmonics_with_gradient_into(&plan, &pts, &mut v32, &mut g32).unwrap();
         assert!(g32.iter().zip(&g).all(|(a, b)| *a == *b as f32));
+    }
+
+    #[test]
+    fn large_outputs_take_the_streaming_path_and_agree() {
+        // 1000 points x 40^2 features x 3 x 8 bytes = 38 MB is above the streaming threshold.
+        let pts = points(1000, 5);
+        let plan = Plan::new(40, Basis::Satclip).unwrap();
+        let (mut v, mut g) = (vec![0.0f64; 1000 * 1600], vec![0.0f64; 1000 * 3200]);
+        spherical_harmonics_with_gradient_into(&plan, &pts, &mut v, &mut g).unwrap();
+        for start in [0usize, 517, 990] {
+            let (mut v1, mut g1) = (vec![0.0f64; 10 * 1600], vec![0.0f64; 10 * 3200]);
+            spherical_harmonics_with_gradient_into(
+                &plan,
+                &pts[2 * start..2 * start + 20],
+                &mut v1,
+                &mut g1,
+            )
+            .unwrap();
+            assert_eq!(v1[..], v[start * 1600..(start + 10) * 1600]);
+            assert_eq!(g1[..], g[start * 3200..(start + 10) * 3200]);
+        }
     }
 
     #[test]
