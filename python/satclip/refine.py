@@ -13,6 +13,7 @@ and the poles like any other place; the (lon, lat) chart is only used to evaluat
 from __future__ import annotations
 
 import math
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -231,7 +232,10 @@ def location_jacobian(lonlat: object, model: LocationEncoder | str) -> np.ndarra
     try:
         import torch.autograd.forward_ad as fwad
 
-        with torch.no_grad(), fwad.dual_level():
+        with torch.no_grad(), fwad.dual_level(), warnings.catch_warnings():
+            # torch's first forward-AD use scripts its own decompositions and warns that
+            # torch.jit.script is deprecated: torch-internal, nothing the caller can act on.
+            warnings.filterwarnings("ignore", message=".*torch.jit.script.*", category=FutureWarning)
             for j in range(2):
                 emb = model.nnet(fwad.make_dual(features, jac[:, :, j].contiguous()))
                 out.append(fwad.unpack_dual(emb).tangent)
