@@ -24,7 +24,8 @@ giving the first derivatives of L*L features, which is what is compared.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

@@ -28,6 +28,8 @@ _LAZY = {
     "LocationEncoder": "satclip.nn",
     "SphericalHarmonics": "satclip.nn",
     "SirenNet": "satclip.nn",
+    "refine_locations": "satclip.refine",
+    "location_jacobian": "satclip.refine",
 }
 
 

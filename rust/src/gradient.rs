@@ -544,7 +544,7 @@ mod tests {
         // dY_{1,+1}/dlat at (lon, 90) = sqrt(3/4pi) * x * cos(phi) * pi/180, with x = -1.
         let c1 = (3.0 / (4.0 * std::f64::consts::PI)).sqrt();
         let phi = (0.0f64 + 180.0).to_radians();
-        let want = c1 * -1.0 * phi.cos() * DEG;
+        let want = -c1 * phi.cos() * DEG; // x = -1
         assert!((grad[2 * 3 + 1] - want).abs() < 1e-16);
     }
 
