@@ -42,8 +42,8 @@ use crate::trig::sincos_deg;
 const LANES: usize = 8;
 type Lanes = [f64; LANES];
 
-/// Below this many points the work runs on the calling thread.
-const SERIAL_POINTS: usize = 128;
+/// Below this many points the work runs on the calling thread (as in `harmonics.rs`).
+const SERIAL_POINTS: usize = 256;
 
 /// Outputs (values + gradients) of at least this size are written with streaming stores, as
 /// in `harmonics.rs`: they cannot stay in the cache, and skipping the read-for-ownership of
