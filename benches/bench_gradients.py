@@ -1,7 +1,7 @@
 """SH values with lon/lat gradients: cost over values alone, and against sphericart.
 
 All cases of one (L, dtype, N) group run in the same session (one thread each), so their
-medians give same-run ratios, which the module prints to the terminal when its cases are done:
+medians give same-run ratios, which the module prints when its cases are done (run pytest with ``-s``):
 
 * ``grad_over_values``    values+gradients / values alone, both into reused buffers
   (the issue's bar: <= 3x; the gradients are 2x the bytes of the values, so at sizes far
