@@ -41,12 +41,16 @@ def test_module_on_cpu_uses_the_rust_core(dtype: torch.dtype) -> None:
     np.testing.assert_array_equal(y.numpy(), satclip.spherical_harmonics(points.numpy(), 10))
 
 
-def test_module_converts_other_dtypes_and_ignores_grad() -> None:
+def test_module_converts_other_dtypes_and_is_differentiable_only_when_asked() -> None:
     ints = torch.tensor([[8, 47], [0, 0]])
     assert SphericalHarmonics(4)(ints).dtype == torch.float64
     pts = torch.tensor([[8.5, 47.3]], dtype=torch.float64, requires_grad=True)
-    y = SphericalHarmonics(4)(pts)
-    assert not y.requires_grad
+    # Issue 15: the features carry d/d(lon, lat) (tests/test_gradients.py checks the values) ...
+    assert SphericalHarmonics(4)(pts).requires_grad
+    # ... but only in grad mode and for inputs that require grad.
+    with torch.no_grad():
+        assert not SphericalHarmonics(4)(pts).requires_grad
+    assert not SphericalHarmonics(4)(pts.detach()).requires_grad
 
 
 def test_module_errors_name_the_row() -> None:

@@ -15,6 +15,7 @@ from importlib import import_module
 from typing import Any
 
 from . import errors
+from .gradients import spherical_harmonics_with_gradient
 from .harmonics import get_num_threads, set_num_threads, simd_level, spherical_harmonics
 
 __version__ = "0.1.0"
@@ -36,6 +37,8 @@ _LAZY = {
     "similarity_map": "satclip.geolocate",
     "fibonacci_grid": "satclip.geolocate",
     "plot_similarity_map": "satclip.maps",
+    "refine_locations": "satclip.refine",
+    "location_jacobian": "satclip.refine",
 }
 
 
@@ -49,6 +52,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "spherical_harmonics",
+    "spherical_harmonics_with_gradient",
     "simd_level",
     "set_num_threads",
     "get_num_threads",

@@ -14,6 +14,7 @@ from torch.nn import functional as F
 
 from .coords import check_lonlat_tensor
 from .harmonics import Basis, check_degrees, spherical_harmonics
+from .sh_autograd import spherical_harmonics_autograd
 from .torch_harmonics import torch_spherical_harmonics
 
 
@@ -24,7 +25,9 @@ class SphericalHarmonics(nn.Module):
     copy); tensors on other devices (CUDA) are computed there by
     :func:`~satclip.torch_harmonics.torch_spherical_harmonics`. Either way the features are
     exact (float64 arithmetic on CPU) and the output dtype is the input's (float32 or float64;
-    other inputs give float64). The features carry no gradient with respect to the coordinates.
+    other inputs give float64). When ``lonlat`` requires grad (and grad mode is on) the features
+    are differentiable with respect to the coordinates, per degree, through the analytic Jacobian
+    (:mod:`satclip.sh_autograd`); otherwise no Jacobian is computed.
     """
 
     def __init__(self, legendre_polys: int = 10, basis: Basis = "satclip"):
@@ -39,6 +42,9 @@ class SphericalHarmonics(nn.Module):
         return f"legendre_polys={self.L}, basis={self.basis!r}"
 
     def forward(self, lonlat: Tensor) -> Tensor:
+        if lonlat.requires_grad and torch.is_grad_enabled():
+            # Differentiable in lon/lat (analytic Jacobian); the path below computes none.
+            return spherical_harmonics_autograd(lonlat, self.L, self.basis)
         on_cpu = lonlat.device.type == "cpu"
         check_lonlat_tensor(lonlat, values=not on_cpu)  # on CPU the Rust core checks the values
         lonlat = lonlat.detach()

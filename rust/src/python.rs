@@ -17,7 +17,7 @@ pyo3::import_exception!(satclip.errors, DegreeError);
 pyo3::import_exception!(satclip.errors, ShapeError);
 pyo3::import_exception!(satclip.errors, DTypeError);
 
-fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
+pub(crate) fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     let msg = err.to_string();
     match err {
         Error::Degrees { .. } => DegreeError::new_err(msg),
@@ -39,7 +39,7 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     }
 }
 
-fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Plan> {
+pub(crate) fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Plan> {
     let basis = Basis::parse(basis).ok_or_else(|| {
         pyo3::exceptions::PyValueError::new_err(format!(
             "unknown basis {basis:?}; expected \"satclip\" or \"orthonormal\""
@@ -197,6 +197,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    crate::python_gradient::register(m)?;
     m.add("MAX_DEGREES", crate::error::MAX_DEGREES)?;
     Ok(())
 }

@@ -1,0 +1,606 @@
+//! Spherical harmonics together with their derivatives in longitude and latitude.
+//!
+//! Output layout: values `(n, L*L)` row-major as in `harmonics`, and gradients `(n, L*L, 2)`
+//! row-major, `gradients[i][k][0] = dY_k/dlon`, `gradients[i][k][1] = dY_k/dlat`, both **per
+//! degree** (the inputs are degrees), i.e. the derivative in radians times `pi / 180`.
+//!
+//! The derivatives come from the same recurrences as the values (see `plan.rs`), with
+//! `phi = lon + 180`, `theta = lat + 90`, `x = cos theta`, `s = sin theta`:
+//!
+//! * longitude: `d/dphi [cos(m phi), sin(m phi)] = m [-sin(m phi), cos(m phi)]`, so the
+//!   derivative of column `(l, +m)` is `-m` times column `(l, -m)` and that of `(l, -m)` is
+//!   `m` times `(l, +m)`; no new function is evaluated.
+//! * latitude (`d theta = d lat`): every recurrence step is differentiated with the product
+//!   rule, using `dx/dtheta = -s` and `ds/dtheta = x`:
+//!   - `Pbar_m^m = diag[m] s Pbar_{m-1}^{m-1}`  ->  `dPbar_m^m = diag[m] (x Pbar_{m-1}^{m-1} + s dPbar_{m-1}^{m-1})`
+//!   - `Pbar_{m+1}^m = offdiag[m] x Pbar_m^m`   ->  `offdiag[m] (x dPbar_m^m - s Pbar_m^m)`
+//!   - `Pbar_l^m = a (x Pbar_{l-1}^m - b Pbar_{l-2}^m)` -> `a (x dPbar_{l-1}^m - s Pbar_{l-1}^m - b dPbar_{l-2}^m)`
+//!
+//!   The differentiated recurrence has the same (stable) homogeneous part as the values' one,
+//!   and nothing is divided by `s`: at the poles (`s = 0`) every step is exact and the
+//!   latitude derivative is the finite derivative of the formula, while the longitude
+//!   derivative of each feature is exactly zero (`Pbar_l^m` carries a factor `s^m`).
+//!
+//! The block kernel follows `kernel.rs` (one point per lane, compiled per instruction set,
+//! dispatched at run time) but is kept in its own module so the value-only path is untouched.
+//! The gradient block is laid out as `2 * L*L` feature-major rows (`dlon_k`, `dlat_k`
+//! interleaved), so the same 8 x 8 transposes that write the values write the `(.., L*L, 2)`
+//! gradient rows directly.
+
+use rayon::prelude::*;
+
+use crate::coords::validate;
+use crate::error::{Error, Result};
+use crate::parallel::{pool, rows_per_task};
+use crate::plan::Plan;
+use crate::real::Real;
+use crate::simd::SimdLevel;
+use crate::stream;
+use crate::transpose::{self, Tile};
+use crate::trig::sincos_deg;
+
+const LANES: usize = 8;
+type Lanes = [f64; LANES];
+
+/// Below this many points the work runs on the calling thread (as in `harmonics.rs`).
+const SERIAL_POINTS: usize = 256;
+
+/// Outputs (values + gradients) of at least this size are written with streaming stores, as
+/// in `harmonics.rs`: they cannot stay in the cache, and skipping the read-for-ownership of
+/// every line matters more here, where three times as many bytes are written.
+const STREAM_BYTES: usize = 16 << 20;
+
+const DEG: f64 = std::f64::consts::PI / 180.0;
+
+/// Fills `values` (`n x L*L`) and `gradients` (`n x L*L x 2`, per degree) for the `n` points
+/// in `lonlat` (interleaved lon, lat in degrees). Checks the input first and names the first
+/// bad row; nothing is written if it fails.
+pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+) -> Result<()> {
+    validate(lonlat)?;
+    let n = lonlat.len() / 2;
+    let nf = plan.num_features();
+    if values.len() != n * nf {
+        return Err(Error::OutputSize {
+            expected: (n, nf),
+            found: values.len(),
+        });
+    }
+    if gradients.len() != 2 * n * nf {
+        return Err(Error::OutputSize {
+            expected: (n, 2 * nf),
+            found: gradients.len(),
+        });
+    }
+    let level = SimdLevel::active();
+    let streaming =
+        std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
+    if n <= SERIAL_POINTS {
+        rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
+        return Ok(());
+    }
+    let pool = pool();
+    let rows = rows_per_task(
+        n,
+        3 * nf * std::mem::size_of::<O>(),
+        pool.current_num_threads(),
+        LANES,
+    );
+    pool.install(|| {
+        values
+            .par_chunks_mut(rows * nf)
+            .zip(gradients.par_chunks_mut(rows * 2 * nf))
+            .zip(lonlat.par_chunks(rows * 2))
+            .for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level, streaming));
+    });
+    Ok(())
+}
+
+/// Convenience for Rust callers: allocates and returns `(values, gradients)`.
+pub fn spherical_harmonics_with_gradient<I: Real>(
+    lonlat: &[I],
+    degrees: usize,
+    basis: crate::plan::Basis,
+) -> Result<(Vec<f64>, Vec<f64>)> {
+    let plan = Plan::new(degrees, basis)?;
+    let n = lonlat.len() / 2;
+    let mut values = vec![0.0; n * plan.num_features()];
+    let mut gradients = vec![0.0; 2 * n * plan.num_features()];
+    spherical_harmonics_with_gradient_into(&plan, lonlat, &mut values, &mut gradients)?;
+    Ok((values, gradients))
+}
+
+/// Per-thread buffers, kept between calls (see `kernel::Workspace`): the feature-major blocks
+/// the recurrences write, and row-major staging copies for streaming stores (f64 storage,
+/// viewed as `O`).
+#[derive(Default)]
+struct Scratch {
+    values: Vec<Lanes>,
+    gradients: Vec<Lanes>,
+    staging_values: Vec<f64>,
+    staging_gradients: Vec<f64>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// The instruction-set-specific pieces (the same split as in `kernel.rs`, kept local so the
+/// two kernels can change independently).
+trait Isa {
+    fn transpose(tile: &Tile) -> Tile;
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
+}
+
+struct Portable;
+impl Isa for Portable {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        transpose::transpose_portable(tile)
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `rows_avx2`, which runs on AVX2 CPUs.
+        unsafe { transpose::transpose_avx2(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+struct Avx512;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from `rows_avx512`, which runs on AVX-512 CPUs.
+        unsafe { transpose::transpose_avx512(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        // SAFETY: as above.
+        unsafe { stream::copy_streaming_avx512(src, dst) }
+    }
+}
+
+fn rows_with_gradient<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    level: SimdLevel,
+    streaming: bool,
+) {
+    // As in kernel.rs: the thread-local is reached outside the target-feature functions.
+    SCRATCH.with_borrow_mut(|ws| match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `SimdLevel::Avx512` is only active when the CPU reports these features.
+        SimdLevel::Avx512 => unsafe { rows_avx512(plan, lonlat, values, gradients, streaming, ws) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above, for AVX2 + FMA.
+        SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, streaming, ws) },
+        _ => rows_with::<I, O, Portable>(plan, lonlat, values, gradients, streaming, ws),
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+unsafe fn rows_avx512<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    streaming: bool,
+    ws: &mut Scratch,
+) {
+    rows_with::<I, O, Avx512>(plan, lonlat, values, gradients, streaming, ws)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rows_avx2<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    streaming: bool,
+    ws: &mut Scratch,
+) {
+    rows_with::<I, O, Avx2>(plan, lonlat, values, gradients, streaming, ws)
+}
+
+/// `staging` (f64 storage) viewed as `len` values of `O`.
+fn staging_as<O: Real>(staging: &mut Vec<f64>, len: usize) -> &mut [O] {
+    staging.resize(len, 0.0);
+    // SAFETY: `staging` holds `len` f64s, room for `len` values of O (f32 or f64: no larger
+    // than f64, alignment no stricter); any bits are valid floats.
+    unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr() as *mut O, len) }
+}
+
+#[inline(always)]
+fn rows_with<I: Real, O: Real, X: Isa>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    streaming: bool,
+    ws: &mut Scratch,
+) {
+    let nf = plan.num_features();
+    ws.values.resize(nf, [0.0; LANES]);
+    ws.gradients.resize(2 * nf, [0.0; LANES]);
+    let staged = if streaming { LANES } else { 0 };
+    let stage_v = staging_as::<O>(&mut ws.staging_values, staged * nf);
+    let stage_g = staging_as::<O>(&mut ws.staging_gradients, staged * 2 * nf);
+    let mut pairs = lonlat.chunks_exact(2 * LANES);
+    let mut vrows = values.chunks_exact_mut(LANES * nf);
+    let mut grows = gradients.chunks_exact_mut(LANES * 2 * nf);
+    for ((pts, vb), gb) in (&mut pairs).zip(&mut vrows).zip(&mut grows) {
+        let (lon, lat) = unpack(pts);
+        block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
+        if streaming {
+            transpose_into::<O, X>(&ws.values, stage_v, LANES);
+            X::copy_streaming(stage_v, vb);
+            transpose_into::<O, X>(&ws.gradients, stage_g, LANES);
+            X::copy_streaming(stage_g, gb);
+        } else {
+            transpose_into::<O, X>(&ws.values, vb, LANES);
+            transpose_into::<O, X>(&ws.gradients, gb, LANES);
+        }
+    }
+    if streaming {
+        stream::fence();
+    }
+    // A last partial block: pad with (0, 0) and keep only the real rows.
+    let rest = pairs.remainder();
+    if !rest.is_empty() {
+        let n = rest.len() / 2;
+        let (lon, lat) = unpack(rest);
+        block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
+        transpose_into::<O, X>(&ws.values, vrows.into_remainder(), n);
+        transpose_into::<O, X>(&ws.gradients, grows.into_remainder(), n);
+    }
+}
+
+/// Up to `LANES` interleaved (lon, lat) pairs as two lane arrays, padded with zeros.
+#[inline(always)]
+fn unpack<I: Real>(pts: &[I]) -> (Lanes, Lanes) {
+    let mut lon = [0.0; LANES];
+    let mut lat = [0.0; LANES];
+    for (i, p) in pts.chunks_exact(2).enumerate().take(LANES) {
+        lon[i] = p[0].to_f64();
+        lat[i] = p[1].to_f64();
+    }
+    (lon, lat)
+}
+
+/// `scratch[k][lane]` -> row-major `out[lane * nk + k]` for the first `rows` lanes, one
+/// 8 x 8 tile at a time.
+#[inline(always)]
+fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
+    let nk = scratch.len();
+    debug_assert_eq!(out.len(), rows * nk);
+    let tiles = nk / LANES;
+    for t in 0..tiles {
+        let k0 = t * LANES;
+        let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
+        let cols = X::transpose(tile);
+        for (i, col) in cols.iter().enumerate().take(rows) {
+            let dst: &mut [O; LANES] = (&mut out[i * nk + k0..i * nk + k0 + LANES])
+                .try_into()
+                .unwrap();
+            for j in 0..LANES {
+                dst[j] = O::from_f64(col[j]);
+            }
+        }
+    }
+    for k in tiles * LANES..nk {
+        for i in 0..rows {
+            out[i * nk + k] = O::from_f64(scratch[k][i]);
+        }
+    }
+}
+
+/// Values (`vals[k]`) and gradients (`grads[2k]` = d/dlon, `grads[2k + 1]` = d/dlat, per
+/// degree) of one block of points, feature-major.
+#[inline(always)]
+fn block_with_gradient(
+    plan: &Plan,
+    lon: &Lanes,
+    lat: &Lanes,
+    vals: &mut [Lanes],
+    grads: &mut [Lanes],
+) {
+    let degrees = plan.degrees;
+    assert_eq!(vals.len(), degrees * degrees);
+    assert_eq!(grads.len(), 2 * degrees * degrees);
+    // x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat) >= 0;
+    // cos(phi) = -cos(lon), sin(phi) = -sin(lon), since phi = lon + 180 deg.
+    let mut x = [0.0; LANES];
+    let mut s = [0.0; LANES];
+    let mut cos_phi = [0.0; LANES];
+    let mut sin_phi = [0.0; LANES];
+    for i in 0..LANES {
+        let (sl, cl) = sincos_deg(lat[i]);
+        x[i] = -sl;
+        s[i] = cl.abs();
+        let (so, co) = sincos_deg(lon[i]);
+        cos_phi[i] = -co;
+        sin_phi[i] = -so;
+    }
+
+    let mut pmm = [plan.p00; LANES]; // Pbar_m^m
+    let mut dpmm = [0.0; LANES]; // d/dtheta Pbar_m^m
+    let mut cos_m = [1.0; LANES];
+    let mut sin_m = [0.0; LANES];
+    let mut step = 0;
+    for m in 0..degrees {
+        if m > 0 {
+            let d = plan.diag[m];
+            for i in 0..LANES {
+                dpmm[i] = d * x[i].mul_add(pmm[i], s[i] * dpmm[i]);
+                pmm[i] *= d * s[i];
+                let c = cos_m[i] * cos_phi[i] - sin_m[i] * sin_phi[i];
+                sin_m[i] = sin_m[i] * cos_phi[i] + cos_m[i] * sin_phi[i];
+                cos_m[i] = c;
+            }
+        }
+        let f = Factors::new(plan, m, &cos_m, &sin_m);
+        f.store(vals, grads, zonal_column(m), &pmm, &dpmm);
+        if m + 1 == degrees {
+            break;
+        }
+        let od = plan.offdiag[m];
+        let mut p_prev = pmm;
+        let mut dp_prev = dpmm;
+        let mut p = [0.0; LANES];
+        let mut dp = [0.0; LANES];
+        for i in 0..LANES {
+            p[i] = od * x[i] * pmm[i];
+            dp[i] = od * x[i].mul_add(dpmm[i], -s[i] * pmm[i]);
+        }
+        f.store(vals, grads, zonal_column(m + 1), &p, &dp);
+        for l in m + 2..degrees {
+            let (a, b) = (plan.a[step], plan.b[step]);
+            step += 1;
+            let mut next = [0.0; LANES];
+            let mut dnext = [0.0; LANES];
+            for i in 0..LANES {
+                next[i] = a * x[i].mul_add(p[i], -b * p_prev[i]);
+                dnext[i] = a * x[i].mul_add(dp[i], (-s[i]).mul_add(p[i], -b * dp_prev[i]));
+            }
+            p_prev = p;
+            dp_prev = dp;
+            p = next;
+            dp = dnext;
+            f.store(vals, grads, zonal_column(l), &p, &dp);
+        }
+    }
+}
+
+#[inline(always)]
+fn zonal_column(l: usize) -> usize {
+    l * l + l
+}
+
+/// The per-order factors that turn `Pbar_l^m` and its theta-derivative into the columns
+/// `(l, +m)`, `(l, -m)` and their derivatives.
+struct Factors {
+    m: usize,
+    /// Value factors of the +m (cosine) and -m (sine) columns.
+    fc: Lanes,
+    fs: Lanes,
+    /// The same times pi/180 (latitude derivative per degree) ...
+    fc_deg: Lanes,
+    fs_deg: Lanes,
+    /// ... and times m pi/180 (longitude derivative per degree).
+    fc_lon: Lanes,
+    fs_lon: Lanes,
+}
+
+impl Factors {
+    #[inline(always)]
+    fn new(plan: &Plan, m: usize, cos_m: &Lanes, sin_m: &Lanes) -> Factors {
+        let mut f = Factors {
+            m,
+            fc: [0.0; LANES],
+            fs: [0.0; LANES],
+            fc_deg: [0.0; LANES],
+            fs_deg: [0.0; LANES],
+            fc_lon: [0.0; LANES],
+            fs_lon: [0.0; LANES],
+        };
+        let mdeg = m as f64 * DEG;
+        for i in 0..LANES {
+            if m == 0 {
+                f.fc[i] = plan.zonal_scale;
+            } else {
+                f.fc[i] = std::f64::consts::SQRT_2 * cos_m[i];
+                f.fs[i] = std::f64::consts::SQRT_2 * sin_m[i];
+            }
+            f.fc_deg[i] = f.fc[i] * DEG;
+            f.fs_deg[i] = f.fs[i] * DEG;
+            f.fc_lon[i] = f.fc[i] * mdeg;
+            f.fs_lon[i] = f.fs[i] * mdeg;
+        }
+        f
+    }
+
+    #[inline(always)]
+    fn store(&self, vals: &mut [Lanes], grads: &mut [Lanes], centre: usize, p: &Lanes, dp: &Lanes) {
+        let m = self.m;
+        let pos = centre + m;
+        let (mut v, mut glon, mut glat) = ([0.0; LANES], [0.0; LANES], [0.0; LANES]);
+        for i in 0..LANES {
+            v[i] = p[i] * self.fc[i];
+            // d/dlon of sqrt2 P cos(m phi) = -m sqrt2 P sin(m phi)
+            glon[i] = -(p[i] * self.fs_lon[i]);
+            glat[i] = dp[i] * self.fc_deg[i];
+        }
+        vals[pos] = v;
+        grads[2 * pos] = glon;
+        grads[2 * pos + 1] = glat;
+        if m > 0 {
+            let neg = centre - m;
+            for i in 0..LANES {
+                v[i] = p[i] * self.fs[i];
+                glon[i] = p[i] * self.fc_lon[i];
+                glat[i] = dp[i] * self.fs_deg[i];
+            }
+            vals[neg] = v;
+            grads[2 * neg] = glon;
+            grads[2 * neg + 1] = glat;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harmonics::spherical_harmonics;
+    use crate::plan::Basis;
+
+    fn points(n: usize, seed: u64) -> Vec<f64> {
+        let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let mut v = Vec::with_capacity(2 * n);
+        for _ in 0..n {
+            v.push(360.0 * next() - 180.0);
+            v.push((2.0 * next() - 1.0).asin().to_degrees());
+        }
+        v
+    }
+
+    #[test]
+    fn values_are_bit_identical_to_the_value_kernel() {
+        let mut pts = points(45, 1);
+        pts.extend_from_slice(&[0.0, 90.0, 10.0, -90.0, 180.0, 0.0, -180.0, 12.5]);
+        for degrees in [1, 2, 7, 40] {
+            let want = spherical_harmonics(&pts, degrees, Basis::Satclip).unwrap();
+            let (got, _) =
+                spherical_harmonics_with_gradient(&pts, degrees, Basis::Satclip).unwrap();
+            assert_eq!(got, want, "L = {degrees}");
+        }
+    }
+
+    #[test]
+    fn gradients_match_central_differences() {
+        // Fourth-order central differences of the value kernel, away from the poles.
+        let degrees = 12;
+        let nf = degrees * degrees;
+        let pts: Vec<f64> = points(30, 2)
+            .chunks(2)
+            .flat_map(|p| [p[0].clamp(-179.0, 179.0), p[1].clamp(-89.0, 89.0)])
+            .collect();
+        let (_, grad) = spherical_harmonics_with_gradient(&pts, degrees, Basis::Satclip).unwrap();
+        let h = 1e-3;
+        for (i, p) in pts.chunks(2).enumerate() {
+            for c in 0..2 {
+                let at = |d: f64| {
+                    let mut q = [p[0], p[1]];
+                    q[c] += d;
+                    spherical_harmonics(&q, degrees, Basis::Satclip).unwrap()
+                };
+                let (p2, p1, m1, m2) = (at(2.0 * h), at(h), at(-h), at(-2.0 * h));
+                for k in 0..nf {
+                    let fd = (-p2[k] + 8.0 * p1[k] - 8.0 * m1[k] + m2[k]) / (12.0 * h);
+                    let g = grad[(i * nf + k) * 2 + c];
+                    assert!(
+                        (fd - g).abs() < 1e-9,
+                        "point {i} feature {k} coord {c}: {g} vs {fd}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn longitude_derivative_vanishes_at_the_poles() {
+        let pts = [0.0, 90.0, 33.0, -90.0, -180.0, 90.0];
+        let (_, grad) = spherical_harmonics_with_gradient(&pts, 20, Basis::Satclip).unwrap();
+        assert!(grad.chunks(2).all(|g| g[0] == 0.0 && g[1].is_finite()));
+        // The latitude derivative at a pole is the finite derivative of sin(theta) terms:
+        // dY_{1,+1}/dlat at (lon, 90) = sqrt(3/4pi) * x * cos(phi) * pi/180, with x = -1.
+        let c1 = (3.0 / (4.0 * std::f64::consts::PI)).sqrt();
+        let phi = (0.0f64 + 180.0).to_radians();
+        let want = -c1 * phi.cos() * DEG; // x = -1
+        assert!((grad[2 * 3 + 1] - want).abs() < 1e-16);
+    }
+
+    #[test]
+    fn every_batch_size_and_float32_agree() {
+        let pts = points(300, 3);
+        let plan = Plan::new(9, Basis::Orthonormal).unwrap();
+        let (v, g) = spherical_harmonics_with_gradient(&pts, 9, Basis::Orthonormal).unwrap();
+        for n in [1, 7, 8, 9, 130, 300] {
+            let (mut v1, mut g1) = (vec![0.0f64; n * 81], vec![0.0f64; n * 162]);
+            spherical_harmonics_with_gradient_into(&plan, &pts[..2 * n], &mut v1, &mut g1).unwrap();
+            assert_eq!(v1[..], v[..n * 81]);
+            assert_eq!(g1[..], g[..n * 162]);
+        }
+        let (mut v32, mut g32) = (vec![0.0f32; 300 * 81], vec![0.0f32; 300 * 162]);
+        spherical_harmonics_with_gradient_into(&plan, &pts, &mut v32, &mut g32).unwrap();
+        assert!(g32.iter().zip(&g).all(|(a, b)| *a == *b as f32));
+    }
+
+    #[test]
+    fn large_outputs_take_the_streaming_path_and_agree() {
+        // 1000 points x 40^2 features x 3 x 8 bytes = 38 MB is above the streaming threshold.
+        let pts = points(1000, 5);
+        let plan = Plan::new(40, Basis::Satclip).unwrap();
+        let (mut v, mut g) = (vec![0.0f64; 1000 * 1600], vec![0.0f64; 1000 * 3200]);
+        spherical_harmonics_with_gradient_into(&plan, &pts, &mut v, &mut g).unwrap();
+        for start in [0usize, 517, 990] {
+            let (mut v1, mut g1) = (vec![0.0f64; 10 * 1600], vec![0.0f64; 10 * 3200]);
+            spherical_harmonics_with_gradient_into(
+                &plan,
+                &pts[2 * start..2 * start + 20],
+                &mut v1,
+                &mut g1,
+            )
+            .unwrap();
+            assert_eq!(v1[..], v[start * 1600..(start + 10) * 1600]);
+            assert_eq!(g1[..], g[start * 3200..(start + 10) * 3200]);
+        }
+    }
+
+    #[test]
+    fn invalid_input_or_wrong_sizes_write_nothing() {
+        let plan = Plan::new(3, Basis::Satclip).unwrap();
+        let pts = [0.0, 0.0, 200.0, 0.0];
+        let (mut v, mut g) = (vec![7.0f64; 18], vec![7.0f64; 36]);
+        assert!(matches!(
+            spherical_harmonics_with_gradient_into(&plan, &pts[..], &mut v, &mut g),
+            Err(Error::OutOfRange { row: 1, .. })
+        ));
+        assert!(v.iter().chain(&g).all(|&x| x == 7.0));
+        assert!(spherical_harmonics_with_gradient_into(
+            &plan,
+            &pts[..2],
+            &mut v[..9],
+            &mut g[..17]
+        )
+        .is_err());
+    }
+}

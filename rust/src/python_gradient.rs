@@ -1,0 +1,116 @@
+//! The pyo3 binding of `gradient`: `satclip._core.spherical_harmonics_with_gradient`.
+//!
+//! Kept apart from `python.rs` so the value path's binding is untouched. The caller (the
+//! Python package, `satclip/gradients.py`) allocates both outputs; this checks their dtypes,
+//! shapes and layout, borrows everything through rust-numpy's borrow checker (so an output
+//! that overlaps the input or the other output is refused instead of aliased), releases the
+//! GIL and runs the kernel.
+
+use numpy::{Element, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::prelude::*;
+
+use crate::gradient::spherical_harmonics_with_gradient_into;
+use crate::plan::Plan;
+use crate::python::{plan_for, to_pyerr, DTypeError, ShapeError};
+use crate::real::Real;
+
+fn compute<I: Real + Element, O: Real + Element>(
+    py: Python<'_>,
+    plan: &Plan,
+    lonlat: &Bound<'_, PyArray2<I>>,
+    values: &Bound<'_, PyArray2<O>>,
+    gradients: &Bound<'_, PyArray3<O>>,
+) -> PyResult<()> {
+    let shape = lonlat.shape();
+    if shape.len() != 2 || shape[1] != 2 {
+        return Err(ShapeError::new_err(format!(
+            "lonlat must have shape (N, 2) with columns [lon, lat], got {shape:?}"
+        )));
+    }
+    let (n, nf) = (shape[0], plan.num_features());
+    if values.shape() != [n, nf] {
+        return Err(ShapeError::new_err(format!(
+            "`values` must have shape ({n}, {nf}), got {:?}",
+            values.shape()
+        )));
+    }
+    if gradients.shape() != [n, nf, 2] {
+        return Err(ShapeError::new_err(format!(
+            "`gradients` must have shape ({n}, {nf}, 2), got {:?}",
+            gradients.shape()
+        )));
+    }
+    let borrow = |what: &str, e: &dyn std::fmt::Display| {
+        ShapeError::new_err(format!("{what} cannot be used: {e}"))
+    };
+    let input: PyReadonlyArray2<'_, I> = lonlat.try_readonly().map_err(|e| borrow("lonlat", &e))?;
+    let mut vals = values
+        .try_readwrite()
+        .map_err(|e| borrow("`values` (read-only, or overlapping another argument)", &e))?;
+    let mut grads = gradients.try_readwrite().map_err(|e| {
+        borrow(
+            "`gradients` (read-only, or overlapping another argument)",
+            &e,
+        )
+    })?;
+    let contiguous = |what: &str| ShapeError::new_err(format!("{what} must be C-contiguous"));
+    let input = input.as_slice().map_err(|_| contiguous("lonlat"))?;
+    let vals = vals.as_slice_mut().map_err(|_| contiguous("`values`"))?;
+    let grads = grads
+        .as_slice_mut()
+        .map_err(|_| contiguous("`gradients`"))?;
+    py.detach(|| spherical_harmonics_with_gradient_into(plan, input, vals, grads))
+        .map_err(|e| to_pyerr(py, e))
+}
+
+fn with_output<'py, O: Real + Element>(
+    py: Python<'py>,
+    plan: &Plan,
+    lonlat: &Bound<'py, PyAny>,
+    values: &Bound<'py, PyArray2<O>>,
+    gradients: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let gradients = gradients.cast::<PyArray3<O>>().map_err(|_| {
+        DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
+    })?;
+    if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
+        compute(py, plan, a, values, gradients)
+    } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
+        compute(py, plan, a, values, gradients)
+    } else {
+        Err(DTypeError::new_err(
+            "lonlat must be a 2-D float32 or float64 NumPy array (satclip.spherical_harmonics_with_gradient converts other inputs)",
+        ))
+    }
+}
+
+/// spherical_harmonics_with_gradient(lonlat, degrees, basis, values, gradients)
+///
+/// Low-level entry point; see `satclip.spherical_harmonics_with_gradient` for the documented
+/// API. Writes values (N, L*L) and per-degree gradients (N, L*L, 2) into the given arrays.
+#[pyfunction]
+#[pyo3(signature = (lonlat, degrees, basis, values, gradients))]
+fn spherical_harmonics_with_gradient<'py>(
+    py: Python<'py>,
+    lonlat: &Bound<'py, PyAny>,
+    degrees: i64,
+    basis: &str,
+    values: &Bound<'py, PyAny>,
+    gradients: &Bound<'py, PyAny>,
+) -> PyResult<()> {
+    let plan = plan_for(py, degrees, basis)?;
+    if let Ok(v) = values.cast::<PyArray2<f64>>() {
+        with_output(py, &plan, lonlat, v, gradients)
+    } else if let Ok(v) = values.cast::<PyArray2<f32>>() {
+        with_output(py, &plan, lonlat, v, gradients)
+    } else {
+        Err(DTypeError::new_err(
+            "`values` must be a 2-D float32 or float64 NumPy array",
+        ))
+    }
+}
+
+/// Adds this module's functions to `satclip._core`.
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(spherical_harmonics_with_gradient, m)?)
+}
