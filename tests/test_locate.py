@@ -117,6 +117,24 @@ def test_refine_hook_gets_the_ranked_result(model):
     assert np.array_equal(refined.lonlat, plain.lonlat + 0.5)
 
 
+def test_refine_true_climbs_above_the_best_grid_point_and_stays_on_the_sphere(model):
+    # The reference for "better" is the brute-force cosine of the refined locations' own
+    # embeddings, computed here through the plain encode path, not the refiner's score.
+    cands = satclip.fibonacci_grid(2000)
+    imgs = images(3, seed=4)
+    plain = satclip.locate(imgs, model, candidates=cands, top_k=3, device="cpu")
+    refined = satclip.locate(imgs, model, candidates=cands, top_k=3, device="cpu", refine=True)
+    lon, lat = refined.lonlat[..., 0], refined.lonlat[..., 1]
+    assert np.all(np.isfinite(refined.lonlat)) and np.all(np.abs(lon) <= 180) and np.all(np.abs(lat) <= 90)
+    loc_emb = satclip.encode(refined.lonlat.reshape(-1, 2), satclip.load(model), dtype=torch.float64)
+    img_emb = np.repeat(refined.image_embeddings.astype(np.float64), 3, axis=0)
+    cosine = (loc_emb * img_emb).sum(1) / np.linalg.norm(loc_emb, axis=1) / np.linalg.norm(img_emb, axis=1)
+    np.testing.assert_allclose(cosine.reshape(3, 3), refined.scores, atol=1e-5)
+    # Every image's best refined guess beats its best grid point, and the ranking is by score.
+    assert np.all(refined.scores[:, 0] > plain.scores[:, 0])
+    assert np.all(np.diff(refined.scores, axis=1) <= 0)
+
+
 def test_locate_bad_arguments(model):
     with pytest.raises(ValueError, match="top_k"):
         satclip.locate(images(1), model, candidates=satclip.fibonacci_grid(10), top_k=11)

@@ -15,9 +15,11 @@ and of the candidate coordinates, so a changed model or candidate set never reus
 Cosine similarities are computed in float64 from the float32 embeddings, in chunks of candidates,
 so ranking is that of an exact cosine over the same embeddings and memory stays bounded.
 
-Refinement: ``refine=`` takes a callable ``refine(result, *, location_encoder, device)`` that
-returns an improved :class:`LocateResult` (e.g. gradient ascent of the similarity from each
-guess); it is called last, on the ranked candidates.
+Refinement: ``refine=True`` moves every guess uphill by gradient ascent of the cosine similarity
+on the sphere (:func:`satclip.refine.refine_locations`, analytic SH derivatives), starting from
+the ranked grid points, and re-ranks; the refined score is never below the grid point's. Any
+callable ``refine(result, *, location_encoder, device)`` returning a :class:`LocateResult` can
+take its place.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def locate(
     progress: bool | None = None,
     units: str = "auto",
     cache_dir: PathLike | None = None,
-    refine: Refiner | None = None,
+    refine: Refiner | bool | None = None,
 ) -> LocateResult:
     """The ``top_k`` candidate locations most similar to each image (see the module notes).
 
@@ -145,7 +147,8 @@ def locate(
     cache_dir:
         Also keep candidate embeddings on disk there (created if needed).
     refine:
-        Optional :class:`Refiner` applied to the ranked result.
+        ``True``: refine each guess by gradient ascent (see the module notes); or a
+        :class:`Refiner` applied to the ranked result.
     """
     image_encoder, location_encoder = _halves(model)
     grid = fibonacci_grid() if candidates is None else _as_lonlat(candidates)
@@ -158,11 +161,34 @@ def locate(
     cand_emb = candidate_embeddings(location_encoder, grid, device=device, cache_dir=cache_dir)
     scores, indices = top_k_cosine(image_emb, cand_emb, int(top_k))
     result = LocateResult(grid[indices], scores, indices, image_emb, grid)
-    if refine is not None:
+    if refine is True:
+        refine = refine_by_gradient_ascent
+    if refine is not None and refine is not False:
         from .encoding import _pick_device
 
         result = refine(result, location_encoder=location_encoder, device=_pick_device(device, torch.device("cpu")))
     return result
+
+
+def refine_by_gradient_ascent(result: LocateResult, *, location_encoder: LocationEncoder, device: torch.device) -> LocateResult:
+    """The :class:`Refiner` behind ``locate(refine=True)``: each of the ``k`` guesses of an image
+    climbs the similarity to that image; the refined guesses are then re-ranked per image.
+    ``indices`` keep naming the candidate each refined guess started from."""
+    from .refine import refine_locations
+
+    b, k = result.scores.shape
+    targets = np.repeat(result.image_embeddings, k, axis=0)
+    refined = refine_locations(targets, location_encoder, result.lonlat.reshape(b * k, 2))
+    scores = refined.score.reshape(b, k)
+    order = np.argsort(-scores, axis=1, kind="stable")
+    pick = np.take_along_axis
+    return LocateResult(
+        lonlat=pick(refined.lonlat.reshape(b, k, 2), order[..., None], axis=1),
+        scores=pick(scores, order, axis=1),
+        indices=pick(result.indices, order, axis=1),
+        image_embeddings=result.image_embeddings,
+        candidates=result.candidates,
+    )
 
 
 def similarity_map(
