@@ -52,9 +52,16 @@ def create_image_encoder(name: str, embed_dim: int, in_channels: int, image_size
     return timm.create_model(ARCHITECTURES[name], **kwargs)
 
 
+def classifier_head(encoder: nn.Module) -> nn.Module:
+    """The timm model's classification head (``fc`` for ResNets, ``head`` for ViTs)."""
+    # Every timm model defines get_classifier; nn.Module's __getattr__ types it as a Tensor.
+    head: nn.Module = encoder.get_classifier()  # type: ignore[operator]
+    return head
+
+
 def classifier_prefix(encoder: nn.Module) -> str:
     """Name prefix of the head's parameters (``fc.`` for ResNets, ``head.`` for ViTs)."""
-    head = encoder.get_classifier()
+    head = classifier_head(encoder)
     for name, module in encoder.named_modules():
         if module is head:
             return name + "."
@@ -134,7 +141,7 @@ def load_backbone_weights(encoder: nn.Module, reference: str) -> None:
 def freeze_all_but_head(encoder: nn.Module) -> None:
     """Stops gradients to everything but the head (the released models' recipe)."""
     encoder.requires_grad_(False)
-    encoder.get_classifier().requires_grad_(True)
+    classifier_head(encoder).requires_grad_(True)
 
 
 def encode_images(encoder: nn.Module, images: Tensor, backbone_frozen: bool) -> Tensor:
@@ -143,13 +150,15 @@ def encode_images(encoder: nn.Module, images: Tensor, backbone_frozen: bool) -> 
     if not backbone_frozen:
         return encoder(images)
     with torch.no_grad():
-        features = encoder.forward_features(images)
-    return encoder.forward_head(features)
+        features = encoder.forward_features(images)  # type: ignore[operator]  # timm's API
+    head_out: Tensor = encoder.forward_head(features)  # type: ignore[operator]
+    return head_out
 
 
 __all__ = [
     "ARCHITECTURES",
     "check_encoder_name",
+    "classifier_head",
     "create_image_encoder",
     "load_backbone_weights",
     "freeze_all_but_head",

@@ -25,7 +25,14 @@ from torch.nn import functional as F
 
 from ..harmonics import check_degrees
 from ..nn import LocationEncoder, build_location_encoder
-from .encoders import check_encoder_name, create_image_encoder, encode_images, freeze_all_but_head, load_backbone_weights
+from .encoders import (
+    check_encoder_name,
+    classifier_head,
+    create_image_encoder,
+    encode_images,
+    freeze_all_but_head,
+    load_backbone_weights,
+)
 from .errors import DatasetError, TrainingConfigError
 from .loss import clip_loss
 
@@ -52,7 +59,7 @@ class SatCLIP(nn.Module):
             # A frozen backbone stays in eval mode: batch-norm statistics must not drift
             # either (the original code froze only the weights).
             self.visual.eval()
-            self.visual.get_classifier().train(mode)
+            classifier_head(self.visual).train(mode)
         return self
 
     def encode_image(self, images: Tensor) -> Tensor:
@@ -128,10 +135,10 @@ class SatCLIPModule(pl.LightningModule):
             raise TrainingConfigError(
                 f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate} and {weight_decay}"
             )
-        for name, value, supported in (("le_type", le_type, "sphericalharmonics"), ("pe_type", pe_type, "siren"),
-                                       ("harmonics_calculation", harmonics_calculation, "analytic")):
-            if value != supported:
-                raise TrainingConfigError(f"model.{name}={value!r} is not supported; satclip trains {name}={supported!r}")
+        for name, choice, supported in (("le_type", le_type, "sphericalharmonics"), ("pe_type", pe_type, "siren"),
+                                        ("harmonics_calculation", harmonics_calculation, "analytic")):
+            if choice != supported:
+                raise TrainingConfigError(f"model.{name}={choice!r} is not supported; satclip trains {name}={supported!r}")
         self.save_hyperparameters()
 
         frozen = pretrained_weights is not None if freeze_backbone is None else freeze_backbone
@@ -163,10 +170,10 @@ class SatCLIPModule(pl.LightningModule):
     def _loss(self, batch: dict[str, Any]) -> tuple[Tensor, int]:
         points = batch["point"]
         sh = batch.get("sh")
-        if sh is not None and sh.shape[-1] != self.hparams.legendre_polys ** 2:
+        if sh is not None and sh.shape[-1] != self.hparams["legendre_polys"] ** 2:
             raise TrainingConfigError(
                 f"the batch carries SH features of {sh.shape[-1]} columns but the model has "
-                f"legendre_polys={self.hparams.legendre_polys}; set data.legendre_polys to the model's"
+                f"legendre_polys={self.hparams['legendre_polys']}; set data.legendre_polys to the model's"
             )
         image_features, location_features = self.model(batch["image"], points, sh)
         return clip_loss(image_features, location_features, self.model.logit_scale), points.shape[0]
@@ -212,9 +219,9 @@ class SatCLIPModule(pl.LightningModule):
             else:
                 decay.append(param)
         return torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay},
+            [{"params": decay, "weight_decay": self.hparams["weight_decay"]},
              {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.learning_rate,
+            lr=self.hparams["learning_rate"],
         )
 
     @property
