@@ -12,7 +12,11 @@ torch baseline") for one (L, dtype, N, threads) case. A ratio fails the gate whe
 than ``--margin`` (default 25%) below the committed baseline for this CPU class and mode. The gate
 also fails when the Rust kernel runs a lower SIMD level than the CPU supports (the runtime
 dispatch must pick AVX-512/AVX2 where they exist) or when a benchmark's own assertions fail (e.g.
-the zero-copy checks).
+the zero-copy checks), and when no baseline exists for this CPU class (a gate that compared
+nothing must not pass). The CPU class is the SIMD level the kernel ran: the CPU's best, or the
+level ``SATCLIP_SIMD=avx2|baseline`` asked for, so every level can carry its own baseline:
+
+    SATCLIP_SIMD=avx2 python benches/gate.py --quick --runs 3 --update-baseline
 """
 
 from __future__ import annotations
@@ -373,10 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     machine, benchmarks = load_stats(json_paths[-1])
     ratios, medians = combine_runs(runs)
 
-    cpu = expected_simd()
+    supported = expected_simd()
     kernel = machine.get("satclip_simd", "unknown")
+    lowered = os.environ.get("SATCLIP_SIMD")
+    # Baselines are keyed by the level the kernel ran: the CPU's best, or the one SATCLIP_SIMD
+    # asked for (that is how the avx2 and baseline rows are recorded on an AVX-512 machine).
+    cpu = kernel if lowered else supported
     print(f"\n## Benchmarks ({mode}): {machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs; "
-          f"CPU supports {cpu}, kernel dispatched {kernel}\n")
+          f"CPU supports {supported}, kernel dispatched {kernel}\n")
     sh_table = sh_markdown(medians)
     if sh_table:
         print(sh_table)
@@ -395,8 +403,10 @@ def main(argv: list[str] | None = None) -> int:
     failures: list[str] = []
     if rc != 0:
         failures.append(f"the benchmark suite failed (pytest exit code {rc}); see its output above")
-    if kernel in SIMD_RANK and cpu in SIMD_RANK and SIMD_RANK[kernel] < SIMD_RANK[cpu]:
-        failures.append(f"the Rust kernel runs '{kernel}' but this CPU supports '{cpu}' (dispatch not taken)")
+    if lowered and kernel != lowered:
+        failures.append(f"SATCLIP_SIMD={lowered} was asked for but the Rust kernel ran '{kernel}'")
+    if not lowered and kernel in SIMD_RANK and supported in SIMD_RANK and SIMD_RANK[kernel] < SIMD_RANK[supported]:
+        failures.append(f"the Rust kernel runs '{kernel}' but this CPU supports '{supported}' (dispatch not taken)")
 
     baseline = load_baseline(args.baseline)
     if args.update_baseline:
@@ -409,8 +419,9 @@ def main(argv: list[str] | None = None) -> int:
 
     reference = baseline.get("ratios", {}).get(cpu, {}).get(mode, {}).get("gated")
     if reference is None:
-        print(f"\ngate: no baseline for CPU class '{cpu}', mode '{mode}' in {args.baseline}; "
-              "ratios not compared (record one with --update-baseline)")
+        # A gate that passes because it compared nothing would hide every regression on this CPU.
+        failures.append(f"no baseline for CPU class '{cpu}', mode '{mode}' in {args.baseline}: nothing was "
+                        "compared; record one on a quiet machine with --update-baseline --runs 3")
     else:
         table, ok = compare(ratios, reference, args.margin)
         print(f"\n### Gated ratios against {args.baseline.name} (fail below baseline x {1 - args.margin:.2f})\n")
