@@ -202,9 +202,16 @@ def best_level_this_cpu_offers() -> str:
     return "baseline"
 
 
-@pytest.mark.skipif("SATCLIP_SIMD" in os.environ, reason="SATCLIP_SIMD forces a level on purpose")
+LEVELS = ["baseline", "avx2", "avx512"]
+
+
 def test_simd_dispatch_picks_the_best_level_the_cpu_offers() -> None:
-    assert satclip.simd_level() == best_level_this_cpu_offers()
+    best = best_level_this_cpu_offers()
+    asked = os.environ.get("SATCLIP_SIMD") or None
+    if asked is None:
+        assert satclip.simd_level() == best
+    else:  # `make test` reruns the SH tests with each lower level: it may lower, never raise
+        assert satclip.simd_level() == min(asked, best, key=LEVELS.index)
 
 
 # --- dtypes, out=, zero copy ----------------------------------------------------------------
