@@ -91,6 +91,7 @@ mod tests {
                 #[cfg(target_arch = "x86_64")]
                 if is_x86_feature_detected!("avx512f") {
                     let mut again = vec![-1.0f32; 1000 + 20];
+                    // SAFETY: AVX-512F was detected just above; the slices have equal lengths.
                     unsafe { copy_streaming_avx512(&src[..len], &mut again[offset..offset + len]) };
                     assert_eq!(again, dst);
                 }

@@ -122,9 +122,11 @@ mod tests {
     fn simd_versions_agree_with_portable() {
         let t = sample();
         if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F (checked on the line above).
             assert_eq!(unsafe { transpose_avx512(&t) }, transpose_portable(&t));
         }
         if is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked on the line above).
             assert_eq!(unsafe { transpose_avx2(&t) }, transpose_portable(&t));
         }
     }
