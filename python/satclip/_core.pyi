@@ -5,6 +5,16 @@ import numpy.typing as npt
 
 MAX_DEGREES: int
 
+# pyo3 exports every #[pymodule] item in __all__; stubtest checks this list against it.
+__all__ = [
+    "MAX_DEGREES",
+    "get_num_threads",
+    "set_num_threads",
+    "simd_level",
+    "spherical_harmonics",
+    "spherical_harmonics_with_gradient",
+]
+
 def spherical_harmonics(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     degrees: int,
