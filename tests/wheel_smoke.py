@@ -137,9 +137,9 @@ def write_fixtures(workdir: Path) -> dict[str, str]:
     sys.path.insert(0, str(HERE))
     import numpy as np
     import torch
-    from conftest import released_checkpoint_dict
 
     import satclip
+    from conftest import released_checkpoint_dict
 
     checkpoint = workdir / "released-l10.ckpt"
     torch.save(released_checkpoint_dict(10, seed=3), checkpoint)
