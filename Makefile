@@ -50,10 +50,11 @@ bench: build
 gate: build
 	$(PY) benches/gate.py
 
-# RUSTFLAGS is cleared so that a developer's target-cpu=native cannot leak into a wheel meant for any x86_64.
+# RUSTFLAGS is cleared so that a developer's target-cpu=native cannot leak into a wheel meant for any x86_64;
+# the venv's bin leads PATH because maturin finds zig as `python -m ziglang` there.
 wheel: setup
 	rm -f $(DIST)/satclip-*.whl $(DIST)/satclip-*.tar.gz
-	RUSTFLAGS= $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 \
+	PATH="$(abspath $(VENV))/bin:$$PATH" RUSTFLAGS= CARGO_BUILD_RUSTFLAGS= CARGO_ENCODED_RUSTFLAGS= $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 \
 		--target $(WHEEL_TARGET) --out $(DIST) -q
 	$(VENV)/bin/maturin sdist --out $(DIST)
 	$(VENV)/bin/auditwheel show $(DIST)/satclip-*.whl | tee $(DIST)/auditwheel.txt
