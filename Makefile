@@ -22,8 +22,8 @@ DIST := dist
 
 .PHONY: setup build demo test bench gate wheel wheel-smoke wheel-smoke-full
 
-# (Re)install dependencies only when the project metadata changes.
-$(STAMP): pyproject.toml
+# (Re)install dependencies only when the project metadata changes (rust/Cargo.toml holds the version).
+$(STAMP): pyproject.toml rust/Cargo.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip maturin
 	$(PY) -m pip install -q -e ".[test]"
