@@ -1,6 +1,6 @@
 # satclip developer entry points. Everything installs into ./.venv (created on first use).
 #   make demo   - set up, then encode a few locations (the main job)
-#   make test   - set up, then run the whole test suite: Rust unit tests, pytest, quick benchmark gate
+#   make test   - set up, then run the whole test suite: Rust unit tests, pytest, quick benchmark gate, wheel smoke test
 #                 (median ratio of 3 quick runs; a 30% margin keeps a shared CI machine from flaking,
 #                 while a build without SIMD drops the ratios by 65-90%)
 #   make bench  - the full benchmark suite (slow; see README "Benchmarks")
