@@ -2,20 +2,30 @@
 #   make demo   - set up, then encode a few locations (the main job)
 #   make lint   - ruff (lint + format check), mypy, stubtest of satclip._core, cargo fmt --check, clippy
 #   make test   - set up, then lint, then the whole test suite: Rust unit tests, pytest (the SH tests
-#                 again at each lower SIMD level), quick benchmark gate
+#                 again at each lower SIMD level), quick benchmark gate, wheel smoke test
 #                 (median ratio of 3 quick runs; a 30% margin keeps a shared CI machine from flaking,
 #                 while a build without SIMD drops the ratios by 65-90%)
 #   make bench  - the full benchmark suite (slow; see README "Benchmarks")
+#   make wheel  - dist/: a portable manylinux2014 (manylinux_2_17) abi3 wheel for x86_64, audited, and the sdist
+#   make wheel-smoke      - install that wheel into a fresh venv without cargo/rustc on PATH and use it
+#                           (dependencies borrowed from .venv; part of `make test`)
+#   make wheel-smoke-full - the same with every dependency (torch...) pip-installed into the fresh venv
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.satclip-installed
 
-.PHONY: setup build demo lint test bench gate
+# The wheel: no target-cpu anywhere (rust/src/simd.rs picks AVX2/AVX-512 kernels at run time), zig as the
+# linker so that the glibc symbols it links against are manylinux2014's, whatever this machine's glibc is.
+WHEEL_TARGET := x86_64-unknown-linux-gnu
+WHEEL_TAG := manylinux_2_17_x86_64
+DIST := dist
 
-# (Re)install dependencies only when the project metadata changes.
-$(STAMP): pyproject.toml
+.PHONY: setup build demo lint test bench gate wheel wheel-smoke wheel-smoke-full
+
+# (Re)install dependencies only when the project metadata changes (rust/Cargo.toml holds the version).
+$(STAMP): pyproject.toml rust/Cargo.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip maturin
 	$(PY) -m pip install -q -e ".[test]"
@@ -50,9 +60,29 @@ test: lint
 	SATCLIP_SIMD=avx2 $(PY) -m pytest $(SH_TESTS) -q
 	SATCLIP_SIMD=baseline $(PY) -m pytest $(SH_TESTS) -q
 	$(PY) benches/gate.py --quick --runs 3 --margin 0.3
+	$(MAKE) wheel-smoke
 
 bench: build
 	$(PY) -m pytest benches --benchmark-only
 
 gate: build
 	$(PY) benches/gate.py
+
+# RUSTFLAGS is cleared so that a developer's target-cpu=native cannot leak into a wheel meant for any x86_64;
+# the venv's bin leads PATH because maturin finds zig as `python -m ziglang` there.
+wheel: setup
+	rm -f $(DIST)/satclip-*.whl $(DIST)/satclip-*.tar.gz
+	PATH="$(abspath $(VENV))/bin:$$PATH" RUSTFLAGS= CARGO_BUILD_RUSTFLAGS= CARGO_ENCODED_RUSTFLAGS= $(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 \
+		--target $(WHEEL_TARGET) --out $(DIST) -q
+	$(VENV)/bin/maturin sdist --out $(DIST)
+	$(VENV)/bin/auditwheel show $(DIST)/satclip-*.whl | tee $(DIST)/auditwheel.txt
+	@tr -s ' \n' ' ' < $(DIST)/auditwheel.txt | grep -q 'constrains the platform tag to "$(WHEEL_TAG)"' \
+		|| { echo "wheel is not $(WHEEL_TAG)-compliant (see $(DIST)/auditwheel.txt)"; exit 1; }
+	@! grep -q 'external shared libraries are required' $(DIST)/auditwheel.txt \
+		|| { echo "wheel needs shared libraries it does not bundle (see $(DIST)/auditwheel.txt)"; exit 1; }
+
+wheel-smoke: wheel
+	$(PY) tests/wheel_smoke.py $(DIST)/satclip-*.whl
+
+wheel-smoke-full: wheel
+	$(PY) tests/wheel_smoke.py --full $(DIST)/satclip-*.whl

@@ -18,7 +18,18 @@ from . import errors
 from .gradients import spherical_harmonics_with_gradient
 from .harmonics import get_num_threads, set_num_threads, simd_level, spherical_harmonics
 
-__version__ = "0.1.0"
+
+def _installed_version() -> str:
+    # One source of truth: rust/Cargo.toml's version, which maturin writes into the package metadata.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("satclip")
+    except PackageNotFoundError:  # a bare source tree on PYTHONPATH, never installed
+        return "0+unknown"
+
+
+__version__ = _installed_version()
 
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import __version__
 from .errors import SatclipError, ShapeError
 
 EXIT_ERROR = 1
@@ -59,6 +60,7 @@ def _print_error(message: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="satclip", description="SatCLIP location embeddings.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = commands.add_parser(
