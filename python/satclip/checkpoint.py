@@ -231,15 +231,11 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
         image_tensors, image_metadata = safetensors_entries(image_encoder)
         tensors.update(image_tensors)
         metadata.update(image_metadata)
-    # Write next to the target and rename, so an interrupted save never leaves a torn file
-    # under the final name (nor destroys the file being replaced).
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # publish: an interrupted save never leaves a torn file under the final name, and without
+    # overwrite a file that appeared while saving is not clobbered either.
+    from .publish import publish
+
+    return publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
 def resolve(
