@@ -115,13 +115,17 @@ class PointReader:
         import pyarrow as pa
         import pyarrow.csv as pcsv
 
-        reader = pcsv.open_csv(
-            self.path,
-            read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
-            # The coordinates are read as numbers whatever the first block looks like, so a block of
-            # integer degrees followed by decimals does not fail; a cell that is no number is an error.
-            convert_options=pcsv.ConvertOptions(column_types={self.lon: pa.float64(), self.lat: pa.float64()}),
-        )
+        try:
+            # (open_csv already reads and converts the first block.)
+            reader = pcsv.open_csv(
+                self.path,
+                read_options=pcsv.ReadOptions(block_size=_CSV_BLOCK_BYTES),
+                # The coordinates are read as numbers whatever the first block looks like, so a block of
+                # integer degrees followed by decimals does not fail; a cell that is no number is an error.
+                convert_options=pcsv.ConvertOptions(column_types={self.lon: pa.float64(), self.lat: pa.float64()}),
+            )
+        except pa.ArrowInvalid as err:
+            raise _locate_bad_cell(self.path, self.lon, self.lat, err) from None
         self.schema = reader.schema
         while True:
             try:
