@@ -192,4 +192,12 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-__all__ = ["HUB_FILE", "PROBE_TIMEOUT_S", "download", "hub_reachable", "offline_requested", "sha256_of", "verify_recorded_hash"]
+__all__ = [
+    "HUB_FILE",
+    "PROBE_TIMEOUT_S",
+    "download",
+    "hub_reachable",
+    "offline_requested",
+    "sha256_of",
+    "verify_recorded_hash",
+]
