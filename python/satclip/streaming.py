@@ -24,8 +24,9 @@ import numpy as np
 from .errors import CoordinateError, DTypeError, ShapeError
 
 #: Rows per batch when the user gives no --batch-size: big enough to amortise per-batch costs,
-#: small enough that a batch's embeddings (65536 x 256 float32 = 64 MiB) stay small.
-DEFAULT_BATCH_ROWS = 65536
+#: small enough that a batch's working set stays small. Measured at L=10 (benches/bench_cli_memory.py):
+#: 65536 rows cost ~490 MB above the import baseline, 8192 rows ~140 MB.
+DEFAULT_BATCH_ROWS = 8192
 
 #: Bytes per block of the streaming CSV reader (also the block pyarrow infers column types from).
 _CSV_BLOCK_BYTES = 8 << 20
