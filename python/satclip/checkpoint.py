@@ -24,6 +24,7 @@ for float32 output.
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 import re
@@ -38,6 +39,7 @@ from torch import Tensor
 
 from .errors import CheckpointError, DTypeError
 from .harmonics import MAX_DEGREES
+from .hub import HUB_FILE
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -49,8 +51,9 @@ class ReleasedModel:
 
     repo_id: str
     filename: str
-    #: The revision downloaded. "main": satclip cannot reach the Hub where it is built, so no
-    #: commit hash could be verified; pass ``revision=`` to :func:`load` to pin a commit.
+    #: The revision downloaded: a commit where one is publicly pinned (ViT16-L40, torchgeo's pin),
+    #: else "main" - then the resolved commit and the file's sha256 are recorded at the first
+    #: download and checked on every later load (satclip.hub). ``revision=`` overrides it.
     revision: str
     vision_encoder: str
     legendre_polys: int
@@ -64,11 +67,15 @@ class ReleasedModel:
 _KNOWN_CAPACITY = {("ViT16", 40): 512}
 
 
+#: Commits pinned where a public record exists: torchgeo pins ViT16-L40 to this commit.
+_PINNED_REVISION = {("ViT16", 40): "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"}
+
+
 def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
     return ReleasedModel(
         repo_id=f"microsoft/SatCLIP-{vision}-L{L}",
         filename=f"satclip-{vision_file}-l{L}.ckpt",
-        revision="main",
+        revision=_PINNED_REVISION.get((vision, L), "main"),
         vision_encoder=vision,
         legendre_polys=L,
         capacity=_KNOWN_CAPACITY.get((vision, L)),
@@ -231,15 +238,11 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
         image_tensors, image_metadata = safetensors_entries(image_encoder)
         tensors.update(image_tensors)
         metadata.update(image_metadata)
-    # Write next to the target and rename, so an interrupted save never leaves a torn file
-    # under the final name (nor destroys the file being replaced).
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    # publish: an interrupted save never leaves a torn file under the final name, and without
+    # overwrite a file that appeared while saving is not clobbered either.
+    from .publish import publish
+
+    return publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
 def resolve(
@@ -306,7 +309,7 @@ def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource
 
 _RELEASED_BY_REPO = {m.repo_id.lower(): m for m in MODELS.values()}
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_HUB_FILE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>[^\s]+)")
+_HUB_FILE = HUB_FILE
 
 #: Where the location encoder's network lives in a Lightning checkpoint, most specific first:
 #: the released files hold it under ``model.location.nnet`` and alias it as ``model.nnet``.
@@ -314,28 +317,18 @@ _NNET_PREFIXES = ("model.location.nnet.", "location.nnet.", "model.nnet.", "nnet
 
 
 def _hub_download(source: ModelSource, *, cache_dir: PathLike | None, local_files_only: bool | None) -> Path:
-    from huggingface_hub import hf_hub_download
+    from .hub import download
 
-    if local_files_only is None:
-        # huggingface_hub reads HF_HUB_OFFLINE once, at import; read it again so that setting
-        # it later in the process still keeps satclip off the network.
-        local_files_only = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-    try:
-        return Path(
-            hf_hub_download(
-                source.location,
-                source.filename,
-                revision=source.revision,
-                cache_dir=os.fspath(cache_dir) if cache_dir is not None else None,
-                local_files_only=local_files_only,
-            )
-        )
-    except Exception as err:  # huggingface_hub raises many types (HTTP, offline, not found)
-        offline = " (offline: only the local cache was searched)" if local_files_only else ""
-        raise CheckpointError(
-            f"could not get {source.filename} from the Hugging Face Hub repository {source.location} "
-            f"at revision {source.revision!r}{offline}: {type(err).__name__}: {_first_line(err)}"
-        ) from err
+    # Released files are hash-checked against the record made at their first download.
+    released = _RELEASED_BY_REPO.get(source.location.lower())
+    return download(
+        source.location,
+        source.filename,
+        revision=source.revision,
+        cache_dir=cache_dir,
+        local_files_only=local_files_only,
+        verify=released is not None and released.filename == source.filename,
+    )
 
 
 def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
@@ -386,24 +379,63 @@ def _read_lightning_checkpoint(path: Path) -> tuple[EncoderConfig, Mapping[str, 
 
 
 def _torch_load_safely(path: Path) -> Any:
+    is_zip = _check_container(path)
     try:
-        # mmap: a released file is mostly vision weights; map it instead of reading it all.
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
+        # mmap: a released file is mostly vision weights; map it instead of reading it all. It also
+        # means no tensor is materialised before _build_from_tensors has checked its size.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
     except pickle.UnpicklingError as err:
         message = str(err)
-        if "weights only load failed" in message.lower() or "global" in message.lower():
-            detail = re.search(r"GLOBAL ([\w.]+)", message)
+        detail = re.search(r"GLOBAL ([\w.]+)", message)
+        if detail is not None or "unsupported global" in message.lower():
             what = f" (it references {detail.group(1)})" if detail else ""
             raise CheckpointError(
                 f"refusing to load {path}: unpickling it would need arbitrary code{what}. "
                 "satclip only unpickles plain tensors and containers (torch.load weights_only=True); "
                 "a genuine SatCLIP checkpoint needs nothing else"
             ) from err
-        raise CheckpointError(f"{path} is not a PyTorch checkpoint (corrupt?): {_first_line(err)}") from err
+        raise CheckpointError(f"{path} is not a checkpoint (corrupt?): {_first_line(err)}") from err
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise CheckpointError(
             f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {_first_line(err)}"
         ) from err
+
+
+#: How torch's legacy (pre-1.6, non-zip) files start: a pickle (protocol 2+) of a magic number.
+_PICKLE_START = b"\x80"
+
+
+def _check_container(path: Path) -> bool:
+    """Whether ``path`` is a zip checkpoint, after checking every record's CRC-32 (torch.load does
+    not, so flipped bytes would load as wrong weights). Raises CheckpointError naming a damaged
+    record, or saying the file is no checkpoint at all."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {path}: {err}") from None
+    if not zipfile.is_zipfile(path):
+        if not head:
+            raise CheckpointError(f"{path} is empty (truncated or corrupt?)")
+        if head.startswith(b"PK"):
+            raise CheckpointError(f"{path} is a zip archive without its end (truncated or corrupt?)")
+        if not head.startswith(_PICKLE_START):
+            raise CheckpointError(
+                f"{path} is not a checkpoint: it is neither a PyTorch zip archive nor a pickle "
+                f"(it starts with the bytes {head!r})"
+            )
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as err:
+        raise CheckpointError(f"{path} is a damaged checkpoint (truncated or corrupt zip archive): {err}") from None
+    if bad is not None:
+        raise CheckpointError(
+            f"{path} is a damaged checkpoint: the CRC-32 of its record {bad!r} does not match its bytes "
+            "(a corrupt download or disk?); download or copy it again"
+        )
+    return True
 
 
 def _config_from_hyper_parameters(hparams: Mapping[str, Any], *, source: str) -> EncoderConfig:
@@ -437,9 +469,34 @@ def _config_from_hyper_parameters(hparams: Mapping[str, Any], *, source: str) ->
         raise CheckpointError(f"{source}: {err}") from None
 
 
+#: The largest location encoder satclip builds, in parameters (2 GiB of float64). The released
+#: L=40 models have 0.5 M; this bounds what a crafted header can make load allocate.
+MAX_PARAMETERS = 1 << 28
+
+
+def _check_storage(value: Tensor, key: str, source: str) -> None:
+    """Refuses tensors whose elements are not all backed by distinct bytes of the file (e.g.
+    stride-0 "expanded" tensors): materialising them would allocate far more than the file holds."""
+    needed = value.numel() * value.element_size()
+    strides_ok = all(stride >= 1 for stride, size in zip(value.stride(), value.shape, strict=True) if size > 1)
+    held = value.untyped_storage().nbytes() - value.storage_offset() * value.element_size()
+    if not strides_ok or held < needed or not value.is_contiguous():
+        raise CheckpointError(
+            f"{source}: tensor {key} of shape {tuple(value.shape)} needs {needed} bytes but its storage holds "
+            f"{max(held, 0)} (strides {value.stride()}): a crafted or damaged checkpoint"
+        )
+
+
 def _build_from_tensors(config: EncoderConfig, tensors: Mapping[str, Any], prefix: str, *, source: str) -> LocationEncoder:
     """A float64 encoder with the checkpoint's weights, after checking every tensor."""
     expected = config.expected_shapes()
+    parameters = sum(math.prod(shape) for shape in expected.values())
+    if parameters > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"{source}: the hyper-parameters (legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+            f"num_hidden_layers={config.num_hidden_layers}, embed_dim={config.embed_dim}) describe "
+            f"{parameters:,} parameters; satclip builds at most {MAX_PARAMETERS:,}"
+        )
     state: dict[str, Tensor] = {}
     for name, shape in expected.items():
         key = prefix + name
@@ -456,6 +513,7 @@ def _build_from_tensors(config: EncoderConfig, tensors: Mapping[str, Any], prefi
             )
         if not value.is_floating_point():
             raise CheckpointError(f"{source}: tensor {key} has dtype {value.dtype}, expected floating point")
+        _check_storage(value, key, source)
         if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{source}: tensor {key} contains NaN or infinite values")
         state["nnet." + name] = value.to(torch.float64)

@@ -9,14 +9,17 @@
 
 User errors (bad input, missing files, an output that exists) print one line to stderr and
 exit non-zero (2 for a refused overwrite or bad usage, 1 otherwise) without a traceback.
-Outputs are written to a temporary file next to the target and renamed at the end, so an
-interrupted run never leaves a half-written file, and never replaces one without --overwrite.
+Outputs are streamed batch by batch (memory bounded by the batch, see streaming.py) into a
+temporary file next to the target and published at the end (publish.py): an interrupted run
+(Ctrl-C, SIGTERM, an error) never leaves a half-written file, and a file is never replaced
+without --overwrite, even one created while satclip was working. A directory or glob of parts
+is encoded part by part into an output directory; a rerun skips the parts already written.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import glob
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,13 +28,24 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .errors import SatclipError, ShapeError
+from .errors import CoordinateError, SatclipError, ShapeError
+from .publish import OutputExistsError, Terminated, check_destination, publish, signals_as_exceptions
+from .streaming import (
+    DEFAULT_BATCH_ROWS,
+    NpyEmbeddingWriter,
+    ParquetEmbeddingWriter,
+    PointReader,
+    count_csv_rows,
+    output_metadata,
+    shift_row,
+)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 _TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
+_PART_SUFFIXES = {".csv", ".parquet", ".pq"}
 
 
 class UsageError(Exception):
@@ -42,16 +56,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.run(args) or 0)
-    except UsageError as err:
+        with signals_as_exceptions():  # SIGTERM cleans up temporary files as Ctrl-C does
+            return int(args.run(args) or 0)
+    except (UsageError, OutputExistsError) as err:
         _print_error(str(err))
         return EXIT_USAGE
     except (SatclipError, ValueError, TypeError, OSError) as err:
         _print_error(str(err) or type(err).__name__)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        _print_error("interrupted; nothing was written")
+        _print_error("interrupted; the unfinished output was removed (finished parts are kept; rerun to resume)")
         return 130
+    except Terminated:
+        _print_error("terminated; the unfinished output was removed (finished parts are kept; rerun to resume)")
+        return 143
 
 
 def _print_error(message: str) -> None:
@@ -60,7 +78,7 @@ def _print_error(message: str) -> None:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="satclip", description="SatCLIP location embeddings.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=f"satclip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     enc = commands.add_parser(
@@ -68,21 +86,38 @@ def _parser() -> argparse.ArgumentParser:
         help="embed the points of a CSV, Parquet or .npy file",
         description="Embed [lon, lat] points (degrees) with a SatCLIP location encoder.",
     )
-    enc.add_argument("input", type=Path, help="CSV or Parquet with lon/lat columns, or a .npy (N, 2) array")
-    enc.add_argument("-o", "--output", type=Path, required=True, help="output .parquet or .npy file")
-    enc.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path (default: resnet50-l40)")
-    enc.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    enc.add_argument(
+        "input",
+        type=Path,
+        help="CSV or Parquet/GeoParquet with lon/lat columns, a .npy (N, 2) array, "
+        "or a directory or glob (quoted) of .parquet/.csv parts",
+    )
+    enc.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        help="output .parquet or .npy file; for partitioned input a directory (one .parquet per part, finished parts skipped)",
+    )
+    enc.add_argument(
+        "--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path (default: resnet50-l40)"
+    )
+    enc.add_argument("--overwrite", action="store_true", help="replace OUTPUT (or existing parts) if it exists")
     enc.add_argument("--lon-col", help="longitude column (default: lon, lng, long, longitude or x, any case)")
     enc.add_argument("--lat-col", help="latitude column (default: lat, latitude or y, any case)")
     enc.add_argument(
+        "--layout",
         "--format",
+        dest="layout",
         choices=("list", "wide"),
         default="list",
         help="Parquet layout: one fixed-size list column 'embedding' (default) or columns emb_0..emb_{d-1}",
     )
     enc.add_argument("--batch-size", type=int, help="points per batch (default: sized to memory)")
     enc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    enc.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="embedding precision (default: float32)")
+    enc.add_argument(
+        "--dtype", choices=("float32", "float64"), default="float32", help="embedding precision (default: float32)"
+    )
     enc.add_argument("--quiet", action="store_true", help="no progress bar")
     enc.set_defaults(run=_run_encode)
 
@@ -109,105 +144,147 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_encode(args: argparse.Namespace) -> int:
+    if args.batch_size is not None and args.batch_size < 1:
+        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
+    parts = _input_parts(args.input)
+    if parts is not None:
+        return _run_encode_parts(args, parts)
     in_format = _TABLE_SUFFIXES.get(args.input.suffix.lower())
     out_format = _OUTPUT_SUFFIXES.get(args.output.suffix.lower())
     if in_format is None:
-        raise UsageError(f"cannot read {args.input}: the input must be .csv, .parquet or .npy")
+        raise UsageError(
+            f"cannot read {args.input}: the input must be .csv, .parquet or .npy (or a directory or glob of parts)"
+        )
     if out_format is None:
         raise UsageError(f"cannot write {args.output}: the output must be .parquet or .npy")
-    _refuse_existing(args.output, args.overwrite)
+    _check_destination(args.output, args.overwrite)
     if not args.input.is_file():
         raise FileNotFoundError(f"no such input file: {args.input}")
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     if in_format == "npy" and (args.lon_col or args.lat_col):
         raise UsageError("--lon-col/--lat-col apply to CSV and Parquet input, not .npy")
+    model = _load_model(args.model)
+    reader = PointReader(args.input, in_format, args.lon_col, args.lat_col, args.batch_size or DEFAULT_BATCH_ROWS)
+    with _progress(reader.num_rows, args.quiet) as bar:
+        _encode_file(args, model, reader, args.output, out_format, bar)
+    return 0
 
-    table, lonlat = _read_points(args.input, in_format, args.lon_col, args.lat_col)
 
+def _input_parts(source: Path) -> list[Path] | None:
+    """The parts of a partitioned input (a directory or a glob), or None for a single file."""
+    text = str(source)
+    if source.is_dir():
+        parts = sorted(p for p in source.iterdir() if p.is_file() and p.suffix.lower() in _PART_SUFFIXES)
+        where = f"the directory {source}"
+    elif not source.exists() and glob.has_magic(text):
+        parts = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
+        where = f"the pattern {text!r}"
+    else:
+        return None
+    if not parts:
+        raise FileNotFoundError(f"{where} matches no .parquet, .pq or .csv files")
+    odd = [p for p in parts if p.suffix.lower() not in _PART_SUFFIXES]
+    if odd:
+        raise UsageError(f"partitioned input must be .parquet or .csv files, got {odd[0]}")
+    return parts
+
+
+def _run_encode_parts(args: argparse.Namespace, parts: list[Path]) -> int:
+    """One output part per input part in the output directory; finished parts are skipped."""
+    out_dir: Path = args.output
+    if out_dir.suffix.lower() in _OUTPUT_SUFFIXES and not out_dir.is_dir():
+        raise UsageError(f"a partitioned input needs an output directory, got the file name {out_dir}")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir} exists and is not a directory")
+    if not out_dir.parent.is_dir():
+        raise FileNotFoundError(f"the output directory's parent {out_dir.parent} does not exist")
+    targets: dict[Path, Path] = {}
+    for part in parts:
+        target = out_dir / f"{part.stem}.parquet"
+        if target in targets:
+            raise UsageError(f"{targets[target]} and {part} would both be written to {target}")
+        targets[target] = part
+    out_dir.mkdir(exist_ok=True)
+    pending = [(part, target) for target, part in targets.items() if args.overwrite or not target.exists()]
+    skipped = len(parts) - len(pending)
+    if not pending:
+        print(f"all {len(parts)} parts are already in {out_dir}; nothing to do (--overwrite redoes them)")
+        return 0
+    model = _load_model(args.model)
+    batch_rows = args.batch_size or DEFAULT_BATCH_ROWS
+    readers = []
+    for part, target in pending:
+        fmt = _TABLE_SUFFIXES[part.suffix.lower()]
+        readers.append((PointReader(part, fmt, args.lon_col, args.lat_col, batch_rows), target))
+    counts = [reader.num_rows for reader, _ in readers]
+    total = None if None in counts else sum(c for c in counts if c is not None)
+    with _progress(total, args.quiet) as bar:
+        for reader, target in readers:
+            _encode_file(args, model, reader, target, "parquet", bar)
+    done = f"; {skipped} already done, skipped" if skipped else ""
+    print(f"wrote {len(pending)} parts to {out_dir}{done}")
+    return 0
+
+
+def _load_model(name: str) -> Any:
+    # Loaded once and passed to every batch's encode call (a path string would be re-checked per call).
+    from .checkpoint import load
+
+    return load(name)
+
+
+def _encode_file(
+    args: argparse.Namespace, model: Any, reader: PointReader, output: Path, out_format: str, bar: Any
+) -> None:
+    """Streams ``reader`` through the model into ``output``, published atomically at the end."""
     import torch
 
     from .encoding import encode
 
-    embeddings = encode(
-        lonlat,
-        args.model,
-        device=args.device,
-        dtype=torch.float64 if args.dtype == "float64" else torch.float32,
-        batch_size=args.batch_size,
-        progress=False if args.quiet else None,
-    )
-    assert isinstance(embeddings, np.ndarray)
-    if out_format == "npy":
-        _write_atomically(args.output, lambda tmp: np.save(tmp, embeddings, allow_pickle=False))
-    else:
-        if table is None:  # .npy input: the points become the lon/lat columns
-            table = {"lon": lonlat[:, 0], "lat": lonlat[:, 1]}
-        _write_parquet(args.output, table, embeddings, args.format)
-    return 0
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+    np_dtype = np.float64 if args.dtype == "float64" else np.float32
+    dim = model.nnet.last_layer.dim_out
+    meta = output_metadata(str(args.model), model.posenc.L, dim, args.dtype, args.layout)
 
-
-def _refuse_existing(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise UsageError(f"{output} already exists; pass --overwrite to replace it")
-    if output.is_dir():
-        raise UsageError(f"{output} is a directory")
-
-
-def _read_points(path: Path, fmt: str, lon_col: str | None, lat_col: str | None) -> tuple[Any, np.ndarray]:
-    """(the table to keep in the output or None, float64 (N, 2) points)."""
-    if fmt == "npy":
+    def write(tmp: Path) -> None:
+        if out_format == "npy":
+            rows = reader.num_rows if reader.num_rows is not None else count_csv_rows(reader.path, reader.lon)
+            if rows == 0:
+                raise ShapeError(f"{reader.path} has no rows (nothing to encode)")
+            writer: Any = NpyEmbeddingWriter(tmp, rows, dim, np_dtype)
+        else:
+            writer = None
         try:
-            array = np.load(path, allow_pickle=False)
-        except ValueError as err:  # pickled object arrays, truncated files
-            raise ShapeError(f"{path} is not a plain numeric .npy array: {err}") from None
-        from .harmonics import as_lonlat_array
+            for batch in reader.batches():
+                try:
+                    embeddings = encode(
+                        batch.lonlat, model, device=args.device, dtype=dtype, batch_size=args.batch_size, progress=False
+                    )
+                except CoordinateError as err:
+                    raise shift_row(err, batch.first_row, reader.path) from None
+                assert isinstance(embeddings, np.ndarray)
+                if writer is None:
+                    writer = ParquetEmbeddingWriter(tmp, reader.schema, dim, np_dtype, args.layout, meta)
+                writer.write(batch.table, batch.lonlat, embeddings)
+                bar.update(len(embeddings))
+        finally:
+            if writer is not None:
+                writer.close()
 
-        return None, as_lonlat_array(array).astype(np.float64, copy=False)
-
-    pandas = _import_optional("pandas", "reading CSV or Parquet")
-    if fmt == "parquet":
-        _import_optional("pyarrow", "reading Parquet")
-        frame = pandas.read_parquet(path)
-    else:
-        try:
-            frame = pandas.read_csv(path)
-        except pandas.errors.EmptyDataError:
-            raise ShapeError(f"{path} is empty (no header row)") from None
-    from .encoding import _frame_columns
-
-    return frame, _frame_columns(frame, lon_col, lat_col)
+    publish(output, write, overwrite=args.overwrite)
 
 
-def _write_parquet(path: Path, table: Any, embeddings: np.ndarray, layout: str) -> None:
-    pa = _import_optional("pyarrow", "writing Parquet")
-    import pyarrow.parquet as pq
+def _progress(total: int | None, quiet: bool) -> Any:
+    from tqdm.auto import tqdm
 
-    if isinstance(table, dict):
-        arrow = pa.table(table)
-    else:
-        arrow = pa.Table.from_pandas(table, preserve_index=False)
-    n, dim = embeddings.shape
-    names = ["embedding"] if layout == "list" else [f"emb_{i}" for i in range(dim)]
-    clash = sorted(set(names) & set(arrow.column_names))
-    if clash:
-        raise ShapeError(f"the input already has a column {clash[0]!r}; rename it or use the other --format")
-    if layout == "list":
-        values = pa.array(np.ascontiguousarray(embeddings).reshape(-1))
-        arrow = arrow.append_column("embedding", pa.FixedSizeListArray.from_arrays(values, dim))
-    else:
-        for i, name in enumerate(names):
-            arrow = arrow.append_column(name, pa.array(embeddings[:, i]))
-    _write_atomically(path, lambda tmp: pq.write_table(arrow, tmp))
+    show = not quiet and sys.stderr is not None and sys.stderr.isatty()
+    return tqdm(total=total, unit="pt", unit_scale=True, desc="satclip encode", disable=not show, file=sys.stderr)
 
 
-def _write_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+def _check_destination(output: Path, overwrite: bool) -> None:
     try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+        check_destination(output, overwrite)
+    except (OutputExistsError, IsADirectoryError) as err:
+        raise UsageError(str(err)) from None
 
 
 def _import_optional(module: str, purpose: str) -> Any:
@@ -226,7 +303,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
     if args.output.suffix.lower() != ".safetensors":
         raise UsageError(f"the output must be a .safetensors file, got {args.output}")
-    _refuse_existing(args.output, args.overwrite)
+    _check_destination(args.output, args.overwrite)
     save(load(args.model), args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}")
     return 0
@@ -239,7 +316,7 @@ def _run_models(args: argparse.Namespace) -> int:
     rows += [(name, m.repo_id, m.filename, m.revision) for name, m in MODELS.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
     return 0
 
 

@@ -16,7 +16,6 @@ output, ``--map`` with several files) exit with status 2 through argparse, like 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -73,7 +72,7 @@ def run_embed_images(args: argparse.Namespace) -> int:
     emb = encode_images(paths, args.model, device=args.device, batch_size=args.batch_size)
     values = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1))
     table = pa.table({"path": pa.array(paths), "embedding": pa.FixedSizeListArray.from_arrays(values, emb.shape[1])})
-    _write_atomically(args.output, lambda tmp: pq.write_table(table, tmp))
+    _write_atomically(args.output, lambda tmp: pq.write_table(table, tmp), args.overwrite)
     print(f"wrote {len(paths)} embeddings of dimension {emb.shape[1]} to {args.output}", file=sys.stderr)
     return 0
 
@@ -110,7 +109,7 @@ def run_locate(args: argparse.Namespace) -> int:
             guesses=result.lonlat[0],
             title=f"{Path(paths[0]).name} - {args.model}",
         )
-        _write_atomically(args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=args.map.suffix.lstrip(".") or "png"))
+        _write_atomically(args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=args.map.suffix.lstrip(".") or "png"), args.overwrite)
         print(f"wrote {args.map}", file=sys.stderr)
     return 0
 
@@ -122,13 +121,10 @@ def _center_or_none(image_center: Any, path: str) -> Any:
         return None
 
 
-def _write_atomically(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(str(tmp))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _write_atomically(path: Path, write: Any, overwrite: bool) -> None:
+    from .publish import publish
+
+    publish(path, lambda tmp: write(str(tmp)), overwrite=overwrite)
 
 
 __all__ = ["register", "run_embed_images", "run_locate"]

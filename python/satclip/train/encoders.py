@@ -10,13 +10,13 @@ an explicit Hub file ``hf://owner/repo/path``; nothing is downloaded otherwise.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from ..hub import HUB_FILE as _HUB_FILE  # one hf:// syntax (and one downloader) for load and training
 from .errors import TrainingConfigError
 
 #: Short name -> timm architecture. The ViT's patch size is 16; its input size is a parameter.
@@ -26,7 +26,6 @@ ARCHITECTURES: dict[str, str] = {
     "vit16": "vit_small_patch16_224",
 }
 
-_HUB_FILE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>\S+)")
 #: Prefixes training frameworks put in front of backbone weights (DDP, MoCo, torchgeo trainers).
 _WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "encoder_q.")
 
@@ -72,12 +71,13 @@ def resolve_weights_file(reference: str) -> Path:
     """The local file for ``reference``: a path, or ``hf://owner/repo/file`` downloaded on request."""
     match = _HUB_FILE.fullmatch(reference)
     if match:
-        from huggingface_hub import hf_hub_download
+        from ..errors import CheckpointError
+        from ..hub import download  # HF_HUB_OFFLINE honoured, fails fast without Hub access
 
         try:
-            return Path(hf_hub_download(match["repo"], match["file"]))
-        except Exception as err:  # network, auth, missing file: all mean "cannot use these weights"
-            raise TrainingConfigError(f"could not get pretrained weights {reference}: {type(err).__name__}: {err}") from err
+            return download(match["repo"], match["file"])
+        except CheckpointError as err:  # network, auth, missing file: all mean "cannot use these weights"
+            raise TrainingConfigError(f"could not get pretrained weights {reference}: {err}") from err
     path = Path(reference).expanduser()
     if not path.is_file():
         raise TrainingConfigError(

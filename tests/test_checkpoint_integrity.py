@@ -1,0 +1,189 @@
+"""Damaged, crafted and junk checkpoint files, and the Hub path without network (issue 13 items 3, 8, 15, 18)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from conftest import CheckpointFactory, released_hyper_parameters
+
+from satclip import hub
+from satclip.checkpoint import MAX_PARAMETERS, MODELS, load
+from satclip.errors import CheckpointError
+
+COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
+
+
+def _largest_record_data_offset(path: Path) -> tuple[str, int, int]:
+    """(name, offset of its first data byte, size) of the biggest record of a stored zip."""
+    with zipfile.ZipFile(path) as archive:
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        header = f.read(30)
+    name_len, extra_len = int.from_bytes(header[26:28], "little"), int.from_bytes(header[28:30], "little")
+    return info.filename, info.header_offset + 30 + name_len + extra_len, info.compress_size
+
+
+def test_flipped_bytes_are_found_by_the_zip_crcs(make_checkpoint: CheckpointFactory, tmp_path: Path) -> None:
+    path = make_checkpoint(10)
+    name, start, size = _largest_record_data_offset(path)
+    data = bytearray(path.read_bytes())
+    middle = start + size // 2
+    data[middle : middle + 64] = bytes(b ^ 0xFF for b in data[middle : middle + 64])
+    damaged = tmp_path / "damaged.ckpt"
+    damaged.write_bytes(bytes(data))
+    # Control: torch.load itself does not notice; the weights are just wrong.
+    assert torch.load(damaged, weights_only=True)["state_dict"] is not None
+    with pytest.raises(CheckpointError, match="CRC-32") as info:
+        load(damaged)
+    assert repr(name) in str(info.value)
+
+
+def _crafted(tmp_path: Path, legendre_polys: int, capacity: int) -> Path:
+    """An expanded (stride-0) tensor per weight: tiny on disk, enormous once materialised."""
+    hparams = {**released_hyper_parameters(legendre_polys), "capacity": capacity}
+    dim_in = legendre_polys**2
+    one = torch.zeros(1, dtype=torch.float64)
+    shapes = {
+        "layers.0.weight": (capacity, dim_in),
+        "layers.0.bias": (capacity,),
+        "layers.1.weight": (capacity, capacity),
+        "layers.1.bias": (capacity,),
+        "last_layer.weight": (256, capacity),
+        "last_layer.bias": (256,),
+    }
+    state = {f"model.location.nnet.{k}": one.expand(*shape) for k, shape in shapes.items()}
+    path = tmp_path / f"crafted-{legendre_polys}-{capacity}.ckpt"
+    torch.save({"state_dict": state, "hyper_parameters": hparams}, path)
+    assert path.stat().st_size < 64 * 1024
+    return path
+
+
+def test_stride_zero_tensors_are_refused_before_anything_is_materialised(tmp_path: Path) -> None:
+    # 256 x 1000**2 float64 = 2 GB if materialised (and again for the model); refused from the storage size.
+    with pytest.raises(CheckpointError, match="storage holds 8") as info:
+        load(_crafted(tmp_path, 1000, 256))
+    assert "layers.0.weight" in str(info.value)
+
+
+def test_hyper_parameters_describing_a_huge_model_are_refused(tmp_path: Path) -> None:
+    # 40000 x 1000**2 parameters = 298 GiB: refused from the hyper-parameters alone.
+    with pytest.raises(CheckpointError, match=f"at most {MAX_PARAMETERS:,}"):
+        load(_crafted(tmp_path, 1000, 40000))
+
+
+@pytest.mark.parametrize("content", [b"\x13\x37" * 5000, b"hello, not a checkpoint\n"])
+def test_random_bytes_are_not_a_checkpoint(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "junk.ckpt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a checkpoint") as info:
+        load(path)
+    assert "arbitrary code" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------
+# The Hub: recorded hashes, pinned revision, failing fast without network
+
+
+def _fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    target = repo / "snapshots" / COMMIT / filename
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
+    return target
+
+
+def test_vit16_l40_is_pinned_to_torchgeos_commit() -> None:
+    assert MODELS["vit16-l40"].revision == "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"
+
+
+def test_released_file_is_recorded_then_verified(
+    tmp_path: Path, make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    hub._HASHED.clear()
+    cache = tmp_path / "hf-cache"
+    entry = MODELS["resnet50-l40"]
+    cached = _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
+    assert load("resnet50-l40", cache_dir=cache).posenc.L == 40
+    record = json.loads((cache / hub.INTEGRITY_FILE).read_text())
+    import hashlib
+
+    assert record == {f"{entry.repo_id}/{entry.filename}@{COMMIT}": hashlib.sha256(cached.read_bytes()).hexdigest()}
+    assert load("resnet50-l40", cache_dir=cache).posenc.L == 40  # verified, still loads
+
+    # A different file under the same commit (the cache entry was replaced or damaged).
+    cached.unlink()
+    shutil.copy(make_checkpoint(40, seed=12), cached)
+    with pytest.raises(CheckpointError, match="is damaged: its sha256") as info:
+        load("resnet50-l40", cache_dir=cache)
+    assert COMMIT in str(info.value)
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The probe's connection times out; hf_hub_download may only be asked for the cache."""
+    timeouts: list[float] = []
+
+    def create_connection(address: Any, timeout: float | None = None, *args: Any, **kwargs: Any) -> Any:
+        timeouts.append(timeout if timeout is not None else float("inf"))
+        raise TimeoutError("timed out")
+
+    import huggingface_hub
+
+    real = huggingface_hub.hf_hub_download
+
+    def hf_hub_download(*args: Any, **kwargs: Any) -> Any:
+        assert kwargs.get("local_files_only"), "went to the network after the probe failed"
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    return timeouts
+
+
+def test_no_hub_access_fails_at_once_with_advice(tmp_path: Path, no_network: list[float]) -> None:
+    with pytest.raises(CheckpointError, match="no Hub access") as info:
+        load("resnet18-l10", cache_dir=tmp_path / "empty-cache")
+    assert "HF_HUB_OFFLINE=1" in str(info.value) and "pass a checkpoint path" in str(info.value)
+    assert len(no_network) == 1 and no_network[0] <= 3  # one short attempt, no retry loop
+
+
+def test_no_hub_access_uses_a_cached_file(
+    tmp_path: Path, make_checkpoint: CheckpointFactory, no_network: list[float]
+) -> None:
+    cache = tmp_path / "hf-cache"
+    entry = MODELS["resnet50-l10"]
+    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10, seed=3))
+    assert load("resnet50-l10", cache_dir=cache).posenc.L == 10
+    assert len(no_network) == 1
+
+
+def test_offline_setting_skips_the_probe(
+    tmp_path: Path, no_network: list[float], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="offline"):
+        load("resnet18-l10", cache_dir=tmp_path / "empty-cache")
+    assert no_network == []
+
+
+def test_training_weights_use_the_same_fail_fast_download(no_network: list[float]) -> None:
+    from satclip.train.encoders import resolve_weights_file
+    from satclip.train.errors import TrainingConfigError
+
+    with pytest.raises(TrainingConfigError, match="no Hub access"):
+        resolve_weights_file("hf://someone/not-cached-anywhere-4711/weights.pt")
+    assert len(no_network) == 1
