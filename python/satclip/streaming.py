@@ -196,12 +196,8 @@ def shift_row(err: CoordinateError, first_row: int, path: Path) -> CoordinateErr
 
 def output_metadata(model: str, legendre_polys: int, embed_dim: int, dtype: str, layout: str) -> dict[bytes, bytes]:
     """Parquet key/value metadata saying how the embeddings were made."""
-    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__ as satclip_version  # one version source (rust/Cargo.toml, via metadata)
 
-    try:
-        satclip_version = version("satclip")
-    except PackageNotFoundError:
-        satclip_version = "unknown"
     info = {
         "model": model,
         "legendre_polys": legendre_polys,
