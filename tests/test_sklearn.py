@@ -26,6 +26,7 @@ def _points(n: int, seed: int = 0) -> np.ndarray:
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory):
     import torch
+
     from conftest import released_checkpoint_dict
 
     path = tmp_path_factory.mktemp("sk") / "l6.ckpt"
@@ -47,7 +48,14 @@ def test_transform_is_encode_for_arrays_and_frames(ckpt) -> None:
 
 def test_get_params_clone_and_grid_search(ckpt) -> None:
     step = SatCLIPEmbedding(ckpt, device="cpu", dtype="float64", batch_size=7)
-    assert step.get_params() == {"model": ckpt, "device": "cpu", "dtype": "float64", "batch_size": 7, "lon": None, "lat": None}
+    assert step.get_params() == {
+        "model": ckpt,
+        "device": "cpu",
+        "dtype": "float64",
+        "batch_size": 7,
+        "lon": None,
+        "lat": None,
+    }
     twin = clone(step)
     assert twin is not step and twin.get_params() == step.get_params()
 

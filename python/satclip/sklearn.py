@@ -150,7 +150,9 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
             where = np.argwhere(bad)[0]
             raise CoordinateError(f"X has a non-finite value (NaN or inf) at index {tuple(int(i) for i in where)}")
         if array.ndim != 2 or array.shape[1] != 2:
-            features = f"{array.shape[1]} feature(s) (shape={array.shape})" if array.ndim == 2 else f"shape {array.shape}"
+            features = (
+                f"{array.shape[1]} feature(s) (shape={array.shape})" if array.ndim == 2 else f"shape {array.shape}"
+            )
             raise ShapeError(
                 f"X must be (N, 2) [lon, lat] in degrees (or a DataFrame with lon/lat columns), got {features} "
                 f"while a minimum of 2 is required and a maximum of 2 allowed"
