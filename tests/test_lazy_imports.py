@@ -47,3 +47,39 @@ def test_adapter_modules_import_their_engine_only_when_used(module: str, engine:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() in ("ABSENT", f"TOP {engine} True"), run.stdout
+
+
+#: The downstream extras (geo, eval, maps export): never on the plain path.
+DOWNSTREAM_HEAVY = (
+    "geopandas",
+    "pyproj",
+    "shapely",
+    "h3",
+    "xarray",
+    "rioxarray",
+    "rasterio",
+    "zarr",
+    "h5netcdf",
+    "h5py",
+    "sklearn",
+    "matplotlib",
+)
+
+
+def test_plain_import_and_encode_import_no_geo_eval_or_plotting_stack(make_checkpoint) -> None:
+    ckpt = make_checkpoint(4)
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import pandas as pd
+        import satclip
+        satclip.encode(np.array([[8.55, 47.37]]), {str(ckpt)!r})
+        satclip.encode(pd.DataFrame({{"lon": [1.0], "lat": [2.0]}}), {str(ckpt)!r})
+        satclip.encode([[1.0, 2.0]], {str(ckpt)!r})
+        import satclip.evaluate, satclip.embedding_map, satclip.geo_inputs, satclip.cli_downstream  # light until used
+        heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({DOWNSTREAM_HEAVY!r}))
+        print("HEAVY", heavy)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "HEAVY []" in run.stdout, run.stdout

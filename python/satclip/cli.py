@@ -136,6 +136,7 @@ def _parser() -> argparse.ArgumentParser:
     from .cli_images import register as register_image_commands  # embed-images, locate
 
     register_image_commands(commands)
+    __import__("satclip.cli_downstream", fromlist=["register"]).register(commands)  # probe, map
     return parser
 
 

@@ -67,6 +67,9 @@ def encode(
         Points as ``[lon, lat]`` in degrees: a NumPy array or torch tensor of shape (N, 2), a
         list of pairs, or a pandas DataFrame with longitude/latitude columns (named ``lon``,
         ``lng``, ``long``, ``longitude`` or ``x`` / ``lat``, ``latitude`` or ``y``, any case).
+        With the ``geo`` extra also a GeoDataFrame/GeoSeries (any CRS), an xarray DataArray or
+        Dataset with lon/lat coordinates (returns a DataArray) or H3 cell ids; see
+        :mod:`satclip.geo_inputs`.
     model:
         A short name (``"resnet50-l40"``, see :data:`satclip.MODELS`), a Hub repository, a
         local ``.ckpt``/``.safetensors`` path, or a :class:`~satclip.nn.LocationEncoder`.
@@ -88,6 +91,12 @@ def encode(
     NumPy array for NumPy, list and pandas input; a tensor on the input's device for torch
     input. Embeddings are computed in inference mode (no dropout, no autograd graph).
     """
+    from . import geo_inputs  # GeoPandas, xarray, H3 ids: converted to [lon, lat]; the heavy imports stay lazy
+
+    converted = geo_inputs.convert(lonlat)
+    if converted is not None:
+        points_in, shape_like_input = converted
+        return shape_like_input(encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress))
     dtype = _check_dtype(dtype)
     points, input_device = _as_points(lonlat)
     compute_device = _pick_device(device, input_device)

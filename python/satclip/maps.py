@@ -71,12 +71,57 @@ def plot_similarity_map(
         ax.grid(color="white", alpha=0.25, linewidth=0.5)
     if guesses is not None:
         g = np.asarray(guesses, dtype=float).reshape(-1, 2)
-        ax.scatter(g[:, 0], g[:, 1], s=40, facecolors="none", edgecolors="cyan", linewidths=1.5, label="guesses", **transform)
+        ax.scatter(
+            g[:, 0], g[:, 1], s=40, facecolors="none", edgecolors="cyan", linewidths=1.5, label="guesses", **transform
+        )
         ax.scatter(g[:1, 0], g[:1, 1], s=90, marker="*", color="cyan", label="best guess", **transform)
     if true_location is not None:
-        ax.scatter([true_location[0]], [true_location[1]], s=90, marker="x", color="red", label="true location", **transform)
+        ax.scatter(
+            [true_location[0]], [true_location[1]], s=90, marker="x", color="red", label="true location", **transform
+        )
     if guesses is not None or true_location is not None:
         ax.legend(loc="lower left")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_embedding_map(
+    rgb: np.ndarray,
+    lon: np.ndarray,
+    lat: np.ndarray,
+    *,
+    size_px: tuple[int, int] = (1600, 800),
+    dpi: int = 100,
+    title: str | None = None,
+) -> Any:
+    """Draws an ``(height, width, 3)`` RGB grid (``satclip.embedding_map.pca_rgb``) on a world map.
+
+    ``lon`` / ``lat`` are the cell centres (``lat`` may run north to south). The Figure is
+    ``size_px`` pixels when saved at ``dpi`` (no tight bounding box, so the size is exact).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise SatclipError("plotting needs matplotlib: pip install 'satclip[maps]'") from None
+    width, height = size_px
+    fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
+    ccrs = _cartopy_crs()
+    ax = fig.add_subplot(1, 1, 1, projection=ccrs.PlateCarree()) if ccrs is not None else fig.add_subplot(1, 1, 1)
+    dlon = float(abs(lon[1] - lon[0])) if lon.size > 1 else 1.0
+    dlat = float(abs(lat[1] - lat[0])) if lat.size > 1 else 1.0
+    north_up = lat.size < 2 or lat[0] > lat[-1]
+    extent = (lon.min() - dlon / 2, lon.max() + dlon / 2, lat.min() - dlat / 2, lat.max() + dlat / 2)
+    kwargs = {"transform": ccrs.PlateCarree()} if ccrs is not None else {}
+    ax.imshow(rgb, origin="upper" if north_up else "lower", extent=extent, interpolation="nearest", **kwargs)
+    if ccrs is not None:
+        ax.coastlines(linewidth=0.5, color="white")
+    else:
+        ax.set_aspect("equal")
+        ax.set_xlabel("longitude (deg)")
+        ax.set_ylabel("latitude (deg)")
+    ax.set_xlim(extent[0], extent[1])
+    ax.set_ylim(extent[2], extent[3])
     if title:
         ax.set_title(title)
     return fig
@@ -102,4 +147,4 @@ def _cartopy_crs() -> Any:
     return ccrs
 
 
-__all__ = ["plot_similarity_map"]
+__all__ = ["plot_embedding_map", "plot_similarity_map"]

@@ -1,0 +1,209 @@
+"""The downstream subcommands of the ``satclip`` command line: probes and embedding maps.
+
+    satclip probe stations.csv --target meanT --model resnet50-l40 --model vit16-l40 --cv spatial
+    satclip map --model resnet50-l40 -o map.png --resolution 0.5 [--region lon0,lat0,lon1,lat1]
+    satclip map --model resnet50-l40 --resolution 0.1 --export grid.zarr   (or grid.nc, grid.tif)
+
+``probe`` prints one table row per feature set: each ``--model``'s embeddings and the
+raw-coordinate baselines (``lonlat`` degrees, ``xyz`` unit vectors, ``sh`` the spherical harmonics
+alone), all scored on the same folds. ``map`` draws the embeddings' first three principal
+components as RGB and/or exports the full embedding grid, streaming bands of rows.
+
+:func:`register` adds the subcommands to ``satclip``'s parser (``cli.py``), like ``cli_images``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+BASELINES = ("lonlat", "xyz", "sh")
+
+
+def register(commands: Any) -> None:
+    """Adds ``probe`` and ``map`` to the ``satclip`` sub-command parsers."""
+    pr = commands.add_parser(
+        "probe",
+        help="score models' embeddings (and raw-coordinate baselines) as predictors of a target",
+        description="Cross-validated probe: embed the points of a CSV/Parquet file, fit a head on k-1 "
+        "folds, score on the held-out fold; one row per model and baseline, on the same folds.",
+    )
+    pr.add_argument("input", type=Path, help="CSV or Parquet with lon/lat columns and the target column")
+    pr.add_argument("--target", required=True, help="target column")
+    pr.add_argument("--model", action="append", default=[], help="model to probe (repeat to compare several)")
+    pr.add_argument("--task", choices=("regression", "classification"), default="regression")
+    pr.add_argument("--head", choices=("ridge", "logistic", "knn", "mlp"), default="ridge")
+    pr.add_argument("--cv", choices=("random", "spatial"), default="random", help="fold kind (default: random)")
+    pr.add_argument("--folds", type=int, default=5)
+    pr.add_argument("--blocks", type=int, default=100, help="equal-area spatial blocks on the sphere (default: 100)")
+    pr.add_argument("--baselines", default="lonlat,xyz,sh", help="comma-separated subset of lonlat,xyz,sh, or 'none'")
+    pr.add_argument("--sh-degree", type=int, default=10, help="L of the sh baseline (default: 10)")
+    pr.add_argument("--seed", type=int, default=0, help="fold assignment seed")
+    pr.add_argument("--lon-col", help="longitude column (default: found by name)")
+    pr.add_argument("--lat-col", help="latitude column (default: found by name)")
+    pr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    pr.set_defaults(run=run_probe, usage_error=pr.error)
+
+    mp = commands.add_parser(
+        "map",
+        help="draw embeddings as a PCA-RGB world map and/or export the embedding grid",
+        description="Embed a regular lon/lat grid; draw its first three principal components as RGB "
+        "(-o) and/or write every embedding to Zarr, NetCDF or a multi-band GeoTIFF (--export).",
+    )
+    mp.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path")
+    mp.add_argument("-o", "--output", type=Path, help="image file (.png, .pdf, .svg)")
+    mp.add_argument("--export", type=Path, help="full embedding grid: .zarr, .nc or .tif")
+    mp.add_argument("--resolution", type=float, default=0.5, help="grid spacing in degrees (default: 0.5)")
+    mp.add_argument("--region", help="lon0,lat0,lon1,lat1 in degrees (default: the whole globe)")
+    mp.add_argument("--size", default="1600x800", help="image size in pixels, WIDTHxHEIGHT (default: 1600x800)")
+    mp.add_argument("--title", help="image title (default: the model)")
+    mp.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    mp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    mp.add_argument("--quiet", action="store_true", help="no progress bar")
+    mp.set_defaults(run=run_map, usage_error=mp.error)
+
+
+# ----------------------------------------------------------------------------------------
+# satclip probe
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .encoding import find_lonlat_columns
+    from .evaluate import baseline_features, probe
+
+    frame = _read_table(args.input)
+    if args.target not in frame.columns:
+        raise ValueError(
+            f"no target column {args.target!r} in {args.input}; the columns are {[str(c) for c in frame.columns]}"
+        )
+    lon, lat = find_lonlat_columns(list(frame.columns), args.lon_col, args.lat_col)
+    lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+    y = frame[args.target].to_numpy()
+    baselines = (
+        [] if args.baselines.strip().lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    )
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        args.usage_error(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
+    if not args.model and not baselines:
+        args.usage_error("nothing to probe: give --model and/or --baselines")
+
+    rows = []
+    common = dict(task=args.task, head=args.head, cv=args.cv, folds=args.folds, n_blocks=args.blocks, seed=args.seed)
+    for model in args.model:
+        rows.append((model, probe(model, lonlat, y, device=args.device, **common)))
+    for kind in baselines:
+        feats = baseline_features(lonlat, kind, legendre_polys=args.sh_degree)
+        label = f"baseline: {kind}" + (f" (L={args.sh_degree}, {feats.shape[1]} features)" if kind == "sh" else "")
+        rows.append((label, probe(feats, lonlat, y, **common)))
+    print(format_table(rows, args, n=len(y)))
+    return 0
+
+
+def format_table(rows: list[tuple[str, Any]], args: argparse.Namespace, n: int) -> str:
+    """A plain-text table: one row per feature set, mean +- std over folds of each score."""
+    import numpy as np
+
+    keys = list(rows[0][1].mean)
+    header = f"{args.task} of {args.target!r}: {args.head} head, {args.folds}-fold {args.cv} CV, {n} points"
+    if args.cv == "spatial":
+        header += f", {args.blocks} equal-area blocks"
+    width = max(12, *(len(label) for label, _ in rows))
+    lines = [header, f"{'features':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
+    for label, res in rows:
+        cells = []
+        for k in keys:
+            values = np.array([f[k] for f in res.folds])
+            cells.append(f"{values.mean():>9.4f} ± {values.std():<5.3f}")
+        lines.append(f"{label:<{width}}  " + "  ".join(cells))
+    return "\n".join(lines)
+
+
+def _read_table(path: Path) -> Any:
+    import pandas as pd
+
+    suffix = path.suffix.lower()
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist")
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    raise ValueError(f"{path}: expected a .csv or .parquet file")
+
+
+# ----------------------------------------------------------------------------------------
+# satclip map
+
+
+def run_map(args: argparse.Namespace) -> int:
+    from .embedding_map import EXPORT_SUFFIXES, export_grid, make_grid, pca_rgb
+
+    if args.output is None and args.export is None:
+        args.usage_error("give -o IMAGE and/or --export GRID")
+    for out in (args.output, args.export):
+        if out is not None and out.exists() and not args.overwrite:
+            args.usage_error(f"{out} already exists; pass --overwrite to replace it")
+    if args.export is not None and args.export.suffix.lower() not in EXPORT_SUFFIXES:
+        args.usage_error(f"--export {args.export}: use a {', '.join(EXPORT_SUFFIXES)} file")
+    try:
+        w, h = (int(v) for v in args.size.lower().split("x"))
+        if w < 16 or h < 16:
+            raise ValueError
+    except ValueError:
+        args.usage_error(f"--size must be WIDTHxHEIGHT pixels (>= 16 each), got {args.size!r}")
+    region = None if args.region is None else args.region.split(",")
+    if region is not None and len(region) != 4:
+        args.usage_error(f"--region must be lon0,lat0,lon1,lat1, got {args.region!r}")
+    grid = make_grid(args.resolution, region)
+    progress = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
+
+    from .checkpoint import load
+
+    model = load(args.model)  # once, not once per band
+    if args.output is not None:
+        from .maps import plot_embedding_map
+
+        rgb = pca_rgb(model, grid, device=args.device, progress=progress)
+        fig = plot_embedding_map(
+            rgb, grid.lon, grid.lat, size_px=(w, h), title=args.title or f"SatCLIP {args.model}: PCA of embeddings"
+        )
+        fmt = args.output.suffix.lstrip(".").lower() or "png"
+        _write_atomically(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt))
+        print(f"wrote {args.output} ({w}x{h} px, grid {grid.width}x{grid.height})", file=sys.stderr)
+    if args.export is not None:
+        _write_atomically(
+            args.export,
+            lambda tmp: export_grid(
+                model, grid, Path(tmp), device=args.device, progress=progress, model_name=args.model
+            ),
+        )
+        print(
+            f"wrote {args.export} (grid {grid.width}x{grid.height}, {grid.width * grid.height} points)", file=sys.stderr
+        )
+    return 0
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """Writes to a temporary sibling and renames it, so an interrupted run leaves no partial output
+    (a Zarr store is a directory: the old one is removed only once the new one is complete)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
+    try:
+        write(str(tmp))
+        if path.is_dir():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    finally:
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+__all__ = ["register", "run_map", "run_probe"]

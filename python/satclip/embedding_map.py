@@ -1,0 +1,249 @@
+"""Embeddings on a regular lon/lat grid: PCA-as-RGB maps and full-grid exports (``satclip map``).
+
+The grid is north-up (row 0 is the northernmost row of cell centres), like a raster: cell
+``(row, col)`` is centred at ``(lon0 + (col + 1/2) res, lat1 - (row + 1/2) res)``. Everything is
+computed in bands of rows, so memory is bounded by one band whatever the grid size (a 0.1 degree
+global grid is 3600 x 1800 = 6.5 M points, 6.6 GB of float32 embeddings, which never sit in memory):
+
+* the RGB map fits a 3-component PCA on an evenly spread subsample of the grid (at most
+  :data:`PCA_SAMPLE` points), then projects band by band; each component is scaled to [0, 1]
+  between its 1st and 99th percentile on the sample;
+* exports write each band as it is computed, as a variable ``embeddings`` with dims
+  ``(lat, lon, embedding)``: Zarr (appended along ``lat``, one chunk per band),
+  NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows; band ``b`` is
+  embedding dimension ``b - 1``; EPSG:4326 and the grid's affine transform).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import SatclipError
+
+#: Points embedded per band (~64 MiB of float32 embeddings for 256 dimensions).
+BAND_POINTS = 1 << 16
+#: Grid points the PCA of a map is fitted on.
+PCA_SAMPLE = 50_000
+EXPORT_SUFFIXES = (".zarr", ".nc", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """A north-up lon/lat grid of cell centres: ``lon`` (width,), ``lat`` (height,), descending."""
+
+    resolution: float
+    region: tuple[float, float, float, float]
+
+    @property
+    def width(self) -> int:
+        return round((self.region[2] - self.region[0]) / self.resolution)
+
+    @property
+    def height(self) -> int:
+        return round((self.region[3] - self.region[1]) / self.resolution)
+
+    @property
+    def lon(self) -> np.ndarray:
+        return self.region[0] + (np.arange(self.width) + 0.5) * self.resolution
+
+    @property
+    def lat(self) -> np.ndarray:
+        return self.region[3] - (np.arange(self.height) + 0.5) * self.resolution
+
+    def points(self, rows: slice) -> np.ndarray:
+        """``[lon, lat]`` of the cells of ``rows``, row-major, shape ``(len(rows) * width, 2)``."""
+        lon, lat = np.meshgrid(self.lon, self.lat[rows])
+        return np.column_stack([lon.ravel(), lat.ravel()])
+
+    def bands(self, band_points: int = BAND_POINTS) -> Iterator[slice]:
+        rows = max(1, band_points // self.width)
+        for start in range(0, self.height, rows):
+            yield slice(start, min(start + rows, self.height))
+
+
+def make_grid(resolution: float = 0.5, region: Any = None) -> Grid:
+    """Validates ``resolution`` (degrees) and ``region`` ``(lon0, lat0, lon1, lat1)`` (default global)."""
+    if region is None:
+        region = (-180.0, -90.0, 180.0, 90.0)
+    try:
+        lon0, lat0, lon1, lat1 = (float(v) for v in region)
+        res = float(resolution)
+    except (TypeError, ValueError):
+        raise SatclipError(f"region must be four numbers lon0,lat0,lon1,lat1, got {region!r}") from None
+    if not (math.isfinite(res) and res > 0):
+        raise SatclipError(f"resolution must be a positive number of degrees, got {resolution!r}")
+    if not (-180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90):
+        raise SatclipError(
+            f"region {region!r} must be lon0,lat0,lon1,lat1 with -180 <= lon0 < lon1 <= 180 and -90 <= lat0 < lat1 <= 90"
+        )
+    grid = Grid(res, (lon0, lat0, lon1, lat1))
+    for size, span, name in ((grid.width, lon1 - lon0, "width"), (grid.height, lat1 - lat0, "height")):
+        if size < 1 or abs(size * res - span) > 1e-6 * res:
+            raise SatclipError(f"the region's {name} ({span:g} deg) is not a whole number of {res:g}-deg cells")
+    return grid
+
+
+def _encode(points: np.ndarray, model: Any, device: str | None) -> np.ndarray:
+    from .encoding import encode
+
+    return np.asarray(encode(points, model, device=device, progress=False))
+
+
+def _bar(total: int, progress: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="pt", unit_scale=True, desc=desc, disable=not progress, file=sys.stderr)
+
+
+def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool = False) -> np.ndarray:
+    """The grid's embeddings as RGB, ``(height, width, 3)`` float in [0, 1] (3-component PCA)."""
+    n = grid.width * grid.height
+    step = max(1, n // PCA_SAMPLE)
+    flat = np.arange(0, n, step)
+    sample_pts = np.column_stack([grid.lon[flat % grid.width], grid.lat[flat // grid.width]])
+    sample = _encode(sample_pts, model, device).astype(np.float64)
+    mean = sample.mean(axis=0)
+    # Principal axes from the SVD of the centred sample; the sign is fixed so each axis's largest
+    # loading is positive (the colours do not flip between runs or machines).
+    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    axes = vt[:3]
+    axes *= np.sign(axes[np.arange(len(axes)), np.argmax(np.abs(axes), axis=1)])[:, None]
+    proj = (sample - mean) @ axes.T
+    lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
+    scale = np.where(hi > lo, hi - lo, 1.0)
+    rgb = np.zeros((grid.height, grid.width, 3))
+    rgb[..., : axes.shape[0]] = 0.5 if axes.shape[0] < 3 else 0.0
+    with _bar(n, progress, "satclip map") as bar:
+        for rows in grid.bands():
+            emb = _encode(grid.points(rows), model, device).astype(np.float64)
+            band = np.clip(((emb - mean) @ axes.T - lo) / scale, 0.0, 1.0)
+            rgb[rows, :, : axes.shape[0]] = band.reshape(rows.stop - rows.start, grid.width, -1)
+            bar.update(band.shape[0])
+    return rgb
+
+
+def export_grid(
+    model: Any, grid: Grid, path: Path, *, device: str | None = None, progress: bool = False, model_name: str = ""
+) -> Path:
+    """Writes the grid's full embeddings to ``path`` (.zarr, .nc or .tif), one band of rows at a time."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in EXPORT_SUFFIXES:
+        raise SatclipError(f"export format {path.suffix!r} unknown: use {', '.join(EXPORT_SUFFIXES)}")
+    writer = {".zarr": _ZarrWriter, ".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
+    attrs = {"satclip_model": str(model_name or model), "resolution_deg": grid.resolution, "crs": "EPSG:4326"}
+    out = None
+    with _bar(grid.width * grid.height, progress, "satclip export") as bar:
+        for rows in grid.bands():
+            emb = _encode(grid.points(rows), model, device).astype(np.float32, copy=False)
+            band = emb.reshape(rows.stop - rows.start, grid.width, -1)
+            if out is None:
+                out = writer(path, grid, band.shape[2], band.shape[0], attrs)
+            out.write(rows, band)
+            bar.update(emb.shape[0])
+    assert out is not None
+    out.close()
+    return path
+
+
+def _need(module: str) -> Any:
+    from importlib import import_module
+
+    try:
+        return import_module(module)
+    except ImportError:
+        raise SatclipError(f"this export needs {module}: pip install 'satclip[geo]'") from None
+
+
+class _ZarrWriter:
+    def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
+        self.xr = _need("xarray")
+        _need("zarr")
+        self.path, self.grid, self.dim, self.band_rows, self.attrs, self.first = path, grid, dim, band_rows, attrs, True
+
+    def write(self, rows: slice, band: np.ndarray) -> None:
+        ds = self.xr.Dataset(
+            {"embeddings": (("lat", "lon", "embedding"), band)},
+            coords={"lat": self.grid.lat[rows], "lon": self.grid.lon, "embedding": np.arange(self.dim)},
+            attrs=self.attrs,
+        )
+        ds["lat"].attrs.update(units="degrees_north", standard_name="latitude")
+        ds["lon"].attrs.update(units="degrees_east", standard_name="longitude")
+        if self.first:
+            chunks = (self.band_rows, self.grid.width, self.dim)
+            ds.to_zarr(
+                self.path, mode="w", encoding={"embeddings": {"chunks": chunks}}, consolidated=True, zarr_format=2
+            )
+            self.first = False
+        else:
+            ds.to_zarr(self.path, append_dim="lat", consolidated=True, zarr_format=2)
+
+    def close(self) -> None:
+        pass
+
+
+class _NetCDFWriter:
+    def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
+        h5netcdf = _need("h5netcdf")
+        _need("h5py")
+        self.file = h5netcdf.File(path, "w")
+        self.file.dimensions = {"lat": grid.height, "lon": grid.width, "embedding": dim}
+        for name, values, units, std in (
+            ("lat", grid.lat, "degrees_north", "latitude"),
+            ("lon", grid.lon, "degrees_east", "longitude"),
+        ):
+            var = self.file.create_variable(name, (name,), "f8")
+            var[:] = values
+            var.attrs.update(units=units, standard_name=std)
+        self.file.create_variable("embedding", ("embedding",), "i4")[:] = np.arange(dim)
+        self.var = self.file.create_variable(
+            "embeddings", ("lat", "lon", "embedding"), "f4", chunks=(band_rows, grid.width, dim)
+        )
+        self.file.attrs.update(attrs)
+
+    def write(self, rows: slice, band: np.ndarray) -> None:
+        self.var[rows, :, :] = band
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class _GeoTIFFWriter:
+    def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
+        rasterio = _need("rasterio")
+        from rasterio.transform import from_origin
+
+        self.window = _need("rasterio.windows").Window
+        self.width = grid.width
+        self.file = rasterio.open(
+            path,
+            "w",
+            driver="GTiff",
+            width=grid.width,
+            height=grid.height,
+            count=dim,
+            dtype="float32",
+            crs="EPSG:4326",
+            transform=from_origin(grid.region[0], grid.region[3], grid.resolution, grid.resolution),
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+            compress="deflate",
+            BIGTIFF="IF_SAFER",
+            interleave="band",
+        )
+        self.file.update_tags(**{k: str(v) for k, v in attrs.items()})
+
+    def write(self, rows: slice, band: np.ndarray) -> None:
+        window = self.window(0, rows.start, self.width, rows.stop - rows.start)
+        self.file.write(np.ascontiguousarray(np.moveaxis(band, 2, 0)), window=window)
+
+    def close(self) -> None:
+        self.file.close()

@@ -1,0 +1,303 @@
+"""Linear and small non-linear probes of location embeddings (the ``eval`` extra: scikit-learn).
+
+    >>> from satclip.evaluate import probe
+    >>> result = probe("resnet50-l40", lonlat, y, head="ridge", cv="spatial")   # doctest: +SKIP
+    >>> result.mean                                                             # doctest: +SKIP
+    {'r2': 0.83, 'rmse': 2.1}
+
+The protocol users compare encoders with: embed the points, fit a head on some folds, score it on
+the held-out fold. ``cv="random"`` is shuffled k-fold. ``cv="spatial"`` holds out whole regions so
+a probe cannot score by interpolating between neighbours: the sphere is cut into ``n_blocks``
+cells of (nearly) equal area - the Voronoi cells of a Fibonacci lattice, each point belongs to
+its nearest lattice point by great-circle distance - and whole cells are dealt to the folds.
+Cells in degrees (lon/lat boxes) would shrink towards the poles and split polar clusters at the
+antimeridian; these do neither.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import CoordinateError, SatclipError, ShapeError
+
+TASKS = ("regression", "classification")
+HEADS = ("ridge", "logistic", "knn", "mlp")
+CVS = ("random", "spatial")
+
+#: Default number of spatial blocks: cells of ~5.1 million km^2 (about 2,300 km across).
+DEFAULT_BLOCKS = 100
+
+
+@dataclass
+class ProbeResult:
+    """Scores of one probe: ``folds`` (one dict per fold) and ``mean`` over the folds.
+
+    Regression scores are ``r2`` and ``rmse``; classification scores ``accuracy`` and ``macro_f1``.
+    ``test_fold[i]`` is the fold in which point ``i`` was held out; ``block[i]`` its spatial block
+    (``-1`` everywhere for random CV).
+    """
+
+    task: str
+    head: str
+    cv: str
+    folds: list[dict[str, float]]
+    mean: dict[str, float]
+    test_fold: np.ndarray = field(repr=False)
+    block: np.ndarray = field(repr=False)
+
+
+def fibonacci_centres(n: int) -> np.ndarray:
+    """``n`` nearly evenly spread unit vectors (a Fibonacci lattice), shape ``(n, 3)``."""
+    i = np.arange(n, dtype=np.float64) + 0.5
+    z = 1.0 - 2.0 * i / n  # equal steps in z = equal-area latitude bands
+    r = np.sqrt(1.0 - z * z)
+    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
+    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
+
+
+def unit_vectors(lonlat: np.ndarray) -> np.ndarray:
+    """``[lon, lat]`` degrees -> unit vectors ``(N, 3)`` (x towards (0, 0), z towards the north pole)."""
+    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
+    return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+
+
+def spatial_blocks(lonlat: Any, n_blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
+    """The equal-area block (0 .. n_blocks-1) of each point: its nearest Fibonacci-lattice centre."""
+    points = _check_lonlat(lonlat)
+    if isinstance(n_blocks, bool) or not isinstance(n_blocks, (int, np.integer)) or n_blocks < 2:
+        raise ValueError(f"n_blocks must be an integer >= 2, got {n_blocks!r}")
+    centres = fibonacci_centres(int(n_blocks))
+    xyz = unit_vectors(points)
+    out = np.empty(len(points), dtype=np.int64)
+    for start in range(0, len(points), 65536):  # bounded memory: (chunk, n_blocks) dot products
+        out[start : start + 65536] = np.argmax(xyz[start : start + 65536] @ centres.T, axis=1)
+    return out
+
+
+def assign_folds(
+    lonlat: Any, folds: int = 5, *, cv: str = "spatial", n_blocks: int = DEFAULT_BLOCKS, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(test_fold, block)`` per point. Spatial: whole blocks go to one fold, dealt in random order to
+    the fold with the fewest points so far (balanced point counts). Random: shuffled k-fold."""
+    points = _check_lonlat(lonlat)
+    n = len(points)
+    folds = _check_folds(folds, n)
+    rng = np.random.default_rng(seed)
+    if cv == "random":
+        test_fold = np.empty(n, dtype=np.int64)
+        test_fold[rng.permutation(n)] = np.arange(n) % folds
+        return test_fold, np.full(n, -1, dtype=np.int64)
+    if cv != "spatial":
+        raise ValueError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
+    block = spatial_blocks(points, n_blocks)
+    occupied, counts = np.unique(block, return_counts=True)
+    if len(occupied) < folds:
+        raise ValueError(
+            f"spatial CV needs at least {folds} occupied blocks, the points fall in {len(occupied)} of "
+            f"{n_blocks}; use more blocks (n_blocks) or fewer folds"
+        )
+    order = rng.permutation(len(occupied))
+    load = np.zeros(folds, dtype=np.int64)
+    fold_of_block = {}
+    for j in order:
+        k = int(np.argmin(load))
+        fold_of_block[int(occupied[j])] = k
+        load[k] += counts[j]
+    test_fold = np.array([fold_of_block[int(b)] for b in block], dtype=np.int64)
+    return test_fold, block
+
+
+def baseline_features(lonlat: Any, kind: str, *, legendre_polys: int = 10) -> np.ndarray:
+    """Raw-coordinate features to compare embeddings against: ``"lonlat"`` (degrees), ``"xyz"``
+    (unit vectors) or ``"sh"`` (the real spherical harmonics up to ``legendre_polys``, the encoder's
+    input without its network)."""
+    points = _check_lonlat(lonlat)
+    if kind == "lonlat":
+        return points.copy()
+    if kind == "xyz":
+        return unit_vectors(points)
+    if kind == "sh":
+        from .harmonics import spherical_harmonics
+
+        return np.asarray(spherical_harmonics(np.ascontiguousarray(points), legendre_polys))
+    raise ValueError(f"unknown baseline {kind!r}: use lonlat, xyz or sh")
+
+
+def probe(
+    embeddings: Any,
+    lonlat: Any,
+    y: Any,
+    *,
+    task: str = "regression",
+    head: str = "ridge",
+    cv: str = "random",
+    folds: int = 5,
+    n_blocks: int = DEFAULT_BLOCKS,
+    seed: int = 0,
+    device: str | None = None,
+) -> ProbeResult:
+    """Cross-validated probe of location features for target ``y``.
+
+    Parameters
+    ----------
+    embeddings:
+        An ``(N, D)`` feature array (embeddings or a :func:`baseline_features` result), or a model
+        (anything :func:`satclip.encode` accepts), which is then used to embed ``lonlat``.
+    lonlat:
+        ``(N, 2)`` ``[lon, lat]`` degrees, or a DataFrame with lon/lat columns (then ``y`` may be a
+        column name).
+    y:
+        ``(N,)`` targets: numbers for regression, labels for classification.
+    task, head, cv, folds:
+        ``head`` is ``"ridge"`` (RidgeCV; RidgeClassifierCV for classification), ``"logistic"``
+        (classification only), ``"knn"`` (10 neighbours) or ``"mlp"`` (64 hidden units, Adam 1e-3).
+        Features are standardised on each training fold.
+    n_blocks, seed:
+        Spatial blocks on the sphere (see the module notes) and the seed of the fold assignment.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}: use one of {', '.join(HEADS)}")
+    if head == "logistic" and task == "regression":
+        raise ValueError("head 'logistic' is for classification; use ridge, knn or mlp for regression")
+    if cv not in CVS:
+        raise ValueError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
+
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(lonlat, pandas.DataFrame):
+        frame = lonlat
+        if isinstance(y, str):
+            if y not in frame.columns:
+                raise ShapeError(f"no target column {y!r}; the columns are {[str(c) for c in frame.columns]}")
+            y = frame[y]
+        from .encoding import find_lonlat_columns
+
+        lon, lat = find_lonlat_columns(list(frame.columns))
+        lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+    points = _check_lonlat(lonlat)
+    n = len(points)
+    target = _check_target(y, n, task)
+    X = _features(embeddings, points, device)
+
+    test_fold, block = assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)
+    scores = []
+    for k in range(int(test_fold.max()) + 1):
+        test = test_fold == k
+        model = _make_head(task, head, seed, n_train=int((~test).sum()))
+        model.fit(X[~test], target[~test])
+        scores.append(_score(task, target[test], model.predict(X[test])))
+    mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
+    return ProbeResult(task, head, cv, scores, mean, test_fold, block)
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def _features(embeddings: Any, points: np.ndarray, device: str | None) -> np.ndarray:
+    if isinstance(embeddings, np.ndarray) or (
+        type(embeddings).__module__.startswith("torch") and hasattr(embeddings, "ndim")
+    ):
+        X = np.asarray(embeddings.detach().cpu() if hasattr(embeddings, "detach") else embeddings, dtype=np.float64)
+        if X.ndim != 2 or X.shape[0] != len(points):
+            raise ShapeError(f"embeddings must be (N, D) with N = {len(points)} points, got shape {X.shape}")
+    else:
+        from .encoding import encode
+
+        X = np.asarray(encode(points, embeddings, device=device), dtype=np.float64)
+    if not np.isfinite(X).all():
+        row = int(np.argwhere(~np.isfinite(X))[0, 0])
+        raise SatclipError(f"the features have a non-finite value at row {row}")
+    return X
+
+
+def _check_lonlat(lonlat: Any) -> np.ndarray:
+    try:
+        points = np.asarray(lonlat, dtype=np.float64)
+    except (TypeError, ValueError) as err:
+        raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees: {err}") from None
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees, got shape {points.shape}")
+    bad = ~np.isfinite(points)
+    if bad.any():
+        row, col = np.argwhere(bad)[0]
+        raise CoordinateError(f"row {row}: {('longitude', 'latitude')[col]} is {points[row, col]}")
+    out_lat = np.abs(points[:, 1]) > 90
+    if out_lat.any():
+        row = int(np.argmax(out_lat))
+        raise CoordinateError(f"row {row}: latitude {points[row, 1]} is outside [-90, 90] (are the columns swapped?)")
+    return points
+
+
+def _check_target(y: Any, n: int, task: str) -> np.ndarray:
+    target = np.asarray(y)
+    if target.ndim != 1 or len(target) != n:
+        raise ShapeError(f"y must be one value per point: expected shape ({n},), got {target.shape}")
+    if task == "regression":
+        try:
+            target = target.astype(np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"regression targets must be numbers, got dtype {target.dtype}") from None
+        bad = ~np.isfinite(target)
+        if bad.any():
+            raise ValueError(
+                f"y has {int(bad.sum())} missing or non-finite target(s) (NaN/inf), the first at row "
+                f"{int(np.argmax(bad))}; drop or fill them first"
+            )
+    else:
+        if target.dtype.kind == "f" and np.isnan(target).any():
+            raise ValueError(
+                f"y has {int(np.isnan(target).sum())} missing label(s) (NaN), the first at row {int(np.argmax(np.isnan(target)))}"
+            )
+        if target.dtype.kind == "O" and any(v is None for v in target):
+            raise ValueError("y has missing labels (None)")
+        if len(np.unique(target)) < 2:
+            raise ValueError("classification needs at least two classes in y")
+    return target
+
+
+def _make_head(task: str, head: str, seed: int, n_train: int) -> Any:
+    from sklearn.linear_model import LogisticRegression, RidgeClassifierCV, RidgeCV
+    from sklearn.neighbors import KNeighborsClassifier, KNeighborsRegressor
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    alphas = np.logspace(-8, 4, 25)
+    regression = task == "regression"
+    if head == "ridge":
+        estimator = RidgeCV(alphas=alphas) if regression else RidgeClassifierCV(alphas=alphas)
+    elif head == "logistic":
+        estimator = LogisticRegression(max_iter=2000)
+    elif head == "knn":
+        k = max(1, min(10, n_train))
+        estimator = KNeighborsRegressor(k) if regression else KNeighborsClassifier(k)
+    else:
+        mlp = MLPRegressor if regression else MLPClassifier
+        estimator = mlp(
+            hidden_layer_sizes=(64,), learning_rate_init=1e-3, max_iter=2000, early_stopping=False, random_state=seed
+        )
+    return make_pipeline(StandardScaler(), estimator)
+
+
+def _score(task: str, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    if task == "regression":
+        resid = truth - pred
+        ss_tot = float(np.sum((truth - truth.mean()) ** 2))
+        r2 = 1.0 - float(np.sum(resid**2)) / ss_tot if ss_tot > 0 else float("nan")
+        return {"r2": r2, "rmse": float(np.sqrt(np.mean(resid**2)))}
+    from sklearn.metrics import f1_score
+
+    return {"accuracy": float(np.mean(truth == pred)), "macro_f1": float(f1_score(truth, pred, average="macro"))}
+
+
+def _check_folds(folds: Any, n: int) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+    if folds > n:
+        raise ValueError(f"{folds} folds need at least {folds} points, got {n}")
+    return int(folds)
