@@ -133,10 +133,11 @@ def _parser() -> argparse.ArgumentParser:
     models = commands.add_parser("models", help="list the released models")
     models.set_defaults(run=_run_models)
 
+    from .cli_downstream import register as register_downstream_commands  # probe, map
     from .cli_images import register as register_image_commands  # embed-images, locate
 
     register_image_commands(commands)
-    __import__("satclip.cli_downstream", fromlist=["register"]).register(commands)  # probe, map
+    register_downstream_commands(commands)
     return parser
 
 
