@@ -66,6 +66,12 @@ class Sine(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(self.w0 * x)
 
+    def forward_(self, x: Tensor) -> Tensor:
+        """:meth:`forward` in place (same two elementwise operations, so the same bits)."""
+        if self.w0 != 1.0:  # 1 * z is z exactly: skip the pass over memory
+            x.mul_(self.w0)
+        return x.sin_()
+
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
 
@@ -101,6 +107,24 @@ class Siren(nn.Module):
         if self.dropout:
             out = F.dropout(out, training=self.training)
         return self.activation(out)
+
+    def forward_into(self, x: Tensor, out: Tensor) -> Tensor:
+        """Inference :meth:`forward` of a 2-D ``x`` written into ``out`` (no allocation).
+
+        ``F.linear`` of a matrix with a bias *is* ``addmm(bias, x, weight.t())`` in ATen, and the
+        activation runs in place (:meth:`Sine.forward_`), so the result equals ``forward(x)``
+        in eval mode bit for bit; :mod:`satclip.encoding` relies on this for its fast path.
+        """
+        if self.bias is None:
+            torch.mm(x, self.weight.t(), out=out)
+        else:
+            torch.addmm(self.bias, x, self.weight.t(), out=out)
+        activation = self.activation
+        if isinstance(activation, Sine):
+            activation.forward_(out)
+        elif not isinstance(activation, nn.Identity):
+            out.copy_(activation(out))
+        return out
 
 
 class SirenNet(nn.Module):
@@ -142,6 +166,16 @@ class SirenNet(nn.Module):
         for layer in self.layers:
             x = layer(x)
         return self.last_layer(x)
+
+    def forward_into(self, x: Tensor, hidden: tuple[Tensor, Tensor], out: Tensor) -> Tensor:
+        """Inference :meth:`forward` of a 2-D ``x`` using two ``(n, dim_hidden)`` scratch tensors
+        and writing the result into ``out``; equal to ``forward(x)`` in eval mode (see
+        :meth:`Siren.forward_into`)."""
+        a, b = hidden
+        for layer in self.layers:
+            x = layer.forward_into(x, a)
+            a, b = b, a
+        return self.last_layer.forward_into(x, out)
 
 
 class LocationEncoder(nn.Module):
