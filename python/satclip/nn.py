@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from .coords import check_lonlat_tensor
 from .harmonics import Basis, check_degrees, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
+from . import triton_harmonics
 from .torch_harmonics import torch_spherical_harmonics
 
 
@@ -55,6 +56,8 @@ class SphericalHarmonics(nn.Module):
             # .numpy() views share memory with the tensors: the core writes into `out` directly.
             spherical_harmonics(lonlat.contiguous().numpy(), self.L, basis=self.basis, out=out.numpy())
             return out
+        if lonlat.dtype == torch.float32 and triton_harmonics.available(lonlat):
+            return triton_harmonics.spherical_harmonics(lonlat, self.L, self.basis)  # fused, one pass
         return torch_spherical_harmonics(lonlat, self.L, self.basis)
 
 
