@@ -56,7 +56,14 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for n in mode.encode_sizes:
             for L in DEGREES:
                 for threads in (1, 2):
-                    for variant in ("satclip", "satclip_f64", "bare_nnet", "torch_sh_siren", "original_style", "sh_only"):
+                    for variant in (
+                        "satclip",
+                        "satclip_f64",
+                        "bare_nnet",
+                        "torch_sh_siren",
+                        "original_style",
+                        "sh_only",
+                    ):
                         if variant == "sh_only" and device != "cpu":
                             continue
                         if threads == 1 and (device != "cpu" or variant in ("original_style", "sh_only")):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import CheckpointFactory, released_checkpoint_dict, location_state_dict
-from original_reference import original_siren_forward
-from sh_reference import reference_features
 
 import satclip
+from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
+from original_reference import original_siren_forward
 from satclip.checkpoint import load
 from satclip.encoding import encode
+from sh_reference import reference_features
 
 EDGE_POINTS = np.array(
     [[0, 90], [0, -90], [180, 0], [-180, 0], [180, 90], [-180, -90], [12, 90 - 1e-9], [-12, -90 + 1e-9], [0, 0]],
@@ -51,7 +51,9 @@ def test_float32_encode_within_2e5_of_an_independent_float64_reference(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_results_do_not_depend_on_batch_size_or_position(make_checkpoint: CheckpointFactory, dtype: torch.dtype) -> None:
+def test_results_do_not_depend_on_batch_size_or_position(
+    make_checkpoint: CheckpointFactory, dtype: torch.dtype
+) -> None:
     # issue 13 item 19: fixed internal chunks at absolute offsets, tail padded to full size.
     path = make_checkpoint(10, seed=2)
     points = _random(9000, seed=3)

@@ -120,9 +120,10 @@ def encode(
 
     from tqdm.auto import tqdm
 
-    with torch.inference_mode(), tqdm(
-        total=n, unit="pt", unit_scale=True, desc="satclip encode", disable=not progress, file=sys.stderr
-    ) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=n, unit="pt", unit_scale=True, desc="satclip encode", disable=not progress, file=sys.stderr) as bar,
+    ):
         buffers = runner.buffers(batch_size)
         direct = output_device == compute_device and out_t.dtype == dtype
         for start in range(0, n, batch_size):

@@ -12,10 +12,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import triton_harmonics
 from .coords import check_lonlat_tensor
 from .harmonics import Basis, check_degrees, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
-from . import triton_harmonics
 from .torch_harmonics import torch_spherical_harmonics
 
 
@@ -161,9 +161,7 @@ class SirenNet(nn.Module):
             )
             for i in range(num_layers)
         )
-        self.last_layer = Siren(
-            dim_in=dim_hidden, dim_out=dim_out, w0=w0, use_bias=use_bias, activation=nn.Identity()
-        )
+        self.last_layer = Siren(dim_in=dim_hidden, dim_out=dim_out, w0=w0, use_bias=use_bias, activation=nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
@@ -208,7 +206,5 @@ def build_location_encoder(
 ) -> LocationEncoder:
     """A SatCLIP location encoder with the given hyper-parameters (defaults as released)."""
     posenc = SphericalHarmonics(legendre_polys, basis=basis)
-    nnet = SirenNet(
-        dim_in=posenc.embedding_dim, dim_hidden=capacity, dim_out=embed_dim, num_layers=num_hidden_layers
-    )
+    nnet = SirenNet(dim_in=posenc.embedding_dim, dim_hidden=capacity, dim_out=embed_dim, num_layers=num_hidden_layers)
     return LocationEncoder(posenc, nnet)

@@ -45,8 +45,8 @@ def interpreting() -> bool:
 @lru_cache(maxsize=1)
 def _triton() -> Any:
     try:
-        import triton  # noqa: F401
-        import triton.language  # noqa: F401
+        import triton
+        import triton.language
     except Exception:  # ImportError, or a broken install (no compiler, no driver)
         return None
     return triton
@@ -112,7 +112,7 @@ def _kernel() -> Any:
 
 @lru_cache(maxsize=64)
 def _device_tables(L: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    A, B, D = _tables(L)
+    A, B, _ = _tables(L)
     # ratio[m] = D[m+1] / D[m] = sqrt((2m+3)/(2m+2)): one multiply per order for the diagonal.
     ratio = torch.tensor([math.sqrt((2 * m + 3) / (2 * m + 2)) for m in range(L)], dtype=torch.float64)
 
@@ -145,7 +145,9 @@ def spherical_harmonics(
     n = lonlat.shape[0]
     if out is None:
         out = torch.empty(n, L * L, dtype=torch.float32, device=lonlat.device)
-    elif out.shape != (n, L * L) or out.dtype != torch.float32 or not out.is_contiguous() or out.device != lonlat.device:
+    elif (
+        out.shape != (n, L * L) or out.dtype != torch.float32 or not out.is_contiguous() or out.device != lonlat.device
+    ):
         raise ValueError(f"out must be a contiguous float32 ({n}, {L * L}) tensor on {lonlat.device}")
     if n == 0:
         return out
@@ -157,4 +159,4 @@ def spherical_harmonics(
     return out
 
 
-__all__ = ["spherical_harmonics", "available", "interpreting", "BLOCK_POINTS"]
+__all__ = ["BLOCK_POINTS", "available", "interpreting", "spherical_harmonics"]
