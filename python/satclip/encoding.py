@@ -126,6 +126,9 @@ def encode(
     ):
         buffers = runner.buffers(batch_size)
         direct = output_device == compute_device and out_t.dtype == dtype
+        if compute_device.type == "cuda" and output_device.type == "cpu":
+            _encode_via_pinned(runner, points, buffers, out_t, batch_size, bar)
+            return result
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             batch = points[start:stop]
@@ -135,6 +138,46 @@ def encode(
                 out_t[start:stop].copy_(runner.run(batch, buffers, out=None))
             bar.update(stop - start)
     return result
+
+
+def _encode_via_pinned(
+    runner: _SirenRunner | _ModuleRunner, points: Tensor, buffers: dict[str, Tensor], out: Tensor, batch: int, bar: Any
+) -> None:
+    """Host data through a CUDA runner with the copies overlapped with compute.
+
+    Two pinned staging slots for lon/lat in and embeddings out: while the GPU computes batch k
+    (queued asynchronously: pinned -> device copy, kernels, device -> pinned copy), the host
+    copies batch k-1's finished embeddings from its slot into the result. An event per slot
+    says when its device -> host copy is done, which also means its input slot is free again.
+    """
+    n = points.shape[0]
+    slots_in = [torch.empty(batch, 2, dtype=points.dtype).pin_memory() for _ in range(2)]
+    slots_out = [torch.empty(batch, out.shape[1], dtype=runner.dtype).pin_memory() for _ in range(2)]
+    pending: list[tuple[torch.cuda.Event, int, int] | None] = [None, None]
+
+    def drain(k: int) -> None:
+        done = pending[k]
+        if done is not None:
+            event, start, stop = done
+            event.synchronize()
+            out[start:stop].copy_(slots_out[k][: stop - start])
+            bar.update(stop - start)
+            pending[k] = None
+
+    for i, start in enumerate(range(0, n, batch)):
+        k = i % 2
+        stop = min(start + batch, n)
+        drain(k)
+        staged = slots_in[k][: stop - start]
+        staged.copy_(points[start:stop])
+        result = runner.run(staged.to(runner.device, non_blocking=True), buffers, out=None)
+        slots_out[k][: stop - start].copy_(result, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        pending[k] = (event, start, stop)
+    last = ((n - 1) // batch) % 2
+    drain(1 - last)  # the older batch first, so the progress bar moves in order
+    drain(last)
 
 
 def _encode_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
