@@ -4,8 +4,11 @@ Variants (``variant`` in extra_info), all with the same randomly initialised rel
 model (``build_location_encoder(L)``: SIREN 256 wide, 2 hidden layers, 256 out), eval mode, the
 same points and the same batch size:
 
-* ``satclip``         ``satclip.encode(lonlat, model, dtype=float32)`` (Rust SH; SH and first
-                      layer in float64, the rest float32, as encode documents)
+* ``satclip``         ``satclip.encode(lonlat, model, dtype=float32)`` (exact Rust SH rounded
+                      to float32 per cache-sized chunk, float32 SIREN)
+* ``satclip_f64``     the same with ``dtype=float64`` (gate: float32 over float64 encode)
+* ``bare_nnet``       float32 ``nnet(features)`` on features computed beforehand (untimed): the
+                      SIREN alone; encode over it > 1 means the SH cost nothing extra
 * ``torch_sh_siren``  (ii) the vectorised torch SH (benches/sh_baselines.py) in float32 feeding
                       the same SIREN in float32: what a torch user would write
 * ``original_style``  (i) the original code path: per-(l, m) SH columns + torch.stack and a
@@ -52,11 +55,21 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     for device in devices:
         for n in mode.encode_sizes:
             for L in DEGREES:
-                for variant in ("satclip", "torch_sh_siren", "original_style", "sh_only"):
-                    if variant == "sh_only" and device != "cpu":
-                        continue
-                    cases.append((variant, L, n, device))
-                    ids.append(f"{variant}-L{L}-N{n}-{device}")
+                for threads in (1, 2):
+                    for variant in (
+                        "satclip",
+                        "satclip_f64",
+                        "bare_nnet",
+                        "torch_sh_siren",
+                        "original_style",
+                        "sh_only",
+                    ):
+                        if variant == "sh_only" and device != "cpu":
+                            continue
+                        if threads == 1 and (device != "cpu" or variant in ("original_style", "sh_only")):
+                            continue  # 1-thread runs only for the issue-9 ratios
+                        cases.append((variant, L, n, device, threads))
+                        ids.append(f"{variant}-L{L}-N{n}-{device}-t{threads}")
     if not cases:  # quick mode: no encode cases; keep one visible, explained skip
         cases, ids = [None], ["none-in-this-mode"]
     metafunc.parametrize("encode_case", cases, ids=ids)
@@ -98,6 +111,22 @@ def _make_call(variant: str, L: int, n: int, device: str) -> Callable[[], Any]:
             return run_gpu
         return lambda: satclip.encode(lonlat, model=model, device="cpu", dtype=torch.float32, batch_size=BATCH)
 
+    if variant == "satclip_f64":
+        dev_pts = torch.from_numpy(lonlat).to(device) if device == "cuda" else lonlat
+        return lambda: (satclip.encode(dev_pts, model=model, device=device, dtype=torch.float64), sync())
+
+    if variant == "bare_nnet":
+        net32 = copy.deepcopy(model.nnet).to(device=device, dtype=torch.float32)
+        features = torch.from_numpy(satclip.spherical_harmonics(lonlat, L).astype(np.float32)).to(device)
+
+        @torch.inference_mode()
+        def bare() -> Any:
+            out = net32(features)
+            sync()
+            return out
+
+        return bare
+
     if variant == "sh_only":
         buf = np.empty((min(BATCH, n), L * L), dtype=np.float64)
 
@@ -137,11 +166,11 @@ def _make_call(variant: str, L: int, n: int, device: str) -> Callable[[], Any]:
     raise ValueError(variant)
 
 
-def bench_encode(benchmark: Any, mode: Mode, encode_case: tuple[str, int, int, str] | None) -> None:
+def bench_encode(benchmark: Any, mode: Mode, encode_case: tuple[str, int, int, str, int] | None) -> None:
     if encode_case is None:
         pytest.skip(f"no end-to-end encode cases in {mode.name} mode")
-    variant, L, n, device = encode_case
-    threads = min(2, usable_cpus())
+    variant, L, n, device, threads = encode_case
+    threads = min(threads, usable_cpus())
     set_threads(threads)  # end to end: use the machine (2 cores here)
     benchmark.group = f"encode L={L} N={n} {device}"
     _, source = sample_lonlat(n)

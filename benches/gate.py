@@ -175,6 +175,11 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
                 ratios.append(Ratio(kind, label, m[variant] / ours, threads))
         if "sh_only" in m:
             ratios.append(Ratio("encode_sh_share", label, m["sh_only"] / ours, threads, higher_is_better=False))
+        # issue 9: encode over the bare float32 SIREN (goal >= 1.0, 1.1) and float32 over float64.
+        if "bare_nnet" in m:
+            ratios.append(Ratio("encode_vs_bare_nnet", label, m["bare_nnet"] / ours, threads))
+        if "satclip_f64" in m:
+            ratios.append(Ratio("encode_f32_vs_f64", label, m["satclip_f64"] / ours, threads))
     return ratios, medians
 
 

@@ -1,5 +1,5 @@
 """The optional scale-out engines stay out of the plain path: ``import satclip`` and
-``satclip.encode`` must not import Dask, distributed or Ray (checked in a fresh interpreter)."""
+``satclip.encode`` (CPU) must not import Dask, distributed, Ray or Triton (checked in a fresh interpreter)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def test_plain_encode_imports_no_dask_distributed_or_ray(make_checkpoint) -> Non
         import satclip
         emb = satclip.encode(np.array([[8.55, 47.37], [0.0, 0.0]]), {str(ckpt)!r})
         assert emb.shape == (2, 256), emb.shape
-        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "ray", "dask_geopandas"))
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("dask", "distributed", "ray", "dask_geopandas", "triton"))
         print("HEAVY", heavy)
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)

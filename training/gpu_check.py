@@ -2,6 +2,7 @@
 
     python training/gpu_check.py            # ResNet18-L10 and ResNet50-L40, bf16-mixed
     python training/gpu_check.py --quick    # fewer steps
+    python training/gpu_check.py --encode   # only satclip.encode / SH throughput per precision mode (~1 min)
 
 For each config it trains on synthetic S2-100K-format data in two modes:
 
@@ -170,6 +171,50 @@ def time_sh(L: int, batch: int) -> tuple[float, float]:
     return cpu_ms, (time.perf_counter() - t0) / 50 * 1e3
 
 
+def encode_check(n: int = 2_000_000) -> None:
+    """M points/s of the Triton SH, the torch SH and satclip.encode per precision mode on the GPU,
+    with the original code path (per-(l, m) SH columns + float64 SIREN) timed in the same run."""
+    sys.path.insert(0, str(REPO / "benches"))
+    import satclip
+    from satclip import triton_harmonics
+    from satclip.nn import build_location_encoder
+    from satclip.torch_harmonics import torch_spherical_harmonics
+    from sh_baselines import per_lm_torch_sh
+
+    def rate(fn, points: int, repeats: int = 5) -> float:
+        fn()
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        return points / float(np.median(times)) / 1e6
+
+    rng = np.random.default_rng(0)
+    host = np.stack([rng.uniform(-180, 180, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))], axis=1)
+    pts = torch.from_numpy(host).cuda()
+    pts32 = pts.float()
+    print(f"\nENCODE (N={n}, M points/s, device-resident input and output unless noted)")
+    for L in (10, 40):
+        torch.manual_seed(L)
+        model = build_location_encoder(L).eval().cuda()
+        row = {}
+        if triton_harmonics.available(pts):
+            row["triton SH f32"] = rate(lambda: triton_harmonics.spherical_harmonics(pts, L), n)
+        row["torch SH f32"] = rate(lambda: torch_spherical_harmonics(pts32, L), n)
+        for dtype in (torch.float32, torch.bfloat16, torch.float16, torch.float64):
+            row[f"encode {str(dtype)[6:]}"] = rate(lambda: satclip.encode(pts, model, dtype=dtype), n)
+        row["encode f32 host->host"] = rate(lambda: satclip.encode(host, model, device="cuda"), n, 3)
+        small = min(n, 100_000)  # the original path is slow and memory-hungry: a subset, rate per point
+        net64 = build_location_encoder(L).eval().cuda().double().nnet
+        net64.load_state_dict(model.nnet.state_dict())
+        with torch.inference_mode():
+            row["original f64"] = rate(lambda: net64(per_lm_torch_sh(pts[:small], L)), small, 3)
+        print(f"  L={L}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items()), flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["resnet18-l10", "resnet50-l40"])
@@ -179,7 +224,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="fewer steps (about half the time)")
     parser.add_argument("--steps", type=int, nargs=2, metavar=("MEMORY", "TIFF"), help="timed steps per mode")
     parser.add_argument("--cpu-dry-run", action="store_true", help="exercise the script on a CPU (no figures)")
+    parser.add_argument("--encode", action="store_true", help="only the encode / SH throughput check (~1 min)")
     opts = parser.parse_args()
+    if opts.encode:
+        if not torch.cuda.is_available():
+            sys.exit("gpu_check: no CUDA device")
+        print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}")
+        encode_check()
+        return
     accelerator = "cpu" if opts.cpu_dry_run else "gpu"
     if accelerator == "gpu" and not torch.cuda.is_available():
         sys.exit("gpu_check: no CUDA device (use --cpu-dry-run to test the script itself)")
@@ -228,3 +280,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if "--encode" not in sys.argv and torch.cuda.is_available():
+        encode_check()

@@ -5,11 +5,12 @@ Design choices (documented in :func:`encode`):
 * Return type follows the input: NumPy in -> NumPy out; torch in -> torch out on the input's
   device; lists/tuples and pandas DataFrames -> NumPy (row i is row i of the input).
 * The model is loaded once per (source, device, dtype) and kept in a small cache.
-* float32 output computes the spherical harmonics and the first SIREN layer in float64 and
-  the rest in float32. The first layer multiplies its pre-activation by w0 = 30 before the
-  sine, so float32 rounding there would be amplified 30-fold; in float64 it is not, and
-  float32 embeddings stay within ~1e-6 (relative) of the float64 ones whatever the weights.
-* Points stream through in batches; beyond the output only per-batch buffers are held.
+* float32 output is float32 end to end after the features, which are exact SH rounded once
+  to float32. The first layer's w0 = 30 amplifies that rounding, but measured the embeddings
+  stay within ~1e-6 relative of float64 (bound tested: 2e-5), while a float64 first GEMM over
+  L*L features cost more than the whole rest of the network. float64 is float64 throughout.
+* Points stream through in fixed, cache-sized chunks (see ``_SirenRunner``); beyond the output
+  only per-chunk buffers are held, and results do not depend on ``batch_size``.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from . import triton_harmonics
 from .checkpoint import ModelSource, _check_dtype, load, parse_source
 from .coords import check_lonlat_tensor
 from .errors import CheckpointError, CoordinateError, DTypeError, ShapeError
@@ -78,8 +80,11 @@ def encode(
         Where to compute; default CUDA when available (or the input tensor's CUDA device),
         else CPU.
     dtype:
-        ``torch.float32`` (default) or ``torch.float64``. float32 still computes the spherical
-        harmonics and the first layer in float64 (see the module notes).
+        ``torch.float32`` (default): the spherical harmonics are evaluated exactly (float64) and
+        rounded once to float32, then the network runs in float32 (within 2e-5 relative of
+        float64; measured figures in the README). ``torch.float64``: float64 throughout, the
+        bit-faithful path to the original. On CUDA also ``torch.bfloat16`` / ``torch.float16``
+        (float32 features, GEMMs in reduced precision; NumPy results are then float32).
     batch_size:
         Points per batch; default sized so one batch needs ~256 MiB on CPU, and on CUDA up to
         8 GiB or a quarter of the free device memory, whichever is less.
@@ -97,9 +102,9 @@ def encode(
     if converted is not None:
         points_in, shape_like_input = converted
         return shape_like_input(encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress))
-    dtype = _check_dtype(dtype)
     points, input_device = _as_points(lonlat)
     compute_device = _pick_device(device, input_device)
+    dtype = _encode_dtype(dtype, compute_device)
     runner = _runner_for(model, compute_device, dtype)
     n = points.shape[0]
 
@@ -108,7 +113,8 @@ def encode(
         out_t = torch.empty(n, runner.embed_dim, dtype=dtype, device=output_device)
         result: np.ndarray | Tensor = out_t
     else:
-        result = np.empty((n, runner.embed_dim), dtype=np.float32 if dtype == torch.float32 else np.float64)
+        # NumPy has no bfloat16: reduced-precision modes return float32 arrays.
+        result = np.empty((n, runner.embed_dim), dtype=np.float64 if dtype == torch.float64 else np.float32)
         out_t = torch.from_numpy(result)
     if n == 0:
         return result
@@ -117,17 +123,21 @@ def encode(
         batch_size = runner.auto_batch_size()
     elif isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    batch_size = min(int(batch_size), n)
+    batch_size = min(runner.align_batch_size(int(batch_size)), n)
     if progress is None:
         progress = n * runner.L**2 >= _AUTO_PROGRESS_WORK and sys.stderr is not None and sys.stderr.isatty()
 
     from tqdm.auto import tqdm
 
-    with torch.inference_mode(), tqdm(
-        total=n, unit="pt", unit_scale=True, desc="satclip encode", disable=not progress, file=sys.stderr
-    ) as bar:
+    with (
+        torch.inference_mode(),
+        tqdm(total=n, unit="pt", unit_scale=True, desc="satclip encode", disable=not progress, file=sys.stderr) as bar,
+    ):
         buffers = runner.buffers(batch_size)
-        direct = output_device == compute_device
+        direct = output_device == compute_device and out_t.dtype == dtype
+        if compute_device.type == "cuda" and output_device.type == "cpu":
+            _encode_via_pinned(runner, points, buffers, out_t, batch_size, bar)
+            return result
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             batch = points[start:stop]
@@ -137,6 +147,58 @@ def encode(
                 out_t[start:stop].copy_(runner.run(batch, buffers, out=None))
             bar.update(stop - start)
     return result
+
+
+def _encode_via_pinned(
+    runner: _SirenRunner | _ModuleRunner, points: Tensor, buffers: dict[str, Tensor], out: Tensor, batch: int, bar: Any
+) -> None:
+    """Host data through a CUDA runner with the copies overlapped with compute.
+
+    Two pinned staging slots for lon/lat in and embeddings out: while the GPU computes batch k
+    (queued asynchronously: pinned -> device copy, kernels, device -> pinned copy), the host
+    copies batch k-1's finished embeddings from its slot into the result. An event per slot
+    says when its device -> host copy is done, which also means its input slot is free again.
+    """
+    n = points.shape[0]
+    slots_in = [torch.empty(batch, 2, dtype=points.dtype).pin_memory() for _ in range(2)]
+    slots_out = [torch.empty(batch, out.shape[1], dtype=runner.dtype).pin_memory() for _ in range(2)]
+    pending: list[tuple[torch.cuda.Event, int, int] | None] = [None, None]
+
+    def drain(k: int) -> None:
+        done = pending[k]
+        if done is not None:
+            event, start, stop = done
+            event.synchronize()
+            out[start:stop].copy_(slots_out[k][: stop - start])
+            bar.update(stop - start)
+            pending[k] = None
+
+    for i, start in enumerate(range(0, n, batch)):
+        k = i % 2
+        stop = min(start + batch, n)
+        drain(k)
+        staged = slots_in[k][: stop - start]
+        staged.copy_(points[start:stop])
+        result = runner.run(staged.to(runner.device, non_blocking=True), buffers, out=None)
+        slots_out[k][: stop - start].copy_(result, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        pending[k] = (event, start, stop)
+    last = ((n - 1) // batch) % 2
+    drain(1 - last)  # the older batch first, so the progress bar moves in order
+    drain(last)
+
+
+def _encode_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
+    """float32/float64 anywhere; bfloat16/float16 on CUDA only (CPU GEMMs gain nothing from them)."""
+    reduced = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16}
+    if isinstance(dtype, str):
+        dtype = reduced.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
+    if dtype in (torch.bfloat16, torch.float16):
+        if device.type != "cuda":
+            raise DTypeError(f"dtype {dtype} is for CUDA encoding; on CPU use torch.float32 or torch.float64")
+        return dtype  # type: ignore[return-value]
+    return _check_dtype(dtype)
 
 
 def clear_model_cache() -> None:
@@ -289,84 +351,103 @@ def _is_plain_siren(model: LocationEncoder) -> bool:
 
 
 class _SirenRunner:
-    """Inference for the SH + SIREN encoder with preallocated buffers, writing into the output.
+    """Inference for the SH + SIREN encoder: a fused, cache-sized pipeline writing into the output.
 
-    Evaluates exactly ``nnet(posenc(x))``: ``sin(w0 * (x W^T + b))`` per hidden layer, then
-    ``x W^T + b``. The features and the first layer are float64 (see the module notes).
+    The network is the model's own :class:`~satclip.nn.SirenNet` (cast once to the compute
+    dtype), run through :meth:`SirenNet.forward_into`, which equals ``nnet(x)`` bit for bit: there
+    is one definition of the SIREN math. What this class adds is the schedule:
+
+    * Points go through in fixed chunks of :attr:`chunk` rows at absolute offsets (multiples of
+      the chunk) and the last chunk is padded to full size, so every GEMM has the same shape
+      and an embedding does not depend on ``batch_size`` or on how the input was split.
+    * On CPU a chunk's features (float32 for float32 output) are written by the Rust core into
+      one reused buffer sized to stay in the CPU caches (~1 MiB) and consumed by the first GEMM
+      right away; hidden activations live in two reused buffers; the last layer writes into the
+      caller's array.
+    * Threads: the Rust core (rayon) and torch (OpenMP) run one after the other per chunk, each
+      with all the cores, rather than splitting the cores between them. Measured on this 2-core
+      machine (N=1e5, L=40, float32) alternation was the faster schedule: the SH are ~10% of the
+      work once features are float32, so a split leaves the GEMM's threads short (see README).
     """
+
+    #: Target size of one chunk's features, bytes: L2-sized so the first GEMM reads them from cache.
+    CHUNK_FEATURE_BYTES = 1 << 20
 
     def __init__(self, model: LocationEncoder, device: torch.device, dtype: torch.dtype):
         self.device, self.dtype = device, dtype
         self.L, self.basis = model.posenc.L, model.posenc.basis
-        self.embed_dim = model.nnet.last_layer.dim_out
-        self.hidden = model.nnet.dim_hidden
-        layers = [*model.nnet.layers, model.nnet.last_layer]
-        self.weights: list[tuple[Tensor, Tensor, float]] = []
-        for i, layer in enumerate(layers):
-            layer_dtype = torch.float64 if i == 0 else dtype
-            w0 = float(layer.activation.w0) if isinstance(layer.activation, Sine) else 1.0
-            self.weights.append(
-                (
-                    # Transposed once here so that every batch is a plain addmm.
-                    layer.weight.detach().to(device=device, dtype=layer_dtype).t(),
-                    layer.bias.detach().to(device=device, dtype=layer_dtype),
-                    w0,
-                )
-            )
-
-    def bytes_per_point(self) -> int:
-        # The features (N, L*L) float64, plus on CUDA the torch SH's per-degree temporaries
-        # (O(N L), but allow one more (N, L*L) for the allocator's slack).
-        features = 8 * self.L**2 * (2 if self.device.type == "cuda" else 1)
-        itemsize = 4 if self.dtype == torch.float32 else 8
-        return 16 + features + 8 * self.hidden + 2 * itemsize * self.hidden + itemsize * self.embed_dim
+        self.nnet: SirenNet = copy.deepcopy(model.nnet).to(device=device, dtype=dtype).eval()
+        self.embed_dim = self.nnet.last_layer.dim_out
+        self.hidden = self.nnet.dim_hidden
+        # Features are computed in float32 or float64 (reduced-precision modes on CUDA round
+        # float32 features when they enter the first GEMM).
+        self.feature_dtype = torch.float64 if dtype == torch.float64 else torch.float32
+        if device.type == "cpu":
+            rows = self.CHUNK_FEATURE_BYTES // (self.L**2 * _itemsize(self.feature_dtype))
+            self.chunk = int(min(4096, max(256, rows)) // 64 * 64)
+        else:
+            self.chunk = 1 << 16  # large GEMMs keep the GPU busy; the features are on the device
 
     def auto_batch_size(self) -> int:
-        budget = CPU_BATCH_BYTES
+        # Batches only pace the progress bar and the host<->device copies; memory is per chunk.
         if self.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(self.device)
-            budget = min(CUDA_BATCH_BYTES, free // 4)
-        return max(256, budget // self.bytes_per_point())
+            return 16 * self.chunk
+        return 64 * self.chunk
+
+    def align_batch_size(self, batch_size: int) -> int:
+        """Batches start at multiples of the chunk so every chunk sits at the same offsets."""
+        return -(-batch_size // self.chunk) * self.chunk
 
     def buffers(self, batch_size: int) -> dict[str, Tensor]:
-        def empty(cols: int, dtype: torch.dtype) -> Tensor:
-            return torch.empty(batch_size, cols, dtype=dtype, device=self.device)
+        c = self.chunk
 
-        buffers = {"first": empty(self.hidden, torch.float64), "out": empty(self.embed_dim, self.dtype)}
+        def empty(cols: int, dtype: torch.dtype) -> Tensor:
+            return torch.empty(c, cols, dtype=dtype, device=self.device)
+
+        return {
+            "lonlat": torch.zeros(c, 2, dtype=torch.float64, device=self.device),
+            "features": empty(self.L**2, self.feature_dtype),
+            "hidden": empty(self.hidden, self.dtype),
+            "hidden2": empty(self.hidden, self.dtype),
+            "out": empty(self.embed_dim, self.dtype),
+        }
+
+    def _features(self, lonlat: Tensor, buffers: dict[str, Tensor]) -> Tensor:
+        features = buffers["features"]
         if self.device.type == "cpu":
-            buffers["features"] = empty(self.L**2, torch.float64)
-        buffers["hidden"] = empty(self.hidden, self.dtype)
-        buffers["hidden2"] = empty(self.hidden, self.dtype)
-        return buffers
+            # The Rust core evaluates in float64 and rounds once into the float32 buffer.
+            spherical_harmonics(lonlat.numpy(), self.L, basis=self.basis, out=features.numpy())
+            return features
+        if self.feature_dtype == torch.float32 and triton_harmonics.available(lonlat):
+            triton_harmonics.spherical_harmonics(lonlat, self.L, basis=self.basis, out=features)
+        else:
+            features.copy_(torch_spherical_harmonics(lonlat.to(torch.float64), self.L, self.basis))
+        return features if self.dtype in (torch.float32, torch.float64) else features.to(self.dtype)
 
     def run(self, lonlat: Tensor, buffers: dict[str, Tensor], out: Tensor | None) -> Tensor:
-        n = lonlat.shape[0]
-        if self.device.type == "cpu":
-            features = buffers["features"][:n]
-            # The Rust core writes straight into the buffer's memory (a NumPy view of it).
-            spherical_harmonics(lonlat.cpu().numpy(), self.L, basis=self.basis, out=features.numpy())
-        else:
-            features = torch_spherical_harmonics(lonlat.to(self.device, non_blocking=True), self.L, self.basis)
-
-        weight, bias, w0 = self.weights[0]
-        x = torch.addmm(bias, features, weight, out=buffers["first"][:n])
-        _sine_(x, w0)
-        if self.dtype != torch.float64:
-            x = buffers["hidden"][:n].copy_(x)
-        spare = buffers["hidden2"][:n] if x.data_ptr() == buffers["hidden"].data_ptr() else buffers["hidden"][:n]
-        for weight, bias, w0 in self.weights[1:-1]:
-            y = torch.addmm(bias, x, weight, out=spare)
-            _sine_(y, w0)
-            x, spare = y, x
-        weight, bias, _ = self.weights[-1]
-        target = out if out is not None else buffers["out"][:n]
-        return torch.addmm(bias, x, weight, out=target)
+        n, c = lonlat.shape[0], self.chunk
+        if out is None:
+            out = torch.empty(n, self.embed_dim, dtype=self.dtype, device=self.device)
+        lonlat = lonlat.to(self.device, non_blocking=True)
+        hidden = (buffers["hidden"], buffers["hidden2"])
+        for start in range(0, n, c):
+            stop = min(start + c, n)
+            if stop - start == c:
+                chunk_in, chunk_out = lonlat[start:stop], out[start:stop]
+            else:  # the tail: padded to a full chunk (zeros are valid points) so shapes stay fixed
+                chunk_in = buffers["lonlat"]
+                chunk_in[: stop - start].copy_(lonlat[start:stop])
+                chunk_in[stop - start :].zero_()
+                chunk_out = buffers["out"]
+            features = self._features(chunk_in, buffers)
+            self.nnet.forward_into(features, hidden, chunk_out)
+            if chunk_out is buffers["out"]:
+                out[start:stop].copy_(chunk_out[: stop - start])
+        return out
 
 
-def _sine_(x: Tensor, w0: float) -> None:
-    if w0 != 1.0:  # sin(1 * z) is sin(z) exactly; skip the pass over memory
-        x.mul_(w0)
-    x.sin_()
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 class _ModuleRunner:
@@ -382,6 +463,9 @@ class _ModuleRunner:
 
     def auto_batch_size(self) -> int:
         return max(256, CPU_BATCH_BYTES // (8 * (self.L**2 + 4 * 1024)))
+
+    def align_batch_size(self, batch_size: int) -> int:
+        return batch_size
 
     def buffers(self, batch_size: int) -> dict[str, Tensor]:
         return {}

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import triton_harmonics
 from .coords import check_lonlat_tensor
 from .harmonics import Basis, check_degrees, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
@@ -55,6 +56,8 @@ class SphericalHarmonics(nn.Module):
             # .numpy() views share memory with the tensors: the core writes into `out` directly.
             spherical_harmonics(lonlat.contiguous().numpy(), self.L, basis=self.basis, out=out.numpy())
             return out
+        if lonlat.dtype == torch.float32 and triton_harmonics.available(lonlat):
+            return triton_harmonics.spherical_harmonics(lonlat, self.L, self.basis)  # fused, one pass
         return torch_spherical_harmonics(lonlat, self.L, self.basis)
 
 
@@ -65,6 +68,12 @@ class Sine(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.sin(self.w0 * x)
+
+    def forward_(self, x: Tensor) -> Tensor:
+        """:meth:`forward` in place (same two elementwise operations, so the same bits)."""
+        if self.w0 != 1.0:  # 1 * z is z exactly: skip the pass over memory
+            x.mul_(self.w0)
+        return x.sin_()
 
     def extra_repr(self) -> str:
         return f"w0={self.w0}"
@@ -102,6 +111,24 @@ class Siren(nn.Module):
             out = F.dropout(out, training=self.training)
         return self.activation(out)
 
+    def forward_into(self, x: Tensor, out: Tensor) -> Tensor:
+        """Inference :meth:`forward` of a 2-D ``x`` written into ``out`` (no allocation).
+
+        ``F.linear`` of a matrix with a bias *is* ``addmm(bias, x, weight.t())`` in ATen, and the
+        activation runs in place (:meth:`Sine.forward_`), so the result equals ``forward(x)``
+        in eval mode bit for bit; :mod:`satclip.encoding` relies on this for its fast path.
+        """
+        if self.bias is None:
+            torch.mm(x, self.weight.t(), out=out)
+        else:
+            torch.addmm(self.bias, x, self.weight.t(), out=out)
+        activation = self.activation
+        if isinstance(activation, Sine):
+            activation.forward_(out)
+        elif not isinstance(activation, nn.Identity):
+            out.copy_(activation(out))
+        return out
+
 
 class SirenNet(nn.Module):
     """SIREN network: ``num_layers`` sine layers (w0 = 30 on the first, 1 after), then a linear
@@ -134,14 +161,22 @@ class SirenNet(nn.Module):
             )
             for i in range(num_layers)
         )
-        self.last_layer = Siren(
-            dim_in=dim_hidden, dim_out=dim_out, w0=w0, use_bias=use_bias, activation=nn.Identity()
-        )
+        self.last_layer = Siren(dim_in=dim_hidden, dim_out=dim_out, w0=w0, use_bias=use_bias, activation=nn.Identity())
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.layers:
             x = layer(x)
         return self.last_layer(x)
+
+    def forward_into(self, x: Tensor, hidden: tuple[Tensor, Tensor], out: Tensor) -> Tensor:
+        """Inference :meth:`forward` of a 2-D ``x`` using two ``(n, dim_hidden)`` scratch tensors
+        and writing the result into ``out``; equal to ``forward(x)`` in eval mode (see
+        :meth:`Siren.forward_into`)."""
+        a, b = hidden
+        for layer in self.layers:
+            x = layer.forward_into(x, a)
+            a, b = b, a
+        return self.last_layer.forward_into(x, out)
 
 
 class LocationEncoder(nn.Module):
@@ -171,7 +206,5 @@ def build_location_encoder(
 ) -> LocationEncoder:
     """A SatCLIP location encoder with the given hyper-parameters (defaults as released)."""
     posenc = SphericalHarmonics(legendre_polys, basis=basis)
-    nnet = SirenNet(
-        dim_in=posenc.embedding_dim, dim_hidden=capacity, dim_out=embed_dim, num_layers=num_hidden_layers
-    )
+    nnet = SirenNet(dim_in=posenc.embedding_dim, dim_hidden=capacity, dim_out=embed_dim, num_layers=num_hidden_layers)
     return LocationEncoder(posenc, nnet)
