@@ -36,6 +36,13 @@ class DegreeError(SatclipError, ValueError):
     """The number of Legendre degrees ``L`` is not a usable integer."""
 
 
+class InternalError(SatclipError, RuntimeError):
+    """A bug inside satclip (a panic in the Rust core, caught before it could cross into Python).
+
+    Never expected; please report it with the message.
+    """
+
+
 class CheckpointError(SatclipError, ValueError):
     """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
 
@@ -51,6 +58,7 @@ __all__ = [
     "ShapeError",
     "DTypeError",
     "DegreeError",
+    "InternalError",
     "CheckpointError",
     "ImageError",
 ]
