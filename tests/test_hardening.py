@@ -153,3 +153,111 @@ def test_ctrl_c_interrupts_a_long_call_promptly():
     seen = float(out.split()[-1])
     # time.perf_counter is the system-wide monotonic clock on Linux, so the two processes agree.
     assert seen - sent < 0.4 * expected, (seen - sent, expected)
+
+
+# --- item 4: DataFrame columns by name, as encode() takes them -------------------------------------
+
+
+def test_dataframe_columns_are_taken_by_name_not_position():
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(2)
+    lon, lat = rng.uniform(-90, 90, 50), rng.uniform(-90, 90, 50)  # all within +-90: no range error
+    want = satclip.spherical_harmonics(np.stack([lon, lat], axis=1), 4)
+    frame = pd.DataFrame({"lat": lat, "lon": lon})
+    np.testing.assert_array_equal(satclip.spherical_harmonics(frame, 4), want)
+    np.testing.assert_array_equal(satclip.spherical_harmonics_with_gradient(frame, 4)[0], want)
+    with pytest.raises(ShapeError, match="no longitude column"):
+        satclip.spherical_harmonics(pd.DataFrame({"a": lon, "b": lat}), 4)
+
+
+# --- item 5: masked arrays -------------------------------------------------------------------------
+
+
+def test_masked_arrays_are_refused():
+    a = np.ma.masked_array(np.zeros((3, 2)), mask=[[0, 0], [1, 0], [0, 0]])
+    with pytest.raises(DTypeError, match="masked"):
+        satclip.spherical_harmonics(a, 3)
+
+
+# --- item 16: inputs -------------------------------------------------------------------------------
+
+
+def test_ragged_lists_are_shape_errors():
+    with pytest.raises(ShapeError, match=r"\(N, 2\)"):
+        satclip.spherical_harmonics([[0.0, 1.0], [2.0]], 3)
+
+
+def test_unaligned_contiguous_arrays_are_copied():
+    pts = np.array([[10.0, 20.0], [-30.0, 45.0], [170.0, -89.0]])
+    raw = np.zeros(pts.nbytes + 1, dtype=np.uint8)
+    unaligned = np.frombuffer(raw[1:].data, dtype=np.float64).reshape(3, 2)
+    unaligned[...] = pts
+    assert unaligned.flags.c_contiguous and not unaligned.flags.aligned
+    np.testing.assert_array_equal(satclip.spherical_harmonics(unaligned, 5), satclip.spherical_harmonics(pts, 5))
+    swapped = pts.astype(">f8")
+    np.testing.assert_array_equal(satclip.spherical_harmonics(swapped, 5), satclip.spherical_harmonics(pts, 5))
+
+
+def test_torch_tensors_of_every_kind_are_computed_or_refused_with_satclip_errors():
+    torch = pytest.importorskip("torch")
+    pts = torch.tensor([[10.0, 20.0], [-30.0, 45.0], [0.0, 0.0]], dtype=torch.float64)
+    want = satclip.spherical_harmonics(pts.numpy(), 4)
+    module = satclip.nn.SphericalHarmonics(4)
+    got = satclip.spherical_harmonics(pts.clone().requires_grad_(True), 4)
+    np.testing.assert_array_equal(got, want)
+    # bfloat16 / float16 hold these values exactly; computed in float32 storage.
+    for dtype in (torch.bfloat16, torch.float16):
+        np.testing.assert_allclose(satclip.spherical_harmonics(pts.to(dtype), 4), want, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(module(pts.to(dtype)).double().numpy(), want, rtol=1e-6, atol=1e-6)
+    sparse = pts.to_sparse()
+    np.testing.assert_array_equal(satclip.spherical_harmonics(sparse, 4), want)
+    np.testing.assert_array_equal(module(sparse).numpy(), want)
+    meta = torch.empty(3, 2, device="meta")
+    with pytest.raises(DTypeError, match="meta"):
+        satclip.spherical_harmonics(meta, 4)
+    with pytest.raises(DTypeError, match="meta"):
+        module(meta)
+
+
+def test_load_on_cuda_without_cuda_is_a_satclip_error(tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    with pytest.raises(satclip.errors.DeviceError, match="CUDA is not available"):
+        satclip.load(tmp_path / "not-even-read.ckpt", device="cuda")
+
+
+# --- item 17: threads inside DataLoader workers ----------------------------------------------------
+
+
+class _ThreadsSeen:
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, i):
+        satclip.spherical_harmonics(np.zeros((1000, 2)), 4)
+        import torch
+
+        return torch.tensor([satclip.get_num_threads(), torch.get_num_threads()])
+
+
+def test_dataloader_workers_use_torchs_per_worker_thread_count():
+    torch = pytest.importorskip("torch")
+    satclip.set_num_threads(4)  # the parent's size, inherited by forked workers
+    try:
+        loader = torch.utils.data.DataLoader(
+            _ThreadsSeen(), num_workers=2, batch_size=None, multiprocessing_context="fork"
+        )
+        seen = [tuple(t.tolist()) for t in loader]
+    finally:
+        satclip.set_num_threads(0)
+    assert seen == [(1, 1), (1, 1)]
+
+
+def test_omp_num_threads_sizes_the_default_pool():
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), OMP_NUM_THREADS="3")
+    env.pop("RAYON_NUM_THREADS", None)
+    code = "import satclip; print(satclip.get_num_threads())"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "3"
+    env["RAYON_NUM_THREADS"] = "2"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True).stdout.strip() == "2"

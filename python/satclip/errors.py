@@ -43,6 +43,10 @@ class InternalError(SatclipError, RuntimeError):
     """
 
 
+class DeviceError(SatclipError, ValueError):
+    """The requested device cannot be used here (e.g. ``"cuda"`` without CUDA)."""
+
+
 class CheckpointError(SatclipError, ValueError):
     """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
 
@@ -59,6 +63,7 @@ __all__ = [
     "DTypeError",
     "DegreeError",
     "InternalError",
+    "DeviceError",
     "CheckpointError",
     "ImageError",
 ]

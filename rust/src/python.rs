@@ -270,20 +270,25 @@ fn simd_level() -> &'static str {
 
 /// Number of worker threads.
 #[pyfunction]
-fn get_num_threads() -> usize {
-    parallel::num_threads()
+fn get_num_threads(py: Python<'_>) -> PyResult<usize> {
+    detach_catching(py, || Ok(parallel::num_threads()))
 }
 
-/// Resizes the worker pool; 0 restores the default (one per CPU, or RAYON_NUM_THREADS).
+/// Resizes the worker pool; 0 restores the default (RAYON_NUM_THREADS, else OMP_NUM_THREADS,
+/// else one per CPU).
 #[pyfunction]
-fn set_num_threads(threads: usize) {
-    parallel::set_num_threads(threads)
+fn set_num_threads(py: Python<'_>, threads: usize) -> PyResult<()> {
+    // Starting threads can fail (rayon then panics): reported, not unwound through Python.
+    detach_catching(py, || {
+        parallel::set_num_threads(threads);
+        Ok(())
+    })
 }
 
 /// Bytes of per-thread workspace cached now (all worker threads plus the calling one).
 #[pyfunction]
-fn cached_workspace_bytes(py: Python<'_>) -> usize {
-    py.detach(crate::harmonics::cached_workspace_bytes_total)
+fn cached_workspace_bytes(py: Python<'_>) -> PyResult<usize> {
+    detach_catching(py, || Ok(crate::harmonics::cached_workspace_bytes_total()))
 }
 
 #[pymodule]
