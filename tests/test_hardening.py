@@ -19,7 +19,7 @@ import pytest
 
 import satclip
 from satclip import _core
-from satclip.errors import DTypeError, SatclipError, ShapeError
+from satclip.errors import DTypeError, ShapeError
 
 
 def _reference(lonlat: np.ndarray, L: int) -> np.ndarray:

@@ -36,7 +36,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError, DTypeError, DeviceError
+from .errors import CheckpointError, DeviceError, DTypeError
 from .harmonics import MAX_DEGREES
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 

@@ -57,13 +57,13 @@ class ImageError(SatclipError, ValueError):
 
 
 __all__ = [
-    "SatclipError",
+    "CheckpointError",
     "CoordinateError",
-    "ShapeError",
     "DTypeError",
     "DegreeError",
-    "InternalError",
     "DeviceError",
-    "CheckpointError",
     "ImageError",
+    "InternalError",
+    "SatclipError",
+    "ShapeError",
 ]

@@ -61,16 +61,12 @@ def as_lonlat_array(lonlat: object) -> np.ndarray:
     elif kind in "iub":
         arr = arr.astype(np.float64)
     else:
-        raise DTypeError(
-            f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}"
-        )
+        raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:
         hint = ""
         if arr.ndim == 1 and arr.shape[0] == 2:
             hint = " (a single point must be passed as [[lon, lat]])"
-        raise ShapeError(
-            f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}"
-        )
+        raise ShapeError(f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}")
     # Unaligned or byte-swapped data is copied like any other layout the core cannot read.
     return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C_CONTIGUOUS", "ALIGNED"])
 

@@ -263,7 +263,10 @@ mod tests {
         let pts = points(50, 7);
         spherical_harmonics(&pts, 600, Basis::Satclip).unwrap();
         // 600^2 features x 64 B = 23 MB of scratch per thread if it were kept.
-        assert!(cached_workspace_bytes_total() <= (crate::parallel::num_threads() + 1) * WORKSPACE_CACHE_BYTES);
+        assert!(
+            cached_workspace_bytes_total()
+                <= (crate::parallel::num_threads() + 1) * WORKSPACE_CACHE_BYTES
+        );
         assert!(cached_workspace_bytes() == 0);
     }
 }

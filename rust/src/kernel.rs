@@ -116,7 +116,11 @@ pub(crate) const WORKSPACE_CACHE_BYTES: usize = 8 << 20;
 
 /// Bytes of workspace a call at `nf` features with `store` needs per thread.
 pub(crate) fn workspace_bytes_for(nf: usize, store: Store) -> usize {
-    let staged = if store == Store::Streaming { LANES * nf } else { 0 };
+    let staged = if store == Store::Streaming {
+        LANES * nf
+    } else {
+        0
+    };
     nf.saturating_mul(std::mem::size_of::<Lanes>())
         .saturating_add(staged.saturating_mul(std::mem::size_of::<f64>()))
 }
@@ -176,7 +180,11 @@ pub(crate) struct Workspace {
 
 impl Workspace {
     fn reserve(&mut self, nf: usize, store: Store) -> Result<()> {
-        let staged = if store == Store::Streaming { LANES * nf } else { 0 };
+        let staged = if store == Store::Streaming {
+            LANES * nf
+        } else {
+            0
+        };
         let oom = |_| Error::OutOfMemory {
             bytes: workspace_bytes_for(nf, store),
         };

@@ -34,6 +34,6 @@ mod python;
 mod python_gradient;
 
 pub use error::{Column, Error, Result, MAX_DEGREES};
-pub use real::Real;
 pub use gradient::{spherical_harmonics_with_gradient, spherical_harmonics_with_gradient_into};
 pub use harmonics::{spherical_harmonics, spherical_harmonics_into, Basis, Plan};
+pub use real::Real;

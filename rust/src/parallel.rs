@@ -27,7 +27,11 @@ fn slot() -> &'static Mutex<Option<Owned>> {
 fn default_threads() -> usize {
     for var in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
         if let Ok(value) = std::env::var(var) {
-            if let Some(n) = value.split(',').next().and_then(|v| v.trim().parse::<usize>().ok()) {
+            if let Some(n) = value
+                .split(',')
+                .next()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
                 if n > 0 {
                     return n;
                 }
@@ -38,7 +42,11 @@ fn default_threads() -> usize {
 }
 
 fn build(threads: usize) -> Arc<ThreadPool> {
-    let threads = if threads == 0 { default_threads() } else { threads };
+    let threads = if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    };
     Arc::new(
         ThreadPoolBuilder::new()
             .num_threads(threads)

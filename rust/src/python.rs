@@ -62,7 +62,10 @@ pub(crate) fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Pl
 /// validated - a silent NaN or wrong row. The copy is 16 bytes per point against at least 32
 /// (and typically 400+) bytes of output per point written by the kernel, and it lets `out`
 /// overlap the input: the result is then computed from the values as they were at the call.
-pub(crate) fn copy_input<T: Element + Copy>(arr: &Bound<'_, PyArray2<T>>, what: &str) -> PyResult<Vec<T>> {
+pub(crate) fn copy_input<T: Element + Copy>(
+    arr: &Bound<'_, PyArray2<T>>,
+    what: &str,
+) -> PyResult<Vec<T>> {
     if !arr.is_c_contiguous() {
         return Err(ShapeError::new_err(format!("{what} must be C-contiguous")));
     }
@@ -154,7 +157,12 @@ fn compute_in_batches<I: Real, O: Real>(
 
 /// A new uninitialised (n, nf) array allocated by NumPy, or MemoryError: rust-numpy's
 /// constructors panic when NumPy cannot allocate, so this goes through `numpy.empty`.
-fn new_output<'py, O: Element>(py: Python<'py>, n: usize, nf: usize, dtype: &str) -> PyResult<Bound<'py, PyArray2<O>>> {
+fn new_output<'py, O: Element>(
+    py: Python<'py>,
+    n: usize,
+    nf: usize,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyArray2<O>>> {
     let too_big = || {
         PyMemoryError::new_err(format!(
             "the output ({n} x {nf} {dtype}) would not fit in memory"
