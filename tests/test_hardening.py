@@ -112,6 +112,12 @@ def test_a_high_degree_call_leaves_no_large_workspace_cached():
     assert _core.cached_workspace_bytes() <= max(small, 8 << 20) * (satclip.get_num_threads() + 1)
 
 
+def test_a_high_degree_gradient_call_leaves_no_large_scratch_cached():
+    satclip.spherical_harmonics_with_gradient(np.zeros((16, 2)), 500)
+    # Before: 6 x 250,000 features x 64 B = 96 MB stayed allocated in the calling thread.
+    assert _core.cached_workspace_bytes() <= (8 << 20) * (satclip.get_num_threads() + 1)
+
+
 # --- item 10: Ctrl-C during one long call ---------------------------------------------------------
 
 

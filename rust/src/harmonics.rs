@@ -89,13 +89,15 @@ pub(crate) fn release_large_workspaces(nf: usize) {
     }
 }
 
-/// Bytes of workspace cached now, over the pool's threads and the calling thread.
+/// Bytes of workspace cached now (values and gradient kernels), over the pool's threads and
+/// the calling thread.
 pub(crate) fn cached_workspace_bytes_total() -> usize {
     pool()
         .broadcast(|_| cached_workspace_bytes())
         .into_iter()
         .sum::<usize>()
         + cached_workspace_bytes()
+        + crate::gradient::cached_scratch_bytes_total()
 }
 
 /// Convenience for Rust callers: allocates and returns the `n x L*L` features.
