@@ -37,7 +37,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError, DTypeError
+from .errors import CheckpointError, DeviceError, DTypeError
 from .harmonics import MAX_DEGREES
 from .hub import HUB_FILE
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
@@ -187,6 +187,9 @@ def load(
         hyper-parameter or tensor is wrong).
     """
     dtype = _check_dtype(dtype)
+    if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        # Checked first, before any download; the same message as encode(device="cuda").
+        raise DeviceError(f"device {device!r} was requested but CUDA is not available here")
     source = parse_source(model, revision=revision)
     if source.kind == "file":
         path = Path(source.location)

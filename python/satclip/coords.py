@@ -11,6 +11,20 @@ import torch
 from .errors import CoordinateError, DTypeError, ShapeError
 
 
+def as_dense_real_tensor(lonlat: torch.Tensor) -> torch.Tensor:
+    """``lonlat`` as a dense (strided) tensor of float32/float64 (or an integer dtype), keeping
+    its autograd history: sparse tensors are densified, float16/bfloat16 become float32 (which
+    holds them exactly); meta tensors, which hold no values, raise
+    :class:`~satclip.errors.DTypeError`."""
+    if lonlat.device.type == "meta":
+        raise DTypeError("lonlat is a meta tensor: it has a shape but no values to encode")
+    if lonlat.layout != torch.strided:
+        lonlat = lonlat.to_dense()
+    if lonlat.dtype in (torch.float16, torch.bfloat16):
+        lonlat = lonlat.to(torch.float32)
+    return lonlat
+
+
 def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     """Raises a satclip error unless ``lonlat`` is a real (N, 2) tensor of valid [lon, lat] degrees.
 

@@ -36,6 +36,17 @@ class DegreeError(SatclipError, ValueError):
     """The number of Legendre degrees ``L`` is not a usable integer."""
 
 
+class InternalError(SatclipError, RuntimeError):
+    """A bug inside satclip (a panic in the Rust core, caught before it could cross into Python).
+
+    Never expected; please report it with the message.
+    """
+
+
+class DeviceError(SatclipError, ValueError):
+    """The requested device cannot be used here (e.g. ``"cuda"`` without CUDA)."""
+
+
 class CheckpointError(SatclipError, ValueError):
     """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
 
@@ -46,11 +57,13 @@ class ImageError(SatclipError, ValueError):
 
 
 __all__ = [
-    "SatclipError",
+    "CheckpointError",
     "CoordinateError",
-    "ShapeError",
     "DTypeError",
     "DegreeError",
-    "CheckpointError",
+    "DeviceError",
     "ImageError",
+    "InternalError",
+    "SatclipError",
+    "ShapeError",
 ]

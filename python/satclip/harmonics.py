@@ -8,6 +8,8 @@ the basis.
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 from typing import Literal
 
 import numpy as np
@@ -23,12 +25,35 @@ MAX_DEGREES: int = _core.MAX_DEGREES
 
 
 def as_lonlat_array(lonlat: object) -> np.ndarray:
-    """Returns ``lonlat`` as a C-contiguous float32/float64 array of shape (N, 2).
+    """Returns ``lonlat`` as an aligned C-contiguous float32/float64 array of shape (N, 2).
 
     float32 and float64 are kept; integers and booleans become float64; float16 becomes float32.
     Anything else (complex, object, strings) raises :class:`~satclip.errors.DTypeError`.
+    A pandas DataFrame gives its longitude/latitude columns found by name, exactly as
+    :func:`satclip.encode` finds them (never by position). Torch tensors are accepted on any
+    device, with or without ``requires_grad``, in any real dtype (bfloat16 becomes float32) and
+    sparse; masked arrays are refused (their mask would be ignored).
     """
-    arr = np.asarray(lonlat)
+    if _is_dataframe(lonlat):
+        # Lazy: `encoding` imports torch, which the plain NumPy path must not need.
+        from .encoding import _frame_columns
+
+        return np.ascontiguousarray(_frame_columns(lonlat))
+    if isinstance(lonlat, np.ma.MaskedArray):
+        raise DTypeError(
+            "lonlat is a masked array; satclip would ignore its mask. Drop the masked rows "
+            "(a[~np.ma.getmaskarray(a).any(axis=1)]) or fill them (a.filled(...)) first"
+        )
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(lonlat, torch.Tensor):
+        lonlat = _tensor_to_numpy(torch, lonlat)
+    try:
+        arr = np.asarray(lonlat)
+    except ValueError as err:
+        # NumPy refuses ragged nested sequences ("inhomogeneous shape").
+        raise ShapeError(
+            f"lonlat must be (N, 2) [lon, lat] pairs; NumPy could not make an array of it ({err})"
+        ) from None
     kind = arr.dtype.kind
     if kind == "f":
         if arr.dtype not in (np.float32, np.float64):
@@ -36,17 +61,27 @@ def as_lonlat_array(lonlat: object) -> np.ndarray:
     elif kind in "iub":
         arr = arr.astype(np.float64)
     else:
-        raise DTypeError(
-            f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}"
-        )
+        raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:
         hint = ""
         if arr.ndim == 1 and arr.shape[0] == 2:
             hint = " (a single point must be passed as [[lon, lat]])"
-        raise ShapeError(
-            f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}"
-        )
-    return np.ascontiguousarray(arr)
+        raise ShapeError(f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}")
+    # Unaligned or byte-swapped data is copied like any other layout the core cannot read.
+    return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
+def _is_dataframe(obj: object) -> bool:
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(obj, pandas.DataFrame)
+
+
+def _tensor_to_numpy(torch: object, t: object) -> np.ndarray:
+    """A CPU NumPy array with ``t``'s values, or a satclip error saying why there is none."""
+    from .coords import as_dense_real_tensor  # lazy: imports torch
+
+    t = as_dense_real_tensor(t).detach()  # type: ignore[attr-defined]
+    return t.cpu().numpy()
 
 
 def check_degrees(L: object) -> int:
@@ -94,6 +129,7 @@ def spherical_harmonics(
     """
     L = check_degrees(L)
     arr = as_lonlat_array(lonlat)
+    _follow_torch_worker_threads()
     if basis not in ("satclip", "orthonormal"):
         raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
     if out is not None:
@@ -121,12 +157,43 @@ def simd_level() -> str:
 
 
 def set_num_threads(n: int) -> None:
-    """Sets the number of threads the Rust core computes with (0 = one per CPU)."""
+    """Sets the number of threads the Rust core computes with (0 = the default: RAYON_NUM_THREADS,
+    else OMP_NUM_THREADS, else one per CPU). Overrides the DataLoader-worker rule below for the
+    process it is called in."""
+    global _explicit_threads_pid
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
         raise ValueError(f"number of threads must be a non-negative integer, got {n!r}")
     _core.set_num_threads(int(n))
+    _explicit_threads_pid = os.getpid()
 
 
 def get_num_threads() -> int:
     """The number of threads the Rust core computes with."""
     return _core.get_num_threads()
+
+
+# Process ids for which the pool size was settled: set explicitly (set_num_threads), or checked
+# against torch's DataLoader-worker setting. Compared with os.getpid() so a forked worker (which
+# inherits these values) checks again.
+_explicit_threads_pid: int | None = None
+_checked_worker_pid: int | None = None
+
+
+def _follow_torch_worker_threads() -> None:
+    """Inside a torch DataLoader worker, sizes the pool like torch's (``torch.get_num_threads()``,
+    which the DataLoader sets to 1 per worker) instead of the parent's, so that N workers do not
+    run N x CPUs threads. Checked once per process; costs a getpid() per call."""
+    global _checked_worker_pid
+    pid = os.getpid()
+    if _checked_worker_pid == pid:
+        return
+    _checked_worker_pid = pid
+    if _explicit_threads_pid == pid:
+        return
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    data = getattr(getattr(torch, "utils", None), "data", None)
+    if data is None or data.get_worker_info() is None:
+        return
+    _core.set_num_threads(max(1, torch.get_num_threads()))

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import triton_harmonics
-from .coords import check_lonlat_tensor
+from .coords import as_dense_real_tensor, check_lonlat_tensor
 from .harmonics import Basis, check_degrees, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
 from .torch_harmonics import torch_spherical_harmonics
@@ -43,6 +43,7 @@ class SphericalHarmonics(nn.Module):
         return f"legendre_polys={self.L}, basis={self.basis!r}"
 
     def forward(self, lonlat: Tensor) -> Tensor:
+        lonlat = as_dense_real_tensor(lonlat)  # sparse, float16/bfloat16, meta -> usable or DTypeError
         if lonlat.requires_grad and torch.is_grad_enabled():
             # Differentiable in lon/lat (analytic Jacobian); the path below computes none.
             return spherical_harmonics_autograd(lonlat, self.L, self.basis)

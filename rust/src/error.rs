@@ -30,6 +30,8 @@ pub enum Error {
         expected: (usize, usize),
         found: usize,
     },
+    /// A working buffer (per-thread workspace or input copy) could not be allocated.
+    OutOfMemory { bytes: usize },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,10 @@ impl fmt::Display for Error {
                 expected.0,
                 expected.1,
                 expected.0 * expected.1
+            ),
+            Error::OutOfMemory { bytes } => write!(
+                f,
+                "could not allocate {bytes} bytes of working memory for the spherical harmonics"
             ),
         }
     }

@@ -81,6 +81,7 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
         std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
     if n <= SERIAL_POINTS {
         rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
+        release_large_scratch(nf);
         return Ok(());
     }
     let pool = pool();
@@ -97,6 +98,7 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
             .zip(lonlat.par_chunks(rows * 2))
             .for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level, streaming));
     });
+    release_large_scratch(nf);
     Ok(())
 }
 
@@ -123,6 +125,38 @@ struct Scratch {
     gradients: Vec<Lanes>,
     staging_values: Vec<f64>,
     staging_gradients: Vec<f64>,
+}
+
+impl Scratch {
+    fn bytes(&self) -> usize {
+        (self.values.capacity() + self.gradients.capacity()) * std::mem::size_of::<Lanes>()
+            + (self.staging_values.capacity() + self.staging_gradients.capacity())
+                * std::mem::size_of::<f64>()
+    }
+}
+
+/// Frees the per-thread scratch after a call whose scratch (3 blocks of `nf` lanes, and as much
+/// again for staging) exceeds the kernel's cache cap, as `harmonics::release_large_workspaces`
+/// does for values: a high-L call must not pin hundreds of MB per thread.
+fn release_large_scratch(nf: usize) {
+    if 6 * nf * std::mem::size_of::<Lanes>() <= crate::kernel::WORKSPACE_CACHE_BYTES {
+        return;
+    }
+    let trim = || {
+        SCRATCH.with_borrow_mut(|ws| {
+            if ws.bytes() > crate::kernel::WORKSPACE_CACHE_BYTES {
+                *ws = Scratch::default();
+            }
+        })
+    };
+    pool().broadcast(|_| trim());
+    trim();
+}
+
+/// Bytes of gradient scratch cached now, over the pool's threads and the calling thread.
+pub(crate) fn cached_scratch_bytes_total() -> usize {
+    let here = || SCRATCH.with_borrow(|ws| ws.bytes());
+    pool().broadcast(|_| here()).into_iter().sum::<usize>() + here()
 }
 
 thread_local! {

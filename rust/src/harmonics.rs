@@ -5,7 +5,10 @@ use rayon::prelude::*;
 
 use crate::coords::validate;
 use crate::error::{Error, Result};
-use crate::kernel::{encode_rows, Store, LANES};
+use crate::kernel::{
+    cached_workspace_bytes, encode_rows, trim_workspace, workspace_bytes_for, Store, LANES,
+    WORKSPACE_CACHE_BYTES,
+};
 use crate::parallel::{pool, rows_per_task};
 pub use crate::plan::{Basis, Plan};
 use crate::real::Real;
@@ -28,23 +31,31 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
     out: &mut [O],
 ) -> Result<()> {
     validate(lonlat)?;
+    let result = compute_validated(plan, lonlat, out);
+    release_large_workspaces(plan.num_features());
+    result
+}
+
+/// The computation of [`spherical_harmonics_into`] without the input check (the caller has
+/// validated `lonlat`) and without trimming the workspaces afterwards: the Python binding
+/// calls this once per batch, checking for Ctrl-C in between.
+pub(crate) fn compute_validated<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    out: &mut [O],
+) -> Result<()> {
     let n = lonlat.len() / 2;
     let nf = plan.num_features();
-    if out.len() != n * nf {
+    if Some(out.len()) != n.checked_mul(nf) {
         return Err(Error::OutputSize {
             expected: (n, nf),
             found: out.len(),
         });
     }
     let level = SimdLevel::active();
-    let store = if std::mem::size_of_val(out) >= STREAM_BYTES {
-        Store::Streaming
-    } else {
-        Store::Cached
-    };
+    let store = store_for::<O>(out.len());
     if n <= SERIAL_POINTS {
-        encode_rows(plan, lonlat, out, level, store);
-        return Ok(());
+        return encode_rows(plan, lonlat, out, level, store);
     }
     let pool = pool();
     let rows = rows_per_task(
@@ -56,9 +67,37 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
     pool.install(|| {
         out.par_chunks_mut(rows * nf)
             .zip(lonlat.par_chunks(rows * 2))
-            .for_each(|(o, pts)| encode_rows(plan, pts, o, level, store));
-    });
-    Ok(())
+            .try_for_each(|(o, pts)| encode_rows(plan, pts, o, level, store))
+    })
+}
+
+fn store_for<O>(elements: usize) -> Store {
+    if elements.saturating_mul(std::mem::size_of::<O>()) >= STREAM_BYTES {
+        Store::Streaming
+    } else {
+        Store::Cached
+    }
+}
+
+/// After a call at `nf` features: frees the per-thread workspaces if they grew above the
+/// cache cap (see `kernel::WORKSPACE_CACHE_BYTES`). Costs one broadcast to the pool, and only
+/// for high L, where a call takes far longer than that.
+pub(crate) fn release_large_workspaces(nf: usize) {
+    if workspace_bytes_for(nf, Store::Streaming) > WORKSPACE_CACHE_BYTES {
+        pool().broadcast(|_| trim_workspace());
+        trim_workspace();
+    }
+}
+
+/// Bytes of workspace cached now (values and gradient kernels), over the pool's threads and
+/// the calling thread.
+pub(crate) fn cached_workspace_bytes_total() -> usize {
+    pool()
+        .broadcast(|_| cached_workspace_bytes())
+        .into_iter()
+        .sum::<usize>()
+        + cached_workspace_bytes()
+        + crate::gradient::cached_scratch_bytes_total()
 }
 
 /// Convenience for Rust callers: allocates and returns the `n x L*L` features.
@@ -219,5 +258,17 @@ mod tests {
                 found: 17
             })
         );
+    }
+
+    #[test]
+    fn high_degree_workspaces_are_not_kept() {
+        let pts = points(50, 7);
+        spherical_harmonics(&pts, 600, Basis::Satclip).unwrap();
+        // 600^2 features x 64 B = 23 MB of scratch per thread if it were kept.
+        assert!(
+            cached_workspace_bytes_total()
+                <= (crate::parallel::num_threads() + 1) * WORKSPACE_CACHE_BYTES
+        );
+        assert!(cached_workspace_bytes() == 0);
     }
 }

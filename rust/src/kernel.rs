@@ -8,6 +8,7 @@
 //! The code is written as plain loops over `[f64; LANES]` and compiled three times, for
 //! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
 
+use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::real::Real;
 use crate::simd::SimdLevel;
@@ -86,19 +87,60 @@ pub(crate) fn encode_rows<I: Real, O: Real>(
     out: &mut [O],
     level: SimdLevel,
     store: Store,
-) {
+) -> Result<()> {
     debug_assert_eq!(out.len(), lonlat.len() / 2 * plan.num_features());
     // The thread-local is reached here, outside the target-feature functions: the closure
     // `with_borrow_mut` takes is compiled without their features, so the kernel must not be
     // inside it.
-    WORKSPACE.with_borrow_mut(|ws| match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `SimdLevel::Avx512` is only ever active when the CPU reports these features.
-        SimdLevel::Avx512 => unsafe { encode_rows_avx512(plan, lonlat, out, store, ws) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX2 + FMA.
-        SimdLevel::Avx2 => unsafe { encode_rows_avx2(plan, lonlat, out, store, ws) },
-        _ => encode_rows_with::<I, O, Portable>(plan, lonlat, out, store, ws),
+    WORKSPACE.with_borrow_mut(|ws| {
+        // Grow the buffers fallibly here, so that running out of memory is an error the
+        // caller can report (MemoryError), not an abort inside `Vec::resize`.
+        ws.reserve(plan.num_features(), store)?;
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `SimdLevel::Avx512` is only ever active when the CPU reports these features.
+            SimdLevel::Avx512 => unsafe { encode_rows_avx512(plan, lonlat, out, store, ws) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 + FMA.
+            SimdLevel::Avx2 => unsafe { encode_rows_avx2(plan, lonlat, out, store, ws) },
+            _ => encode_rows_with::<I, O, Portable>(plan, lonlat, out, store, ws),
+        }
+        Ok(())
+    })
+}
+
+/// Workspaces up to this size stay cached in each thread between calls (L <= 256 with
+/// streaming stores); larger ones (high L) are freed when the call ends, so that one L = 1000
+/// call does not pin ~128 MB per thread for the life of the process.
+pub(crate) const WORKSPACE_CACHE_BYTES: usize = 8 << 20;
+
+/// Bytes of workspace a call at `nf` features with `store` needs per thread.
+pub(crate) fn workspace_bytes_for(nf: usize, store: Store) -> usize {
+    let staged = if store == Store::Streaming {
+        LANES * nf
+    } else {
+        0
+    };
+    nf.saturating_mul(std::mem::size_of::<Lanes>())
+        .saturating_add(staged.saturating_mul(std::mem::size_of::<f64>()))
+}
+
+/// Bytes this thread's workspace holds now.
+pub(crate) fn cached_workspace_bytes() -> usize {
+    WORKSPACE.with_borrow(|ws| {
+        ws.scratch.capacity() * std::mem::size_of::<Lanes>()
+            + ws.staging.capacity() * std::mem::size_of::<f64>()
+    })
+}
+
+/// Frees this thread's workspace if it is above [`WORKSPACE_CACHE_BYTES`].
+pub(crate) fn trim_workspace() {
+    WORKSPACE.with_borrow_mut(|ws| {
+        let bytes = ws.scratch.capacity() * std::mem::size_of::<Lanes>()
+            + ws.staging.capacity() * std::mem::size_of::<f64>();
+        if bytes > WORKSPACE_CACHE_BYTES {
+            *ws = Workspace::default();
+        }
     })
 }
 
@@ -134,6 +176,26 @@ pub(crate) struct Workspace {
     scratch: Vec<Lanes>,
     /// Row-major copy of the block for streaming stores (f64 storage, viewed as `O`).
     staging: Vec<f64>,
+}
+
+impl Workspace {
+    fn reserve(&mut self, nf: usize, store: Store) -> Result<()> {
+        let staged = if store == Store::Streaming {
+            LANES * nf
+        } else {
+            0
+        };
+        let oom = |_| Error::OutOfMemory {
+            bytes: workspace_bytes_for(nf, store),
+        };
+        self.scratch
+            .try_reserve_exact(nf.saturating_sub(self.scratch.len()))
+            .map_err(oom)?;
+        self.staging
+            .try_reserve_exact(staged.saturating_sub(self.staging.len()))
+            .map_err(oom)?;
+        Ok(())
+    }
 }
 
 thread_local! {

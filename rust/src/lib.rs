@@ -8,15 +8,19 @@
 //! * `gradient`  - values together with their lon/lat derivatives (own kernel and entry point);
 //! * `python`    - the pyo3 binding (`satclip._core`), compiled with the `python` feature.
 
-pub mod coords;
-pub mod error;
-pub mod gradient;
-pub mod harmonics;
+// Everything but the re-exports below is internal (kept private so that nothing outside the
+// crate can depend on, or misuse, the kernels' invariants).
+#![cfg_attr(not(feature = "python"), allow(dead_code))]
+
+mod coords;
+mod error;
+mod gradient;
+mod harmonics;
 mod kernel;
-pub mod parallel;
-pub mod plan;
-pub mod real;
-pub mod simd;
+mod parallel;
+mod plan;
+mod real;
+mod simd;
 mod stream;
 mod transpose;
 mod trig;
@@ -29,6 +33,7 @@ mod python;
 #[cfg(feature = "python")]
 mod python_gradient;
 
-pub use error::{Error, Result};
+pub use error::{Column, Error, Result, MAX_DEGREES};
 pub use gradient::{spherical_harmonics_with_gradient, spherical_harmonics_with_gradient_into};
 pub use harmonics::{spherical_harmonics, spherical_harmonics_into, Basis, Plan};
+pub use real::Real;

@@ -21,8 +21,32 @@ fn slot() -> &'static Mutex<Option<Owned>> {
     POOL.get_or_init(|| Mutex::new(None))
 }
 
+/// The default pool size: RAYON_NUM_THREADS, else OMP_NUM_THREADS (what torch and the
+/// distributed schedulers set, e.g. Dask's nanny sets 1 per worker; only its first,
+/// outermost level counts), else 0 = one per logical CPU.
+fn default_threads() -> usize {
+    for var in ["RAYON_NUM_THREADS", "OMP_NUM_THREADS"] {
+        if let Ok(value) = std::env::var(var) {
+            if let Some(n) = value
+                .split(',')
+                .next()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+            {
+                if n > 0 {
+                    return n;
+                }
+            }
+        }
+    }
+    0
+}
+
 fn build(threads: usize) -> Arc<ThreadPool> {
-    // `threads == 0` lets rayon decide (RAYON_NUM_THREADS, else one per logical CPU).
+    let threads = if threads == 0 {
+        default_threads()
+    } else {
+        threads
+    };
     Arc::new(
         ThreadPoolBuilder::new()
             .num_threads(threads)

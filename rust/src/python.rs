@@ -4,10 +4,12 @@
 //! (lists, integer dtypes, torch tensors) lives in the Python package.
 
 use numpy::{Element, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
 use crate::error::{Column, Error};
-use crate::harmonics::{spherical_harmonics_into, Basis, Plan};
+use crate::harmonics::{compute_validated, Basis, Plan};
+use crate::kernel::LANES;
 use crate::parallel;
 use crate::real::Real;
 use crate::simd::SimdLevel;
@@ -16,12 +18,14 @@ pyo3::import_exception!(satclip.errors, CoordinateError);
 pyo3::import_exception!(satclip.errors, DegreeError);
 pyo3::import_exception!(satclip.errors, ShapeError);
 pyo3::import_exception!(satclip.errors, DTypeError);
+pyo3::import_exception!(satclip.errors, InternalError);
 
 pub(crate) fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
     let msg = err.to_string();
     match err {
         Error::Degrees { .. } => DegreeError::new_err(msg),
         Error::NotPairs { .. } | Error::OutputSize { .. } => ShapeError::new_err(msg),
+        Error::OutOfMemory { .. } => PyMemoryError::new_err(msg),
         Error::NonFinite { row, column, .. } | Error::OutOfRange { row, column, .. } => {
             let e = CoordinateError::new_err(msg);
             // Let callers find the row programmatically as well as in the message.
@@ -50,24 +54,73 @@ pub(crate) fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Pl
     Plan::new(degrees, basis).map_err(|e| to_pyerr(py, e))
 }
 
-/// Borrows a C-contiguous 2-D array of `T` as a slice, or says why it can't.
-fn c_slice<'a, T: Element>(arr: &'a Bound<'_, PyArray2<T>>, what: &str) -> PyResult<&'a [T]> {
+/// Copies the C-contiguous (N, 2) input out of NumPy while the GIL is held, through
+/// rust-numpy's borrow checker (so a concurrent mutable borrow is refused, not aliased).
+///
+/// Why a copy: the GIL is released while computing, and another Python thread (or `out`, if it
+/// overlaps the input's memory) could otherwise change the coordinates after they were
+/// validated - a silent NaN or wrong row. The copy is 16 bytes per point against at least 32
+/// (and typically 400+) bytes of output per point written by the kernel, and it lets `out`
+/// overlap the input: the result is then computed from the values as they were at the call.
+pub(crate) fn copy_input<T: Element + Copy>(
+    arr: &Bound<'_, PyArray2<T>>,
+    what: &str,
+) -> PyResult<Vec<T>> {
     if !arr.is_c_contiguous() {
         return Err(ShapeError::new_err(format!("{what} must be C-contiguous")));
     }
-    // SAFETY: the array is contiguous; we only read it while Python holds a reference,
-    // and satclip never hands it to code that could resize it.
-    unsafe { arr.as_slice() }.map_err(|e| ShapeError::new_err(format!("{what}: {e}")))
+    let view = arr
+        .try_readonly()
+        .map_err(|e| ShapeError::new_err(format!("{what} cannot be read: {e}")))?;
+    let src = view
+        .as_slice()
+        .map_err(|e| ShapeError::new_err(format!("{what}: {e}")))?;
+    let mut copy = Vec::new();
+    copy.try_reserve_exact(src.len()).map_err(|_| {
+        PyMemoryError::new_err(format!(
+            "could not allocate {} bytes to copy {what}",
+            std::mem::size_of_val(src)
+        ))
+    })?;
+    copy.extend_from_slice(src);
+    Ok(copy)
 }
 
-/// Computes into `out` (already checked for shape), with the GIL released.
+/// Runs `f` with the GIL released, turning a panic (a bug: none is expected) into a Python
+/// exception instead of letting it cross the FFI as `pyo3_runtime.PanicException`.
+pub(crate) fn detach_catching<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce() -> Result<T, Error> + Send,
+) -> PyResult<T> {
+    match py.detach(|| std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))) {
+        Ok(result) => result.map_err(|e| to_pyerr(py, e)),
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown".into());
+            Err(InternalError::new_err(format!(
+                "internal error in satclip's Rust core (please report it): {what}"
+            )))
+        }
+    }
+}
+
+/// Output bytes per batch between two checks for Ctrl-C (`Python::check_signals`): a fraction
+/// of a second of work on any machine, and large enough (hundreds of 512 KiB tasks) that the
+/// barrier between batches costs nothing measurable.
+const SIGNAL_CHECK_BYTES: usize = 256 << 20;
+
+/// Computes into `out` (already checked for shape), with the GIL released between checks for
+/// signals.
 fn run<I: Real + Element, O: Real + Element>(
     py: Python<'_>,
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     out: &Bound<'_, PyArray2<O>>,
 ) -> PyResult<()> {
-    let input = c_slice(lonlat, "lonlat")?;
+    let input = copy_input(lonlat, "lonlat")?;
     if !out.is_c_contiguous() {
         return Err(ShapeError::new_err("`out` must be C-contiguous"));
     }
@@ -77,8 +130,56 @@ fn run<I: Real + Element, O: Real + Element>(
     let output = guard
         .as_slice_mut()
         .map_err(|e| ShapeError::new_err(format!("`out`: {e}")))?;
-    py.detach(|| spherical_harmonics_into(plan, input, output))
-        .map_err(|e| to_pyerr(py, e))
+    let nf = plan.num_features();
+    let result = compute_in_batches(py, plan, &input, output, nf);
+    crate::harmonics::release_large_workspaces(nf);
+    result
+}
+
+fn compute_in_batches<I: Real, O: Real>(
+    py: Python<'_>,
+    plan: &Plan,
+    input: &[I],
+    output: &mut [O],
+    nf: usize,
+) -> PyResult<()> {
+    // Validate everything first, so that nothing is written when a row is bad.
+    detach_catching(py, || crate::coords::validate(input))?;
+    let row_bytes = (nf * std::mem::size_of::<O>()).max(1);
+    let rows = (SIGNAL_CHECK_BYTES / row_bytes).max(LANES).div_ceil(LANES) * LANES;
+    for (pts, o) in input.chunks(2 * rows).zip(output.chunks_mut(rows * nf)) {
+        detach_catching(py, || compute_validated(plan, pts, o))?;
+        // Lets Ctrl-C (KeyboardInterrupt) and other signal handlers run during long calls.
+        py.check_signals()?;
+    }
+    Ok(())
+}
+
+/// A new uninitialised (n, nf) array allocated by NumPy, or MemoryError: rust-numpy's
+/// constructors panic when NumPy cannot allocate, so this goes through `numpy.empty`.
+fn new_output<'py, O: Element>(
+    py: Python<'py>,
+    n: usize,
+    nf: usize,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyArray2<O>>> {
+    let too_big = || {
+        PyMemoryError::new_err(format!(
+            "the output ({n} x {nf} {dtype}) would not fit in memory"
+        ))
+    };
+    let bytes = n
+        .checked_mul(nf)
+        .and_then(|e| e.checked_mul(std::mem::size_of::<O>()))
+        .ok_or_else(too_big)?;
+    if bytes > isize::MAX as usize {
+        return Err(too_big());
+    }
+    let arr = py
+        .import("numpy")?
+        .getattr("empty")?
+        .call1(((n, nf), dtype))?;
+    Ok(arr.cast_into::<PyArray2<O>>()?)
 }
 
 fn check_out_shape(out_shape: &[usize], n: usize, nf: usize) -> PyResult<()> {
@@ -149,19 +250,15 @@ fn spherical_harmonics<'py>(
         None => {
             // Output dtype follows the input's. The array is allocated by NumPy (uninitialised:
             // every element is written by the kernel, and the first touch happens in the
-            // worker threads) and returned as is - no copy.
+            // worker threads) and returned as is - no copy. On error it is simply dropped.
             if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
                 check_pairs(a.shape())?;
-                // SAFETY: fully written by `run` before Python can see it.
-                let o =
-                    unsafe { PyArray2::<f64>::new(py, [a.shape()[0], plan.num_features()], false) };
+                let o = new_output::<f64>(py, a.shape()[0], plan.num_features(), "float64")?;
                 run(py, &plan, a, &o)?;
                 Ok(o.into_any())
             } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
                 check_pairs(a.shape())?;
-                // SAFETY: as above.
-                let o =
-                    unsafe { PyArray2::<f32>::new(py, [a.shape()[0], plan.num_features()], false) };
+                let o = new_output::<f32>(py, a.shape()[0], plan.num_features(), "float32")?;
                 run(py, &plan, a, &o)?;
                 Ok(o.into_any())
             } else {
@@ -181,14 +278,25 @@ fn simd_level() -> &'static str {
 
 /// Number of worker threads.
 #[pyfunction]
-fn get_num_threads() -> usize {
-    parallel::num_threads()
+fn get_num_threads(py: Python<'_>) -> PyResult<usize> {
+    detach_catching(py, || Ok(parallel::num_threads()))
 }
 
-/// Resizes the worker pool; 0 restores the default (one per CPU, or RAYON_NUM_THREADS).
+/// Resizes the worker pool; 0 restores the default (RAYON_NUM_THREADS, else OMP_NUM_THREADS,
+/// else one per CPU).
 #[pyfunction]
-fn set_num_threads(threads: usize) {
-    parallel::set_num_threads(threads)
+fn set_num_threads(py: Python<'_>, threads: usize) -> PyResult<()> {
+    // Starting threads can fail (rayon then panics): reported, not unwound through Python.
+    detach_catching(py, || {
+        parallel::set_num_threads(threads);
+        Ok(())
+    })
+}
+
+/// Bytes of per-thread workspace cached now (all worker threads plus the calling one).
+#[pyfunction]
+fn cached_workspace_bytes(py: Python<'_>) -> PyResult<usize> {
+    detach_catching(py, || Ok(crate::harmonics::cached_workspace_bytes_total()))
 }
 
 #[pymodule]
@@ -197,6 +305,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(cached_workspace_bytes, m)?)?;
     crate::python_gradient::register(m)?;
     m.add("MAX_DEGREES", crate::error::MAX_DEGREES)?;
     Ok(())

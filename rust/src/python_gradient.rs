@@ -6,12 +6,12 @@
 //! that overlaps the input or the other output is refused instead of aliased), releases the
 //! GIL and runs the kernel.
 
-use numpy::{Element, PyArray2, PyArray3, PyArrayMethods, PyReadonlyArray2, PyUntypedArrayMethods};
+use numpy::{Element, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::gradient::spherical_harmonics_with_gradient_into;
 use crate::plan::Plan;
-use crate::python::{plan_for, to_pyerr, DTypeError, ShapeError};
+use crate::python::{copy_input, detach_catching, plan_for, DTypeError, ShapeError};
 use crate::real::Real;
 
 fn compute<I: Real + Element, O: Real + Element>(
@@ -43,7 +43,9 @@ fn compute<I: Real + Element, O: Real + Element>(
     let borrow = |what: &str, e: &dyn std::fmt::Display| {
         ShapeError::new_err(format!("{what} cannot be used: {e}"))
     };
-    let input: PyReadonlyArray2<'_, I> = lonlat.try_readonly().map_err(|e| borrow("lonlat", &e))?;
+    // Copied while the GIL is held (see `python::copy_input`): what is validated is what is
+    // computed, whatever other threads do meanwhile.
+    let input: Vec<I> = copy_input(lonlat, "lonlat")?;
     let mut vals = values
         .try_readwrite()
         .map_err(|e| borrow("`values` (read-only, or overlapping another argument)", &e))?;
@@ -54,13 +56,13 @@ fn compute<I: Real + Element, O: Real + Element>(
         )
     })?;
     let contiguous = |what: &str| ShapeError::new_err(format!("{what} must be C-contiguous"));
-    let input = input.as_slice().map_err(|_| contiguous("lonlat"))?;
     let vals = vals.as_slice_mut().map_err(|_| contiguous("`values`"))?;
     let grads = grads
         .as_slice_mut()
         .map_err(|_| contiguous("`gradients`"))?;
-    py.detach(|| spherical_harmonics_with_gradient_into(plan, input, vals, grads))
-        .map_err(|e| to_pyerr(py, e))
+    detach_catching(py, || {
+        spherical_harmonics_with_gradient_into(plan, &input, vals, grads)
+    })
 }
 
 fn with_output<'py, O: Real + Element>(

@@ -46,7 +46,7 @@ fn run<O: crate::real::Real + Default>(
     store: Store,
 ) -> Vec<O> {
     let mut out = vec![O::default(); pts.len() / 2 * plan.num_features()];
-    encode_rows(plan, pts, &mut out, level, store);
+    encode_rows(plan, pts, &mut out, level, store).unwrap();
     out
 }
 
