@@ -86,11 +86,24 @@ def bench_cli_peak_rss(benchmark: Any, dataset: dict[str, Any], source: str) -> 
     def run() -> None:
         out = root / f"out-{source}.parquet"
         out.unlink(missing_ok=True)
-        cli = [sys.executable, "-m", "satclip.cli", "encode", str(root / source), "-o", str(out), "--model", model, "--quiet"]
+        cli = [
+            sys.executable,
+            "-m",
+            "satclip.cli",
+            "encode",
+            str(root / source),
+            "-o",
+            str(out),
+            "--model",
+            model,
+            "--quiet",
+        ]
         results["streamed"] = _peak_rss(cli)
 
     benchmark.pedantic(run, rounds=1, iterations=1)
-    whole = _peak_rss([sys.executable, "-c", _WHOLE_TABLE, str(root / "points.csv"), model, str(root / "whole.parquet")])
+    whole = _peak_rss(
+        [sys.executable, "-c", _WHOLE_TABLE, str(root / "points.csv"), model, str(root / "whole.parquet")]
+    )
     streamed = results["streamed"]
     benchmark.extra_info.update(
         n=dataset["n"],

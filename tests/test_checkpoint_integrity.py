@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import CheckpointFactory, released_hyper_parameters
 
+from conftest import CheckpointFactory, released_hyper_parameters
 from satclip import hub
 from satclip.checkpoint import MAX_PARAMETERS, MODELS, load
 from satclip.errors import CheckpointError

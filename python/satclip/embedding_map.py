@@ -10,7 +10,7 @@ global grid is 3600 x 1800 = 6.5 M points, 6.6 GB of float32 embeddings, which n
   between its 1st and 99th percentile on the sample;
 * exports write each band as it is computed, as a variable ``embeddings`` with dims
   ``(lat, lon, embedding)``: Zarr (appended along ``lat``, one chunk per band),
-  NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows; band ``b`` is
+  NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows, pixel-interleaved strips; band ``b`` is
   embedding dimension ``b - 1``; EPSG:4326 and the grid's affine transform).
 """
 
@@ -222,6 +222,11 @@ class _GeoTIFFWriter:
 
         self.window = _need("rasterio.windows").Window
         self.width = grid.width
+        # Strips, pixel-interleaved: each band of rows completes its strips, so GDAL can flush them
+        # at once; tiles (or band interleave) would stay dirty in the block cache until the rows of a
+        # whole tile row arrived. A small cache keeps the writer's memory flat on any grid size.
+        self.env = rasterio.Env(GDAL_CACHEMAX=64)
+        self.env.__enter__()
         self.file = rasterio.open(
             path,
             "w",
@@ -232,12 +237,11 @@ class _GeoTIFFWriter:
             dtype="float32",
             crs="EPSG:4326",
             transform=from_origin(grid.region[0], grid.region[3], grid.resolution, grid.resolution),
-            tiled=True,
-            blockxsize=256,
-            blockysize=256,
+            tiled=False,
+            blockysize=1,
             compress="deflate",
             BIGTIFF="IF_SAFER",
-            interleave="band",
+            interleave="pixel",
         )
         self.file.update_tags(**{k: str(v) for k, v in attrs.items()})
 
@@ -247,3 +251,4 @@ class _GeoTIFFWriter:
 
     def close(self) -> None:
         self.file.close()
+        self.env.__exit__(None, None, None)

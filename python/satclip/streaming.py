@@ -25,7 +25,7 @@ from .errors import CoordinateError, DTypeError, ShapeError
 
 #: Rows per batch when the user gives no --batch-size: big enough to amortise per-batch costs,
 #: small enough that a batch's working set stays small. Measured at L=10 (benches/bench_cli_memory.py):
-#: 65536 rows cost ~490 MB above the import baseline, 8192 rows ~140 MB.
+#: 65536 rows cost ~490 MB above the import baseline, 8192 rows ~140-180 MB.
 DEFAULT_BATCH_ROWS = 8192
 
 #: Bytes per block of the streaming CSV reader (also the block pyarrow infers column types from).
