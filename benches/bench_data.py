@@ -64,8 +64,13 @@ def bench_train_loader(benchmark: Any, mode: Mode, layout: tuple[Path, str], wor
     root, source = layout
     set_threads(1)
     dm = datamodule.S2DataModule(
-        data_dir=str(root), batch_size=BATCH, num_workers=workers, crop_size=256, val_fraction=0.0,
-        legendre_polys=L, pin_memory=False,
+        data_dir=str(root),
+        batch_size=BATCH,
+        num_workers=workers,
+        crop_size=256,
+        val_fraction=0.0,
+        legendre_polys=L,
+        pin_memory=False,
     )
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -80,6 +85,13 @@ def bench_train_loader(benchmark: Any, mode: Mode, layout: tuple[Path, str], wor
 
     benchmark.group = "training data pipeline"
     timed(
-        benchmark, one_pass, Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20}),
-        kind="data", workers=workers, batch_size=BATCH, batches_per_round=n_batches, L=L, data=source,
+        benchmark,
+        one_pass,
+        Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20}),
+        kind="data",
+        workers=workers,
+        batch_size=BATCH,
+        batches_per_round=n_batches,
+        L=L,
+        data=source,
     )

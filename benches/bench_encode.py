@@ -25,7 +25,8 @@ timing does not depend on the weights. CUDA cases run only when a GPU is visible
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

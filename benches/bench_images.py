@@ -16,7 +16,8 @@ is built from its config (no checkpoint needed). CUDA cases run only when a GPU 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from benchkit import Mode, set_threads, timed, usable_cpus
 from conftest import get_mode
 
 pytest.importorskip("timm")
-from satclip.image_encoder import ImageEncoder, ImageEncoderConfig  # noqa: E402
+from satclip.image_encoder import ImageEncoder, ImageEncoderConfig
 
 ARCHITECTURES = ("resnet18", "resnet50", "vit16")
 SIZE = 256
@@ -94,7 +95,9 @@ def _make_call(variant: str, arch: str, n: int, device: str) -> Callable[[], Any
 
 def bench_images(benchmark: Any, mode: Mode, image_case: tuple[str, str, int, str] | None) -> None:
     if image_case is None:
-        pytest.skip("image benchmarks run in the default and full modes (pytest benches/bench_images.py --benchmark-only)")
+        pytest.skip(
+            "image benchmarks run in the default and full modes (pytest benches/bench_images.py --benchmark-only)"
+        )
     variant, arch, n, device = image_case
     threads = min(2, usable_cpus())
     set_threads(threads)

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import gc
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -96,13 +97,23 @@ def bench_fresh_array_peak_memory(benchmark: Any, mode: Mode, threads: int) -> N
 
     benchmark.group = f"memory L={L} N={n}"
     benchmark.extra_info.update(
-        kind="memory", case="fresh", L=L, n=n, threads=threads, dtype="float32", output_bytes=out_bytes,
-        peak_rss_ratio=rss / out_bytes, traced_peak_ratio=traced / out_bytes, mode=mode.name,
+        kind="memory",
+        case="fresh",
+        L=L,
+        n=n,
+        threads=threads,
+        dtype="float32",
+        output_bytes=out_bytes,
+        peak_rss_ratio=rss / out_bytes,
+        traced_peak_ratio=traced / out_bytes,
+        mode=mode.name,
     )
     # A few timed calls, so the JSON has the time of a fresh 1e6 x L=40 array too.
     benchmark.pedantic(lambda: satclip.spherical_harmonics(lonlat, L), rounds=3, iterations=1)
 
-    assert rss >= 0.9 * out_bytes, f"resident growth {rss / 2**20:.0f} MiB < output {out_bytes / 2**20:.0f} MiB: measurement broken?"
+    assert rss >= 0.9 * out_bytes, (
+        f"resident growth {rss / 2**20:.0f} MiB < output {out_bytes / 2**20:.0f} MiB: measurement broken?"
+    )
     assert rss <= FRESH_LIMIT * out_bytes, (
         f"peak resident growth {rss / out_bytes:.3f}x the output size (limit {FRESH_LIMIT}x): "
         "spherical_harmonics allocates more than its output"
@@ -133,8 +144,15 @@ def bench_out_tensor_no_copy(benchmark: Any, mode: Mode, threads: int) -> None:
 
     benchmark.group = f"memory L={L} N={n}"
     benchmark.extra_info.update(
-        kind="memory", case="out_tensor", L=L, n=n, threads=threads, dtype="float32", output_bytes=out_bytes,
-        peak_rss_ratio=rss / out_bytes, mode=mode.name,
+        kind="memory",
+        case="out_tensor",
+        L=L,
+        n=n,
+        threads=threads,
+        dtype="float32",
+        output_bytes=out_bytes,
+        peak_rss_ratio=rss / out_bytes,
+        mode=mode.name,
     )
     benchmark.pedantic(lambda: satclip.spherical_harmonics(lonlat, L, out=view), rounds=3, iterations=1)
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from benchkit import sample_lonlat, set_threads, timed
 from conftest import get_mode
 
@@ -35,8 +36,9 @@ PARTITIONS = 8
 
 
 def _one_thread() -> None:
-    import satclip
     import torch
+
+    import satclip
 
     satclip.set_num_threads(1)
     torch.set_num_threads(1)

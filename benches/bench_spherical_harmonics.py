@@ -15,7 +15,8 @@ Implementations (``impl`` in extra_info):
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -96,9 +97,9 @@ def sample_lonlat(n: int, dtype: type = np.float64) -> tuple[np.ndarray, str]:
 
 def set_threads(n: int) -> None:
     """One thread count for every library timed: satclip (rayon), torch, sphericart (OpenMP)."""
-    import satclip
     import torch
 
+    import satclip
     from sh_baselines import set_sphericart_threads
 
     satclip.set_num_threads(n)

@@ -27,10 +27,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
+import satclip  # noqa: E402
 from conftest import released_checkpoint_dict  # noqa: E402
 from original_reference import degree_sources, original_features, original_siren_forward  # noqa: E402
-
-import satclip  # noqa: E402
 
 BANDS = [(0, 30), (30, 50), (50, 60), (60, 70), (70, 80), (80, 90)]
 

@@ -43,8 +43,9 @@ def _cpu_model() -> str:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict[str, Any]) -> None:
     """Records what the ratios depend on next to them in the JSON."""
     import numpy
-    import satclip
     import torch
+
+    import satclip
 
     machine_info["cpu_model"] = _cpu_model()
     machine_info["usable_cpus"] = usable_cpus()
@@ -54,8 +55,9 @@ def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: di
     machine_info["numpy_version"] = numpy.__version__
     machine_info["bench_mode"] = get_mode(config).name
     try:
-        import sphericart  # noqa: F401
         from importlib.metadata import version
+
+        import sphericart  # noqa: F401
 
         machine_info["sphericart_version"] = version("sphericart")
     except Exception:  # not installed: the sphericart cases skip

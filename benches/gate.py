@@ -154,7 +154,11 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
         rust = m.get("rust_out")
         if not rust:
             continue
-        for impl, kind in (("torch_vectorised", "vs_torch"), ("sphericart", "vs_sphericart"), ("torch_per_lm", "vs_per_lm")):
+        for impl, kind in (
+            ("torch_vectorised", "vs_torch"),
+            ("sphericart", "vs_sphericart"),
+            ("torch_per_lm", "vs_per_lm"),
+        ):
             if impl in m:
                 ratios.append(Ratio(kind, label, m[impl] / rust, threads))
         if "rust_fresh" in m:
@@ -194,7 +198,11 @@ def combine_runs(runs: list[tuple[list[Ratio], dict[tuple, float]]]) -> tuple[li
     combined = []
     for rs in by_key.values():
         values = sorted(r.value for r in rs)
-        mid = values[len(values) // 2] if len(values) % 2 else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
+        mid = (
+            values[len(values) // 2]
+            if len(values) % 2
+            else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
+        )
         combined.append(Ratio(rs[0].kind, rs[0].case, mid, rs[0].threads, rs[0].higher_is_better))
     medians: dict[tuple, float] = {}
     for key in {k for _, m in runs for k in m}:
@@ -247,19 +255,25 @@ def other_markdown(benchmarks: list[dict[str, Any]]) -> str:
     out: list[str] = []
     mem = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "memory"]
     if mem:
-        out += ["| memory check | N x L*L (float32) | threads | peak resident growth / output size | median time |",
-                "|---|---|---|---|---|"]
+        out += [
+            "| memory check | N x L*L (float32) | threads | peak resident growth / output size | median time |",
+            "|---|---|---|---|---|",
+        ]
         for b in mem:
             i = b["extra_info"]
-            out.append(f"| {i['case']} | {i['n']:,} x {i['L'] ** 2} | {i['threads']} | {i['peak_rss_ratio']:.3f} "
-                       f"| {fmt_time(b['stats']['median'])} |")
+            out.append(
+                f"| {i['case']} | {i['n']:,} x {i['L'] ** 2} | {i['threads']} | {i['peak_rss_ratio']:.3f} "
+                f"| {fmt_time(b['stats']['median'])} |"
+            )
     data = [b for b in benchmarks if b.get("extra_info", {}).get("kind") == "data"]
     if data:
         out += ["", "| data pipeline | workers | batch | batches/s | data |", "|---|---|---|---|---|"]
         for b in data:
             i = b["extra_info"]
-            out.append(f"| S2DataModule train loader, L={i['L']} | {i['workers']} | {i['batch_size']} "
-                       f"| {i['batches_per_round'] / b['stats']['median']:.2f} | {i['data']} |")
+            out.append(
+                f"| S2DataModule train loader, L={i['L']} | {i['workers']} | {i['batch_size']} "
+                f"| {i['batches_per_round'] / b['stats']['median']:.2f} | {i['data']} |"
+            )
     return "\n".join(out)
 
 
@@ -301,7 +315,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
     return {"ratios": {}}
 
 
-def write_baseline(path: Path, baseline: dict[str, Any], cpu: str, mode: str, ratios: list[Ratio], machine: dict[str, Any]) -> None:
+def write_baseline(
+    path: Path, baseline: dict[str, Any], cpu: str, mode: str, ratios: list[Ratio], machine: dict[str, Any]
+) -> None:
     section = baseline.setdefault("ratios", {}).setdefault(cpu, {})
     section[mode] = {
         "machine": f"{machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs, kernel {machine.get('satclip_simd', '?')}",
@@ -346,16 +362,26 @@ def main(argv: list[str] | None = None) -> int:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="small N, few rounds (CI)")
     size.add_argument("--full", action="store_true", help="adds N = 1e6 (slow)")
-    parser.add_argument("--margin", type=float, default=0.25, help="allowed drop of a ratio below baseline (default 0.25)")
+    parser.add_argument(
+        "--margin", type=float, default=0.25, help="allowed drop of a ratio below baseline (default 0.25)"
+    )
     parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
     parser.add_argument("--update-baseline", action="store_true", help="rewrite this CPU class/mode's baseline")
     parser.add_argument("--json", type=Path, default=None, help="where to keep pytest-benchmark's JSON")
     parser.add_argument("--from-json", type=Path, default=None, help="skip running: evaluate an existing JSON")
-    parser.add_argument("--runs", type=int, default=1,
-                        help="run the suite this many times and use each ratio's median over the runs "
-                             "(use 3 with --update-baseline, so one noisy run cannot set the bar)")
-    parser.add_argument("--save-results", type=Path, default=None,
-                        help="also write a compact copy of the results (stats without per-round data) here")
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=1,
+        help="run the suite this many times and use each ratio's median over the runs "
+        "(use 3 with --update-baseline, so one noisy run cannot set the bar)",
+    )
+    parser.add_argument(
+        "--save-results",
+        type=Path,
+        default=None,
+        help="also write a compact copy of the results (stats without per-round data) here",
+    )
     parser.add_argument("--verbose", action="store_true", help="show pytest's output")
     parser.add_argument("pytest_args", nargs="*", help="extra arguments for pytest (after --)")
     args = parser.parse_args(argv)
@@ -388,8 +414,10 @@ def main(argv: list[str] | None = None) -> int:
     # Baselines are keyed by the level the kernel ran: the CPU's best, or the one SATCLIP_SIMD
     # asked for (that is how the avx2 and baseline rows are recorded on an AVX-512 machine).
     cpu = kernel if lowered else supported
-    print(f"\n## Benchmarks ({mode}): {machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs; "
-          f"CPU supports {supported}, kernel dispatched {kernel}\n")
+    print(
+        f"\n## Benchmarks ({mode}): {machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs; "
+        f"CPU supports {supported}, kernel dispatched {kernel}\n"
+    )
     sh_table = sh_markdown(medians)
     if sh_table:
         print(sh_table)
@@ -425,8 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = baseline.get("ratios", {}).get(cpu, {}).get(mode, {}).get("gated")
     if reference is None:
         # A gate that passes because it compared nothing would hide every regression on this CPU.
-        failures.append(f"no baseline for CPU class '{cpu}', mode '{mode}' in {args.baseline}: nothing was "
-                        "compared; record one on a quiet machine with --update-baseline --runs 3")
+        failures.append(
+            f"no baseline for CPU class '{cpu}', mode '{mode}' in {args.baseline}: nothing was "
+            "compared; record one on a quiet machine with --update-baseline --runs 3"
+        )
     else:
         table, ok = compare(ratios, reference, args.margin)
         print(f"\n### Gated ratios against {args.baseline.name} (fail below baseline x {1 - args.margin:.2f})\n")

@@ -24,9 +24,9 @@ from __future__ import annotations
 
 import ctypes
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -278,4 +278,3 @@ def check_against_satclip(name: str, L: int, dtype_name: str) -> None:
         tol = 1e-9 * max(1.0, float(np.abs(expected).max()))
     err = float(np.abs(got - expected).max())
     assert err <= tol, f"{name} (L={L}, {dtype_name}) disagrees with satclip: max |diff| = {err:.3g} > {tol:.3g}"
-

@@ -72,7 +72,7 @@ def main() -> None:
     seconds = time.perf_counter() - start
     print(f"model: {label}   SH core: {satclip.simd_level()}, {satclip.get_num_threads()} threads")
     print(f"encoded {what}: embeddings {emb.shape} {emb.dtype} in {seconds * 1e3:.1f} ms")
-    for name, row in zip(CITIES if len(pts) == len(CITIES) else [f"row {i}" for i in range(3)], emb[:3]):
+    for name, row in zip(CITIES if len(pts) == len(CITIES) else [f"row {i}" for i in range(3)], emb[:3], strict=False):
         print(f"  {name:>12}: [{', '.join(f'{v:+.4f}' for v in row[:5])}, ...]")
 
 

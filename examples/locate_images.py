@@ -33,7 +33,10 @@ from satclip.errors import CheckpointError
 from satclip.georef import great_circle_km, image_center
 
 #: ../shared/data/example-s2 next to the repository ($SATCLIP_SHARED_DATA overrides ../shared/data).
-EXAMPLES = Path(os.environ.get("SATCLIP_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data") / "example-s2"
+EXAMPLES = (
+    Path(os.environ.get("SATCLIP_SHARED_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    / "example-s2"
+)
 
 
 def stand_in_model() -> tuple[satclip.ImageEncoder, satclip.LocationEncoder]:
@@ -50,7 +53,9 @@ def main() -> int:
     parser.add_argument("tifs", nargs="*", type=Path, help=f"GeoTIFF patches (default: {EXAMPLES}/*.tif)")
     parser.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path")
     parser.add_argument("--top-k", type=int, default=5)
-    parser.add_argument("--map", type=Path, help="draw the first patch's similarity map to this file (needs matplotlib)")
+    parser.add_argument(
+        "--map", type=Path, help="draw the first patch's similarity map to this file (needs matplotlib)"
+    )
     args = parser.parse_args()
 
     tifs = args.tifs
@@ -65,18 +70,23 @@ def main() -> int:
         used = f"checkpoint {args.model}"
     except CheckpointError as err:
         print(f"could not load {args.model} ({err}).", file=sys.stderr)
-        print("Using RANDOMLY INITIALISED encoders of the ResNet50-L40 architecture instead: the guesses below "
-              "show the pipeline runs; their distances mean nothing.", file=sys.stderr)
+        print(
+            "Using RANDOMLY INITIALISED encoders of the ResNet50-L40 architecture instead: the guesses below "
+            "show the pipeline runs; their distances mean nothing.",
+            file=sys.stderr,
+        )
         model, used = stand_in_model(), "random stand-in weights (no released checkpoint available)"
 
     t0 = time.perf_counter()
     result = satclip.locate(tifs, model, top_k=args.top_k)  # type: ignore[arg-type]
     elapsed = time.perf_counter() - t0
-    print(f"model: {used}; {len(tifs)} images ranked against {result.candidates.shape[0]:,} candidates in {elapsed:.1f} s")
+    print(
+        f"model: {used}; {len(tifs)} images ranked against {result.candidates.shape[0]:,} candidates in {elapsed:.1f} s"
+    )
     for i, tif in enumerate(tifs):
         truth = image_center(tif)
         print(f"\n{tif.name}: true centre " + (f"lon {truth.lon:.3f}, lat {truth.lat:.3f}" if truth else "unknown"))
-        for rank, ((lon, lat), score) in enumerate(zip(result.lonlat[i], result.scores[i]), 1):
+        for rank, ((lon, lat), score) in enumerate(zip(result.lonlat[i], result.scores[i], strict=False), 1):
             dist = f"{float(great_circle_km(truth.lon, truth.lat, lon, lat)):8.0f} km" if truth else ""
             print(f"  {rank}. lon {lon:8.3f}, lat {lat:7.3f}   cosine {score:.4f}   {dist}")
 
@@ -86,7 +96,9 @@ def main() -> int:
         smap = satclip.similarity_map(tifs[0], model, resolution=1.0)  # type: ignore[arg-type]
         truth = image_center(tifs[0])
         fig = satclip.plot_similarity_map(
-            smap, true_location=(truth.lon, truth.lat) if truth else None, guesses=result.lonlat[0],
+            smap,
+            true_location=(truth.lon, truth.lat) if truth else None,
+            guesses=result.lonlat[0],
             title=f"{tifs[0].name}: {used}",
         )
         fig.savefig(args.map, dpi=120)

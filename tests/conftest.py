@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from original_reference import released_init_state_dict  # noqa: E402
+from original_reference import released_init_state_dict
 
 
 def released_hyper_parameters(legendre_polys: int = 10, **overrides: Any) -> dict[str, Any]:
@@ -107,13 +107,15 @@ def released_checkpoint_dict(
     gen = torch.Generator().manual_seed(seed + 1)
     state_dict: dict[str, torch.Tensor] = {"model.logit_scale": torch.tensor(2.6592, dtype=torch.float64)}
     if vision is None:
-        state_dict.update({
-            "model.visual.conv1.weight": torch.randn(8, 13, 3, 3, generator=gen),
-            "model.visual.bn1.weight": torch.ones(8),
-            "model.visual.bn1.running_mean": torch.zeros(8),
-            "model.visual.bn1.num_batches_tracked": torch.tensor(1234),
-            "model.visual.fc.weight": torch.randn(embed_dim, 8, generator=gen),
-        })
+        state_dict.update(
+            {
+                "model.visual.conv1.weight": torch.randn(8, 13, 3, 3, generator=gen),
+                "model.visual.bn1.weight": torch.ones(8),
+                "model.visual.bn1.running_mean": torch.zeros(8),
+                "model.visual.bn1.num_batches_tracked": torch.tensor(1234),
+                "model.visual.fc.weight": torch.randn(embed_dim, 8, generator=gen),
+            }
+        )
     else:
         visual = released_visual_state_dict(vision, seed=seed, embed_dim=embed_dim)
         state_dict.update({f"model.visual.{k}": v for k, v in visual.items()})
@@ -139,7 +141,7 @@ def released_checkpoint_dict(
 def location_state_dict(checkpoint: dict[str, Any]) -> dict[str, torch.Tensor]:
     """The location weights of a checkpoint dict, keyed ``nnet.*``."""
     prefix = "model.location."
-    return {k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
 
 
 CheckpointFactory = Callable[..., Path]
@@ -213,7 +215,9 @@ def write_s2_geotiff(
             (33922, "d", 6, (0.0, 0.0, 0.0, origin[0], origin[1], 0.0), True),  # ModelTiepoint
             (34735, "H", len(geokeys), tuple(geokeys), True),  # GeoKeyDirectory
         ]
-    tifffile.imwrite(path, data, photometric="minisblack", planarconfig="contig", compression="lzw", extratags=extratags)
+    tifffile.imwrite(
+        path, data, photometric="minisblack", planarconfig="contig", compression="lzw", extratags=extratags
+    )
     return path
 
 

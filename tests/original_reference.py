@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from functools import lru_cache
+from collections.abc import Callable, Mapping
+from functools import cache
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -46,7 +45,7 @@ def ylm_expression(l: int, m: int):  # -> sympy.Expr
     return (-1) ** m * sqrt(2) * normalised * trig
 
 
-@lru_cache(maxsize=None)
+@cache
 def _degree_sources_in_memory(l: int) -> tuple[str, ...]:
     return tuple(str(ylm_expression(l, m).evalf()) for m in range(-l, l + 1))
 
@@ -70,7 +69,7 @@ def degree_sources(l: int, cache_dir: Path | None = None) -> tuple[str, ...]:
     return sources
 
 
-@lru_cache(maxsize=None)
+@cache
 def _compile(source: str) -> SHFunction:
     # The original module imports only cos and sin from torch; anything else in an
     # expression (sqrt, pi, Abs) would fail there too, so it must fail here.

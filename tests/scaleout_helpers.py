@@ -31,5 +31,3 @@ def as_matrix(column: pd.Series) -> np.ndarray:
     """(N, D) from an Arrow fixed-size-list column."""
     array = pa.array(column)
     return array.flatten().to_numpy().reshape(len(array), array.type.list_size)
-
-

@@ -11,7 +11,7 @@ the chart derivative there means.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from math import factorial
 
 import mpmath
@@ -20,7 +20,7 @@ import numpy as np
 from sh_reference import _legendre_coefficients
 
 
-@lru_cache(maxsize=None)
+@cache
 def _terms(l: int, m: int, basis: str, dps: int) -> tuple[mpmath.mpf, tuple[tuple[mpmath.mpf, int], ...]]:
     """The (l, m) feature's constant factor and its polynomial's (coefficient, power) pairs."""
     with mpmath.workdps(dps):
@@ -67,5 +67,5 @@ def reference_gradients(lonlat: np.ndarray, L: int, basis: str = "satclip") -> n
             for c, (dlon, dlat) in enumerate(((h, 0), (0, h))):
                 plus = _features(lon_m + dlon, lat_m + dlat, L, basis)
                 minus = _features(lon_m - dlon, lat_m - dlat, L, basis)
-                out[row, :, c] = [float((p - q) / (2 * h)) for p, q in zip(plus, minus)]
+                out[row, :, c] = [float((p - q) / (2 * h)) for p, q in zip(plus, minus, strict=False)]
     return out

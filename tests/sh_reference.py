@@ -12,14 +12,14 @@ converted to mpmath exactly, so the result is the exact value at the given binar
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from math import comb, factorial
 
 import mpmath
 import numpy as np
 
 
-@lru_cache(maxsize=None)
+@cache
 def _legendre_coefficients(l: int, m: int) -> tuple[tuple[int, int], ...]:
     """(integer coefficient, power of x) pairs of d^m/dx^m [2^l P_l(x)]."""
     terms = []

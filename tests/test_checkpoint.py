@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
 
 import satclip
+from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
 from satclip.checkpoint import MODELS, load, save
 from satclip.errors import CheckpointError, DTypeError
 from satclip.nn import LocationEncoder
@@ -85,7 +85,9 @@ def test_alias_alone_is_enough(make_checkpoint: CheckpointFactory) -> None:
     path = make_checkpoint(edit=drop_location, seed=3)
     reference = released_checkpoint_dict(10, seed=3)
     model = load(path)
-    assert torch.equal(model.state_dict()["nnet.last_layer.bias"], reference["state_dict"]["model.nnet.last_layer.bias"])
+    assert torch.equal(
+        model.state_dict()["nnet.last_layer.bias"], reference["state_dict"]["model.nnet.last_layer.bias"]
+    )
 
 
 def test_load_dtype_and_device(released_l10: tuple[Path, dict[str, Any]]) -> None:
@@ -124,9 +126,15 @@ def test_round_trip_through_safetensors(released_l10: tuple[Path, dict[str, Any]
 
 
 def test_safetensors_round_trip_keeps_architecture(make_checkpoint: CheckpointFactory, tmp_path: Path) -> None:
-    path = make_checkpoint(4, embed_dim=16, capacity=32, num_hidden_layers=3, hparams=None, seed=5, edit=_set_hparams(
-        legendre_polys=4, embed_dim=16, capacity=32, num_hidden_layers=3
-    ))
+    path = make_checkpoint(
+        4,
+        embed_dim=16,
+        capacity=32,
+        num_hidden_layers=3,
+        hparams=None,
+        seed=5,
+        edit=_set_hparams(legendre_polys=4, embed_dim=16, capacity=32, num_hidden_layers=3),
+    )
     model = load(path)
     reloaded = load(save(model, tmp_path / "small.safetensors"))
     assert reloaded.posenc.L == 4 and reloaded.embed_dim == 16
@@ -213,11 +221,20 @@ def _replace_tensor(name: str, value: torch.Tensor):
         (_set_hparams(legendre_polys=0), "legendre_polys"),
         (_set_hparams(num_hidden_layers="two"), "num_hidden_layers"),
         (_drop_tensor("layers.1.bias"), r"model\.location\.nnet\.layers\.1\.bias is missing"),
-        (_replace_tensor("layers.0.weight", torch.zeros(256, 99, dtype=torch.float64)), r"layers\.0\.weight has shape \(256, 99\), expected \(256, 100\)"),
-        (_replace_tensor("last_layer.bias", torch.zeros(128, dtype=torch.float64)), r"last_layer\.bias has shape \(128,\)"),
+        (
+            _replace_tensor("layers.0.weight", torch.zeros(256, 99, dtype=torch.float64)),
+            r"layers\.0\.weight has shape \(256, 99\), expected \(256, 100\)",
+        ),
+        (
+            _replace_tensor("last_layer.bias", torch.zeros(128, dtype=torch.float64)),
+            r"last_layer\.bias has shape \(128,\)",
+        ),
         (_replace_tensor("layers.1.bias", torch.full((256,), float("nan"), dtype=torch.float64)), "NaN"),
         (_replace_tensor("layers.1.bias", torch.zeros(256, dtype=torch.int64)), "floating point"),
-        (_replace_tensor("layers.2.weight", torch.zeros(256, 256, dtype=torch.float64)), r"unexpected tensor .*layers\.2\.weight"),
+        (
+            _replace_tensor("layers.2.weight", torch.zeros(256, 256, dtype=torch.float64)),
+            r"unexpected tensor .*layers\.2\.weight",
+        ),
         (lambda ck: ck.pop("hyper_parameters"), "no 'hyper_parameters'"),
         (lambda ck: ck.pop("state_dict"), "no 'state_dict'"),
         (lambda ck: ck["state_dict"].clear(), "no location-encoder weights"),
@@ -374,7 +391,9 @@ def test_hub_offline_in_a_fresh_process(hub_cache: Path) -> None:
     assert result.stdout.split() == ["40", "256"]
 
 
-def test_hub_file_urls(tmp_path: Path, released_l10: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hub_file_urls(
+    tmp_path: Path, released_l10: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
     converted = save(load(released_l10[0]), tmp_path / "model.safetensors")
     cache = tmp_path / "hf-cache"
     _fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)

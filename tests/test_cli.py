@@ -53,7 +53,9 @@ def lonlat_of(frame: pd.DataFrame) -> np.ndarray:
     return frame[["Longitude", "Latitude"]].to_numpy()
 
 
-def test_csv_to_parquet_list_column(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_csv_to_parquet_list_column(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, dst = tmp_path / "points.csv", tmp_path / "emb.parquet"
     points.to_csv(src, index=False)
     code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
@@ -67,12 +69,29 @@ def test_csv_to_parquet_list_column(tmp_path: Path, ckpt: str, points: pd.DataFr
     np.testing.assert_array_equal(embeddings, encode(lonlat_of(points), ckpt, device="cpu"))
 
 
-def test_parquet_to_wide_parquet_float64(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_parquet_to_wide_parquet_float64(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, dst = tmp_path / "points.parquet", tmp_path / "wide.parquet"
     points.rename(columns={"Longitude": "x_deg", "Latitude": "y_deg"}).to_parquet(src)
     code, _, err = run(
-        capsys, "encode", str(src), "-o", str(dst), "--model", ckpt,
-        "--format", "wide", "--lon-col", "x_deg", "--lat-col", "y_deg", "--dtype", "float64", "--batch-size", "4",
+        capsys,
+        "encode",
+        str(src),
+        "-o",
+        str(dst),
+        "--model",
+        ckpt,
+        "--format",
+        "wide",
+        "--lon-col",
+        "x_deg",
+        "--lat-col",
+        "y_deg",
+        "--dtype",
+        "float64",
+        "--batch-size",
+        "4",
     )
     assert code == 0, err
     frame = pd.read_parquet(dst)
@@ -82,7 +101,9 @@ def test_parquet_to_wide_parquet_float64(tmp_path: Path, ckpt: str, points: pd.D
     np.testing.assert_allclose(frame.iloc[:, 4:].to_numpy(), expected, rtol=0, atol=1e-13)
 
 
-def test_npy_to_npy_and_npy_to_parquet(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_npy_to_npy_and_npy_to_parquet(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     src = tmp_path / "points.npy"
     np.save(src, lonlat_of(points))
     code, _, err = run(capsys, "encode", str(src), "-o", str(tmp_path / "emb.npy"), "--model", ckpt)
@@ -97,11 +118,13 @@ def test_npy_to_npy_and_npy_to_parquet(tmp_path: Path, ckpt: str, points: pd.Dat
     np.testing.assert_array_equal(table.column("lon").to_numpy(), points["Longitude"].to_numpy())
 
 
-def test_refuses_to_overwrite(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_refuses_to_overwrite(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     src, dst = tmp_path / "points.csv", tmp_path / "emb.npy"
     points.to_csv(src, index=False)
     dst.write_bytes(b"the user's own file")
-    code, out, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
+    code, _out, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
     assert code == 2
     assert err.count("\n") == 1 and "already exists" in err and "--overwrite" in err and "Traceback" not in err
     assert dst.read_bytes() == b"the user's own file"
@@ -112,7 +135,9 @@ def test_refuses_to_overwrite(tmp_path: Path, ckpt: str, points: pd.DataFrame, c
     assert np.load(dst).shape == (len(points), 256)
 
 
-def test_bad_coordinates_fail_cleanly(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_coordinates_fail_cleanly(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     points.loc[7, "Latitude"] = 123.0
     src, dst = tmp_path / "points.csv", tmp_path / "emb.parquet"
     points.to_csv(src, index=False)
@@ -131,13 +156,23 @@ def test_bad_coordinates_fail_cleanly(tmp_path: Path, ckpt: str, points: pd.Data
         (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--lon-col", "nope"], 1, "no longitude column 'nope'"),
         (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--batch-size", "0"], 2, "--batch-size must be positive"),
         (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--model", "resnet77-l10"], 1, "unknown model"),
-        (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--model", "{dir}/absent.ckpt"], 1, "no such checkpoint file"),
+        (
+            ["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--model", "{dir}/absent.ckpt"],
+            1,
+            "no such checkpoint file",
+        ),
         (["encode", "{dir}/empty.csv", "-o", "{dir}/o.npy"], 1, "empty"),
         (["encode", "{dir}/pickled.npy", "-o", "{dir}/o.npy"], 1, "not a plain numeric .npy"),
     ],
 )
 def test_user_errors_are_one_line(
-    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str], argv: list[str], code: int, message: str
+    tmp_path: Path,
+    ckpt: str,
+    points: pd.DataFrame,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    code: int,
+    message: str,
 ) -> None:
     points.to_csv(tmp_path / "points.csv", index=False)
     (tmp_path / "points.txt").write_text("1 2\n")
@@ -159,7 +194,9 @@ def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
         assert name in out and entry.repo_id in out and entry.filename in out
 
 
-def test_convert_then_encode(tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]) -> None:
+def test_convert_then_encode(
+    tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "model.safetensors"
     code, _, err = run(capsys, "convert", ckpt, "-o", str(out))
     assert code == 0, err
@@ -174,7 +211,9 @@ def test_console_entry_point(tmp_path: Path, ckpt: str) -> None:
     np.save(src, np.array([[8.55, 47.37], [-122.4, 37.8]]))
     result = subprocess.run(
         [sys.executable, "-m", "satclip.cli", "encode", str(src), "-o", str(tmp_path / "e.npy"), "--model", ckpt],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert np.load(tmp_path / "e.npy").shape == (2, 256)

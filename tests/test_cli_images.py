@@ -10,10 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import satclip
+from conftest import write_s2_geotiff
 from satclip.cli import main
 from satclip.georef import great_circle_km, image_center
-
-from conftest import write_s2_geotiff
 
 pytest.importorskip("timm")
 
@@ -27,8 +26,12 @@ def model(released_with_visual) -> str:
 def tifs(tmp_path: Path) -> list[Path]:
     rng = np.random.default_rng(9)
     return [
-        write_s2_geotiff(tmp_path / f"patch_{i}.tif", rng.integers(0, 6000, (12, 40, 40)).astype(np.uint16),
-                         epsg=32600 + 10 * (i + 1), origin=(450_000.0 + 1000 * i, 4_000_000.0))
+        write_s2_geotiff(
+            tmp_path / f"patch_{i}.tif",
+            rng.integers(0, 6000, (12, 40, 40)).astype(np.uint16),
+            epsg=32600 + 10 * (i + 1),
+            origin=(450_000.0 + 1000 * i, 4_000_000.0),
+        )
         for i in range(3)
     ]
 
@@ -71,7 +74,7 @@ def test_locate_prints_guesses_and_distances(tmp_path, model, tifs, capsys):
         c = image_center(tif)
         assert f"true centre {c.lon:.4f}, {c.lat:.4f}" in out
         for rank in range(3):
-            _, lon, lat, score, dist = rows[3 * i + rank]
+            _, lon, _lat, score, dist = rows[3 * i + rank]
             assert float(lon) == pytest.approx(res.lonlat[i, rank, 0], abs=1e-4)
             assert float(score) == pytest.approx(res.scores[i, rank], abs=1e-4)
             assert float(dist) == pytest.approx(great_circle_km(c.lon, c.lat, *res.lonlat[i, rank]), abs=0.06)
@@ -80,7 +83,9 @@ def test_locate_prints_guesses_and_distances(tmp_path, model, tifs, capsys):
 def test_locate_draws_a_map(tmp_path, model, tifs, capsys):
     pytest.importorskip("matplotlib")
     png = tmp_path / "map.png"
-    assert main(["locate", str(tifs[0]), "--model", model, "--map", str(png), "--resolution", "10", "--top-k", "1"]) == 0
+    assert (
+        main(["locate", str(tifs[0]), "--model", model, "--map", str(png), "--resolution", "10", "--top-k", "1"]) == 0
+    )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(SystemExit) as exit_info:  # one map, one image
         main(["locate", str(tifs[0]), str(tifs[1]), "--model", model, "--map", str(tmp_path / "m2.png")])

@@ -94,8 +94,9 @@ def test_cluster_embeddings_equal_one_process_and_model_loads_once_per_worker(cl
     assert sorted(loads.values()) in ([1, 1], [0, 1]), loads
 
     wide = client.compute(
-        satclip.dask.encode(ddf, model=ckpt, lon="Longitude", lat="Latitude", layout="wide",
-                            keep_columns=False, dtype="float64")
+        satclip.dask.encode(
+            ddf, model=ckpt, lon="Longitude", lat="Latitude", layout="wide", keep_columns=False, dtype="float64"
+        )
     ).result()
     assert list(wide.columns) == [f"emb_{i}" for i in range(EMBED_DIM)] and (wide.dtypes == np.float64).all()
     expected64 = satclip.encode(frame[["Longitude", "Latitude"]].to_numpy(), ckpt, dtype="float64")
@@ -131,8 +132,12 @@ def test_non_point_geometry_and_bad_coordinates_are_reported_by_row(client, make
     from shapely.geometry import Point, box
 
     ckpt = tiny_checkpoint(make_checkpoint, 4, seed=1)
-    gdf = gpd.GeoDataFrame({"k": [1, 2, 3, 4]}, geometry=[Point(0, 0), Point(1, 1), box(0, 0, 1, 1), Point(2, 2)],
-                           index=[10, 11, 12, 13], crs=4326)
+    gdf = gpd.GeoDataFrame(
+        {"k": [1, 2, 3, 4]},
+        geometry=[Point(0, 0), Point(1, 1), box(0, 0, 1, 1), Point(2, 2)],
+        index=[10, 11, 12, 13],
+        crs=4326,
+    )
     with pytest.raises(ShapeError, match=r"row 12 holds a Polygon"):
         client.compute(satclip.dask.encode(dgpd.from_geopandas(gdf, npartitions=2), model=ckpt)).result()
 

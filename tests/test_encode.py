@@ -9,15 +9,15 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import CheckpointFactory, location_state_dict
-from original_reference import original_embeddings, original_features, original_siren_forward
-from sh_reference import reference_features
 
 import satclip
 import satclip.encoding as encode_module
+from conftest import CheckpointFactory, location_state_dict
+from original_reference import original_embeddings, original_features, original_siren_forward
 from satclip.checkpoint import load
 from satclip.encoding import clear_model_cache, encode
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
+from sh_reference import reference_features
 
 #: Within this many degrees of a pole the original's sin(theta) = sqrt(1 - cos(theta)^2)
 #: loses digits (measured: its features are off by up to 2e-8 at 1e-6 deg, 1.2e-10 at 1e-4 deg).
@@ -86,7 +86,10 @@ def test_near_the_poles_satclip_is_the_one_that_is_right(released_l10: tuple[Pat
     path, checkpoint = released_l10
     offsets = np.array([1e-9, 1e-8, 1e-7, 1e-6, 3e-6, 1e-5])
     points = np.concatenate(
-        [np.stack([np.full_like(offsets, 10.0), 90 - offsets], 1), np.stack([np.full_like(offsets, -70.0), offsets - 90], 1)]
+        [
+            np.stack([np.full_like(offsets, 10.0), 90 - offsets], 1),
+            np.stack([np.full_like(offsets, -70.0), offsets - 90], 1),
+        ]
     )
     exact_features = reference_features(points, 10)  # mpmath, sin(theta) computed directly
     original = original_features(torch.from_numpy(points), 10).numpy()
@@ -158,7 +161,9 @@ def test_input_kinds_give_the_same_embeddings(ckpt_l10: Path) -> None:
 def test_integer_input(ckpt_l10: Path) -> None:
     ints = np.array([[8, 47], [-122, 37]])
     np.testing.assert_array_equal(encode(ints, ckpt_l10), encode(ints.astype(np.float64), ckpt_l10))
-    np.testing.assert_array_equal(encode(torch.from_numpy(ints), ckpt_l10).numpy(), encode(ints.astype(float), ckpt_l10))
+    np.testing.assert_array_equal(
+        encode(torch.from_numpy(ints), ckpt_l10).numpy(), encode(ints.astype(float), ckpt_l10)
+    )
 
 
 def test_empty_input(ckpt_l10: Path) -> None:

@@ -17,9 +17,8 @@ import pytest
 import torch
 
 import satclip
-from satclip.errors import CheckpointError, DTypeError, ImageError, ShapeError
-
 from conftest import RELEASED_VISION_TIMM, released_checkpoint_dict, shared_data_dir, write_s2_geotiff
+from satclip.errors import CheckpointError, DTypeError, ImageError, ShapeError
 
 timm = pytest.importorskip("timm")
 
@@ -30,7 +29,7 @@ EXAMPLE_S2 = (shared_data_dir() or Path("/nonexistent")) / "example-s2"
 def reference_model(checkpoint: dict[str, Any], vision: str) -> torch.nn.Module:
     model = timm.create_model(RELEASED_VISION_TIMM[vision], in_chans=13, num_classes=256, pretrained=False)
     prefix = "model.visual."
-    model.load_state_dict({k[len(prefix):]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
+    model.load_state_dict({k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)})
     return model.eval()
 
 
@@ -64,7 +63,9 @@ def test_encode_images_equals_timm_reference(released_with_visual, vision):
     dn = s2_digital_numbers(3, h, w, seed=1)
     got = satclip.encode_images(dn, path, device="cpu", batch_size=2)
     with torch.no_grad():
-        expected = reference_model(checkpoint, vision)(reference_preprocess(dn, 224 if "vit" in vision else None)).numpy()
+        expected = reference_model(checkpoint, vision)(
+            reference_preprocess(dn, 224 if "vit" in vision else None)
+        ).numpy()
     assert got.shape == (3, 256) and got.dtype == np.float32
     # Random BN statistics make these embeddings large (|e| up to ~100 for the ResNet50); float32
     # convolutions of another batch size round differently, so compare on the embeddings' scale.
@@ -116,9 +117,13 @@ def test_vit_centre_crop_is_the_documented_window(released_with_visual):
     dn = s2_digital_numbers(1, 240, 230, seed=3)
     top, left = (240 - 224) // 2, (230 - 224) // 2
     window = dn[:, :, top : top + 224, left : left + 224]
-    assert np.allclose(satclip.encode_images(dn, path, device="cpu"), satclip.encode_images(window, path, device="cpu"), atol=1e-6)
+    assert np.allclose(
+        satclip.encode_images(dn, path, device="cpu"), satclip.encode_images(window, path, device="cpu"), atol=1e-6
+    )
     shifted = dn[:, :, top + 1 : top + 225, left : left + 224]
-    assert not np.allclose(satclip.encode_images(dn, path, device="cpu"), satclip.encode_images(shifted, path, device="cpu"), atol=1e-4)
+    assert not np.allclose(
+        satclip.encode_images(dn, path, device="cpu"), satclip.encode_images(shifted, path, device="cpu"), atol=1e-4
+    )
 
 
 def test_geotiff_paths_equal_arrays(released_with_visual, tmp_path):
@@ -130,7 +135,9 @@ def test_geotiff_paths_equal_arrays(released_with_visual, tmp_path):
     got = satclip.encode_images([files[0], odd, files[1], files[2]], path, device="cpu", batch_size=3)
     arrays = satclip.encode_images(dn, path, device="cpu")
     assert np.allclose(got[[0, 2, 3]], arrays, atol=1e-6)
-    assert np.allclose(got[1], satclip.encode_images(s2_digital_numbers(1, 32, 40, seed=5), path, device="cpu")[0], atol=1e-6)
+    assert np.allclose(
+        got[1], satclip.encode_images(s2_digital_numbers(1, 32, 40, seed=5), path, device="cpu")[0], atol=1e-6
+    )
 
 
 @pytest.mark.skipif(not EXAMPLE_S2.is_dir(), reason="shared S2-100K example patches not present")
@@ -255,7 +262,10 @@ def test_checkpoints_without_usable_visual_weights(make_checkpoint, released_wit
     with pytest.raises(CheckpointError, match="vision_layers=4 is not supported"):
         satclip.load_image_encoder(make_checkpoint(edit=lambda ck: ck["hyper_parameters"].update(vision_layers=4)))
     # The fake few-tensor visual weights of the location-only fixture: a named missing tensor.
-    with pytest.raises(CheckpointError, match=r"tensor\(s\) missing for a resnet50, e.g. model.visual.bn1.bias \(expected shape \(64,\)\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"tensor\(s\) missing for a resnet50, e.g. model.visual.bn1.bias \(expected shape \(64,\)\)",
+    ):
         satclip.load_image_encoder(make_checkpoint())
     _, checkpoint = released_with_visual("moco_resnet18")
 
@@ -267,7 +277,9 @@ def test_checkpoints_without_usable_visual_weights(make_checkpoint, released_wit
         return p
 
     with pytest.raises(CheckpointError, match="layer2.0.conv1.weight has shape"):
-        satclip.load_image_encoder(edited(lambda sd: sd.update({"model.visual.layer2.0.conv1.weight": torch.zeros(3, 3)})))
+        satclip.load_image_encoder(
+            edited(lambda sd: sd.update({"model.visual.layer2.0.conv1.weight": torch.zeros(3, 3)}))
+        )
     bad = checkpoint["state_dict"]["model.visual.layer3.1.bn2.weight"].clone()
     bad[0] = float("nan")
     with pytest.raises(CheckpointError, match="layer3.1.bn2.weight contains NaN"):
@@ -334,7 +346,9 @@ def test_checkpoints_written_by_satclip_train_load(tmp_path, arch):
     crop = 32 if arch == "vit16" else None
     with torch.no_grad():
         expected = module.model.visual(reference_preprocess(dn, crop)).numpy()
-    assert np.abs(satclip.encode_images(dn, path, device="cpu") - expected).max() <= 1e-5 * max(np.abs(expected).max(), 1.0)
+    assert np.abs(satclip.encode_images(dn, path, device="cpu") - expected).max() <= 1e-5 * max(
+        np.abs(expected).max(), 1.0
+    )
 
 
 def test_plain_import_loads_no_image_stack():

@@ -14,10 +14,9 @@ import torch
 
 import satclip
 import satclip.encoding
+from conftest import shared_data_dir, write_s2_geotiff
 from satclip import geolocate as locate_mod
 from satclip.georef import great_circle_km, image_center, utm_to_lonlat
-
-from conftest import shared_data_dir, write_s2_geotiff
 
 pytest.importorskip("timm")
 

@@ -12,7 +12,6 @@ import satclip
 from satclip.errors import CoordinateError, DTypeError, ShapeError
 from satclip.nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 from satclip.torch_harmonics import torch_spherical_harmonics
-
 from sh_reference import EDGE_POINTS, reference_features
 
 

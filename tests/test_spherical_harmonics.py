@@ -16,7 +16,6 @@ from hypothesis.extra.numpy import arrays
 
 import satclip
 from satclip.errors import CoordinateError, DegreeError, DTypeError, SatclipError, ShapeError
-
 from sh_reference import EDGE_POINTS, reference_features
 
 
@@ -166,7 +165,9 @@ def test_threads_and_large_outputs_give_identical_results() -> None:
     np.testing.assert_array_equal(one, two)
     # Small calls run on the calling thread, with ordinary stores.
     for start in (0, 1000, 2990):
-        np.testing.assert_array_equal(one[start : start + 11], satclip.spherical_harmonics(points[start : start + 11], 40))
+        np.testing.assert_array_equal(
+            one[start : start + 11], satclip.spherical_harmonics(points[start : start + 11], 40)
+        )
 
 
 def test_portable_kernel_agrees_with_the_dispatched_one() -> None:

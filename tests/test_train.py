@@ -51,11 +51,17 @@ def make_dataset(root: Path, n: int, size: int = 40, extra_rows: list[tuple[str,
 
 def tiny_args(data_dir: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "fit", "--config", TINY,
-        "--data.data_dir", str(data_dir),
-        "--data.min_file_bytes", "1000",
-        "--trainer.accelerator", "cpu",
-        "--trainer.default_root_dir", str(out),
+        "fit",
+        "--config",
+        TINY,
+        "--data.data_dir",
+        str(data_dir),
+        "--data.min_file_bytes",
+        "1000",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.default_root_dir",
+        str(out),
         *extra,
     ]
 
@@ -129,8 +135,18 @@ def test_training_resumes_from_checkpoint(trained, tmp_path: Path) -> None:
     before = torch.load(ckpt, weights_only=True)
     assert before["global_step"] == STEPS
     resumed_out = tmp_path / "resumed"
-    cli = build_cli(tiny_args(data, resumed_out, "--trainer.max_steps", str(STEPS + 2), "--data.augment", "false",
-                              "--ckpt_path", str(ckpt)))
+    cli = build_cli(
+        tiny_args(
+            data,
+            resumed_out,
+            "--trainer.max_steps",
+            str(STEPS + 2),
+            "--data.augment",
+            "false",
+            "--ckpt_path",
+            str(ckpt),
+        )
+    )
     assert cli.trainer.global_step == STEPS + 2
     after = torch.load(next(resumed_out.glob("lightning_logs/version_*/checkpoints/last.ckpt")), weights_only=True)
     assert after["global_step"] == STEPS + 2 and after["epoch"] > before["epoch"]
@@ -144,8 +160,11 @@ def test_training_resumes_from_checkpoint(trained, tmp_path: Path) -> None:
 def test_float32_location_encoder_checkpoint_loads(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "data", 6, size=32)
     out = tmp_path / "out"
-    cli = build_cli(tiny_args(data, out, "--trainer.max_steps", "2", "--model.location_dtype", "float32",
-                              "--data.val_fraction", "0"))
+    cli = build_cli(
+        tiny_args(
+            data, out, "--trainer.max_steps", "2", "--model.location_dtype", "float32", "--data.val_fraction", "0"
+        )
+    )
     in_memory = cli.model.location_encoder.eval()
     assert next(in_memory.parameters()).dtype == torch.float32
     ckpt = next(out.glob("lightning_logs/version_*/checkpoints/last.ckpt"))
@@ -162,9 +181,24 @@ def test_missing_undersized_and_corrupt_files_are_skipped_and_counted(tmp_path: 
     write_patch(data / "images" / "small.tif", 20, seed=99)  # a valid TIFF smaller than the 32-px crop
     assert (data / "images" / "small.tif").stat().st_size > 1000
     with pytest.warns(SkippedImageWarning) as caught:
-        cli = build_cli(tiny_args(data, tmp_path / "out", "--trainer.max_epochs", "2", "--trainer.max_steps", "-1",
-                                  "--data.val_fraction", "0", "--data.batch_size", "4", "--data.num_workers", "2",
-                                  "--data.worker_timeout", "60"))
+        cli = build_cli(
+            tiny_args(
+                data,
+                tmp_path / "out",
+                "--trainer.max_epochs",
+                "2",
+                "--trainer.max_steps",
+                "-1",
+                "--data.val_fraction",
+                "0",
+                "--data.batch_size",
+                "4",
+                "--data.num_workers",
+                "2",
+                "--data.worker_timeout",
+                "60",
+            )
+        )
     skips = cli.datamodule.skips
     assert skips.missing == ["gone.tif"] and skips.undersized == ["tiny.tif"]
     assert set(skips.unreadable) == {"garbage.tif", "small.tif"}
@@ -197,11 +231,14 @@ def test_bad_configs_fail_before_training(tmp_path: Path, capsys, change: list[s
     assert not list(out.glob("**/*.ckpt"))
 
 
-@pytest.mark.parametrize("index_text, message", [
-    ("lat,lon,url,fn\n", "lists no images"),
-    ("lat,lon,url\n1,2,x\n", "lacks column(s) fn"),
-    ("lat,lon,url,fn\n95,2,x,a.tif\n", "line 2"),
-])
+@pytest.mark.parametrize(
+    "index_text, message",
+    [
+        ("lat,lon,url,fn\n", "lists no images"),
+        ("lat,lon,url\n1,2,x\n", "lacks column(s) fn"),
+        ("lat,lon,url,fn\n95,2,x,a.tif\n", "line 2"),
+    ],
+)
 def test_bad_index_fails_before_training(tmp_path: Path, capsys, index_text: str, message: str) -> None:
     (tmp_path / "data" / "images").mkdir(parents=True)
     (tmp_path / "data" / "index.csv").write_text(index_text)
@@ -215,7 +252,10 @@ class _Points(torch.utils.data.Dataset):
         return 2000
 
     def __getitem__(self, i: int) -> dict:
-        return {"image": torch.zeros(1, 1, 1, dtype=torch.uint16), "point": torch.tensor([i % 360 - 180.0, 0.0], dtype=torch.float64)}
+        return {
+            "image": torch.zeros(1, 1, 1, dtype=torch.uint16),
+            "point": torch.tensor([i % 360 - 180.0, 0.0], dtype=torch.float64),
+        }
 
 
 def test_loader_workers_compute_sh_after_the_parent_used_the_thread_pool() -> None:
@@ -224,8 +264,15 @@ def test_loader_workers_compute_sh_after_the_parent_used_the_thread_pool() -> No
     from satclip.train.datamodule import S2Collate, init_worker
 
     satclip.spherical_harmonics(np.zeros((20000, 2)), 10)  # starts the pool in this process
-    loader = torch.utils.data.DataLoader(_Points(), batch_size=1000, num_workers=1, collate_fn=S2Collate(10),
-                                         worker_init_fn=init_worker, timeout=30, multiprocessing_context="fork")
+    loader = torch.utils.data.DataLoader(
+        _Points(),
+        batch_size=1000,
+        num_workers=1,
+        collate_fn=S2Collate(10),
+        worker_init_fn=init_worker,
+        timeout=30,
+        multiprocessing_context="fork",
+    )
     batches = list(loader)
     expected = satclip.spherical_harmonics(np.stack([b["point"].numpy() for b in batches]).reshape(-1, 2), 10)
     np.testing.assert_allclose(torch.cat([b["sh"] for b in batches]).numpy(), expected, rtol=1e-6, atol=1e-6)
@@ -277,7 +324,21 @@ def test_read_s2_image_inserts_zero_band_at_position_10(tmp_path: Path) -> None:
     tifffile.imwrite(tmp_path / "p.tif", bands, compression="lzw", photometric="minisblack")
     image = read_s2_image(tmp_path / "p.tif")
     assert image.shape == (13, 16, 16) and image.dtype == np.uint16
-    assert [int(image[c, 0, 0]) for c in range(13)] == [100, 200, 300, 400, 500, 600, 700, 800, 900, 1000, 0, 1100, 1200]
+    assert [int(image[c, 0, 0]) for c in range(13)] == [
+        100,
+        200,
+        300,
+        400,
+        500,
+        600,
+        700,
+        800,
+        900,
+        1000,
+        0,
+        1100,
+        1200,
+    ]
     tifffile.imwrite(tmp_path / "rgb.tif", bands[..., :3], photometric="rgb")
     with pytest.raises(ValueError, match="12 bands"):
         read_s2_image(tmp_path / "rgb.tif")
@@ -320,7 +381,9 @@ def test_clip_loss_is_symmetric_cross_entropy() -> None:
     scale = torch.tensor(math.log(1 / 0.07))
     logits = img @ loc.T / 0.07
     labels = torch.arange(5)
-    expected = (torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)) / 2
+    expected = (
+        torch.nn.functional.cross_entropy(logits, labels) + torch.nn.functional.cross_entropy(logits.T, labels)
+    ) / 2
     torch.testing.assert_close(clip_loss(img, loc, scale), expected)
     # Perfectly aligned pairs at a high temperature scale give a loss near zero.
     assert float(clip_loss(img, img, torch.tensor(math.log(100.0)))) < float(expected)
@@ -398,8 +461,14 @@ def test_frozen_backbone_trains_only_the_head_and_keeps_batchnorm_statistics(tmp
     donor = SatCLIPModule(image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, capacity=16)
     weights = tmp_path / "moco.pth"
     torch.save({"state_dict": {f"backbone.{k}": v for k, v in donor.model.visual.state_dict().items()}}, weights)
-    module = SatCLIPModule(image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, capacity=16,
-                           pretrained_weights=str(weights))
+    module = SatCLIPModule(
+        image_encoder="resnet18",
+        embed_dim=8,
+        image_size=32,
+        legendre_polys=3,
+        capacity=16,
+        pretrained_weights=str(weights),
+    )
     visual = module.model.visual
     torch.testing.assert_close(visual.conv1.weight, donor.model.visual.conv1.weight)
     trainable = {n for n, p in visual.named_parameters() if p.requires_grad}
@@ -428,9 +497,13 @@ def test_pretrained_weights_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     weights = tmp_path / "other.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7)}, weights)
     with pytest.raises(satclip.errors.SatclipError, match="missing.*other shapes"):
-        SatCLIPModule(image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, pretrained_weights=str(weights))
+        SatCLIPModule(
+            image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, pretrained_weights=str(weights)
+        )
     with pytest.raises(satclip.errors.SatclipError, match="no such file"):
-        SatCLIPModule(image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, pretrained_weights="nope.pth")
+        SatCLIPModule(
+            image_encoder="resnet18", embed_dim=8, image_size=32, legendre_polys=3, pretrained_weights="nope.pth"
+        )
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

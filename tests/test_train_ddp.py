@@ -82,7 +82,8 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
     (tmp_path / "ddp_recorder.py").write_text(RECORDER)
     # Lists replace lists in a second config: keep tiny.yaml's checkpoint callback as well.
     extra = tmp_path / "ddp.yaml"
-    extra.write_text(textwrap.dedent(f"""
+    extra.write_text(
+        textwrap.dedent(f"""
         trainer:
           callbacks:
             - class_path: lightning.pytorch.callbacks.ModelCheckpoint
@@ -91,22 +92,38 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
             - class_path: ddp_recorder.RecordRank
               init_args:
                 out_dir: {tmp_path}
-    """))
+    """)
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "LOCAL_RANK", "WORLD_SIZE", "MASTER_"))}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(REPO / "python"), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"  # two ranks on a 2-core runner
     command = [
-        sys.executable, "-m", "satclip.train.cli", "fit",
-        "--config", str(TINY), "--config", str(extra),
-        "--data.data_dir", str(data),
-        "--data.min_file_bytes", "1000",
-        "--data.coordinate_jitter", "0",
-        "--trainer.accelerator", "cpu",
-        "--trainer.strategy", "ddp",
-        "--trainer.devices", "2",
-        "--trainer.num_nodes", "1",
-        "--trainer.max_steps", str(STEPS),
-        "--trainer.default_root_dir", str(out),
+        sys.executable,
+        "-m",
+        "satclip.train.cli",
+        "fit",
+        "--config",
+        str(TINY),
+        "--config",
+        str(extra),
+        "--data.data_dir",
+        str(data),
+        "--data.min_file_bytes",
+        "1000",
+        "--data.coordinate_jitter",
+        "0",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+        "--trainer.num_nodes",
+        "1",
+        "--trainer.max_steps",
+        str(STEPS),
+        "--trainer.default_root_dir",
+        str(out),
     ]
     run = subprocess.run(command, check=False, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-4000:]
@@ -127,7 +144,9 @@ def test_ddp_on_two_cpu_processes_splits_the_data_and_checkpoints_on_rank_0(tmp_
         assert len(seen0) == len(seen1) == n_train // 2
         assert not seen0 & seen1, f"epoch {step}: both ranks trained on {seen0 & seen1}"
     # Shuffled per epoch (the sampler is seeded with the epoch).
-    assert {tuple(p) for p in ranks[0]["batches"][0][1].tolist()} != {tuple(p) for p in ranks[0]["batches"][1][1].tolist()}
+    assert {tuple(p) for p in ranks[0]["batches"][0][1].tolist()} != {
+        tuple(p) for p in ranks[0]["batches"][1][1].tolist()
+    }
 
     # DDP averaged the gradients: both replicas ended with the same weights.
     for name, tensor in ranks[0]["location"].items():
@@ -167,4 +186,4 @@ def test_ranks_draw_different_augmentations_from_the_same_seed(tmp_path: Path) -
         dataset = S2Dataset(entries, crop_size=16, train=True, rank=rank)
         torch.manual_seed(0)
         crops[rank] = [dataset[0]["image"] for _ in range(8)]
-    assert any(not torch.equal(a, b) for a, b in zip(crops[0], crops[1]))
+    assert any(not torch.equal(a, b) for a, b in zip(crops[0], crops[1], strict=False))

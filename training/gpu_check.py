@@ -93,30 +93,59 @@ class StepTimer:
         self.images = self.steps = 0
 
 
-def run(config: str, data_dir: Path, mode: str, steps: int, warmup: int, batch_size: int, workers: int,
-        prefetch: int, accelerator: str) -> dict[str, float]:
+def run(
+    config: str,
+    data_dir: Path,
+    mode: str,
+    steps: int,
+    warmup: int,
+    batch_size: int,
+    workers: int,
+    prefetch: int,
+    accelerator: str,
+) -> dict[str, float]:
     from satclip.train.cli import build_cli
     from satclip.train.datamodule import S2Dataset
 
     args = [
-        "--config", str(CONFIGS / f"{config}.yaml"),
-        "--data.data_dir", str(data_dir),
-        "--data.batch_size", str(batch_size),
-        "--data.num_workers", str(workers),
-        "--data.prefetch_factor", str(prefetch),
-        "--data.val_fraction", "0",
-        "--trainer.max_steps", str(steps + warmup),
-        "--trainer.accumulate_grad_batches", "1",
-        "--trainer.accelerator", accelerator, "--trainer.devices", "1",
-        "--trainer.precision", "bf16-mixed" if accelerator == "gpu" else "32-true",
-        "--trainer.benchmark", "true",
-        "--trainer.logger", "false",
-        "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--trainer.callbacks", "null",
-        "--trainer.default_root_dir", str(data_dir.parent / "runs"),
-        "--model.freeze_backbone", "true",  # the released recipe (frozen SSL4EO backbone)
+        "--config",
+        str(CONFIGS / f"{config}.yaml"),
+        "--data.data_dir",
+        str(data_dir),
+        "--data.batch_size",
+        str(batch_size),
+        "--data.num_workers",
+        str(workers),
+        "--data.prefetch_factor",
+        str(prefetch),
+        "--data.val_fraction",
+        "0",
+        "--trainer.max_steps",
+        str(steps + warmup),
+        "--trainer.accumulate_grad_batches",
+        "1",
+        "--trainer.accelerator",
+        accelerator,
+        "--trainer.devices",
+        "1",
+        "--trainer.precision",
+        "bf16-mixed" if accelerator == "gpu" else "32-true",
+        "--trainer.benchmark",
+        "true",
+        "--trainer.logger",
+        "false",
+        "--trainer.enable_checkpointing",
+        "false",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.enable_model_summary",
+        "false",
+        "--trainer.callbacks",
+        "null",
+        "--trainer.default_root_dir",
+        str(data_dir.parent / "runs"),
+        "--model.freeze_backbone",
+        "true",  # the released recipe (frozen SSL4EO backbone)
     ]
     cli = build_cli(args, run=False)
     timer = StepTimer(warmup)
@@ -244,12 +273,15 @@ def main() -> None:
         prefetch = 1
         workers = max(1, min(workers, int(shm / (1.5 * batch_gib))))
     device = torch.cuda.get_device_name() if accelerator == "gpu" else "CPU (dry run)"
-    print(f"device: {device}, torch {torch.__version__}, CPUs {os.cpu_count()}, "
-          f"/dev/shm free {shm:.0f} GiB -> {workers} workers x prefetch {prefetch}", flush=True)
+    print(
+        f"device: {device}, torch {torch.__version__}, CPUs {os.cpu_count()}, "
+        f"/dev/shm free {shm:.0f} GiB -> {workers} workers x prefetch {prefetch}",
+        flush=True,
+    )
 
     steps = {"memory": 60 if opts.quick else 150, "tiff": 15 if opts.quick else 40}
     if opts.steps:
-        steps = dict(zip(("memory", "tiff"), opts.steps))
+        steps = dict(zip(("memory", "tiff"), opts.steps, strict=False))
     warmup = 10 if accelerator == "gpu" else 1
     tmp = Path(tempfile.mkdtemp(prefix="satclip-gpu-check-"))
     try:
@@ -261,21 +293,28 @@ def main() -> None:
             for mode in opts.modes:
                 r = run(config, data_dir, mode, steps[mode], warmup, opts.batch_size, workers, prefetch, accelerator)
                 rows.append((config, mode, r))
-                print(f"  {config:14s} {mode:6s} {r['images_per_s']:8.0f} img/s  step {r['step_ms']:7.1f} ms  "
-                      f"waiting for data {100 * r['wait_share']:5.1f}%  peak {r['peak_gib']:5.1f} GiB  "
-                      f"({r['wall_s']:.0f} s)", flush=True)
+                print(
+                    f"  {config:14s} {mode:6s} {r['images_per_s']:8.0f} img/s  step {r['step_ms']:7.1f} ms  "
+                    f"waiting for data {100 * r['wait_share']:5.1f}%  peak {r['peak_gib']:5.1f} GiB  "
+                    f"({r['wall_s']:.0f} s)",
+                    flush=True,
+                )
         sh_rows = [(L, *time_sh(L, opts.batch_size)) for L in (10, 40)]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-    print("\nSUMMARY (bf16-mixed, frozen backbone, batch %d, %d workers)" % (opts.batch_size, workers))
+    print(f"\nSUMMARY (bf16-mixed, frozen backbone, batch {opts.batch_size}, {workers} workers)")
     print(f"{'config':14s} {'data':6s} {'img/s':>8s} {'step ms':>8s} {'wait %':>7s} {'peak GiB':>9s}")
     for config, mode, r in rows:
-        print(f"{config:14s} {mode:6s} {r['images_per_s']:8.0f} {r['step_ms']:8.1f} "
-              f"{100 * r['wait_share']:7.1f} {r['peak_gib']:9.1f}")
+        print(
+            f"{config:14s} {mode:6s} {r['images_per_s']:8.0f} {r['step_ms']:8.1f} "
+            f"{100 * r['wait_share']:7.1f} {r['peak_gib']:9.1f}"
+        )
     for L, cpu_ms, gpu_ms in sh_rows:
-        print(f"SH features for {opts.batch_size} points, L={L}: Rust 1 CPU thread {cpu_ms:.3f} ms (in a worker), "
-              f"torch on GPU {gpu_ms:.3f} ms (would be on the training stream)")
+        print(
+            f"SH features for {opts.batch_size} points, L={L}: Rust 1 CPU thread {cpu_ms:.3f} ms (in a worker), "
+            f"torch on GPU {gpu_ms:.3f} ms (would be on the training stream)"
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ MAX_DEGREES: int
 # pyo3 exports every #[pymodule] item in __all__; stubtest checks this list against it.
 __all__ = [
     "MAX_DEGREES",
+    "cached_workspace_bytes",
     "get_num_threads",
     "set_num_threads",
     "simd_level",
@@ -34,4 +35,3 @@ def set_num_threads(threads: int) -> None: ...
 def cached_workspace_bytes() -> int:
     """Bytes of per-thread kernel workspace cached now (pool threads plus the caller); at most 8 MiB per thread after any call."""
     ...
-

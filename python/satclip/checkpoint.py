@@ -116,12 +116,13 @@ class EncoderConfig:
     @classmethod
     def of(cls, model: LocationEncoder) -> EncoderConfig:
         """The config of a model built by :func:`~satclip.nn.build_location_encoder`."""
-        if not isinstance(model, LocationEncoder) or not isinstance(model.posenc, SphericalHarmonics) or not isinstance(
-            model.nnet, SirenNet
+        if (
+            not isinstance(model, LocationEncoder)
+            or not isinstance(model.posenc, SphericalHarmonics)
+            or not isinstance(model.nnet, SirenNet)
         ):
             raise CheckpointError(
-                "only LocationEncoder(SphericalHarmonics, SirenNet) models can be saved, got "
-                f"{type(model).__name__}"
+                f"only LocationEncoder(SphericalHarmonics, SirenNet) models can be saved, got {type(model).__name__}"
             )
         return cls(
             legendre_polys=model.posenc.L,
@@ -133,7 +134,11 @@ class EncoderConfig:
 
     def build(self) -> LocationEncoder:
         return build_location_encoder(
-            self.legendre_polys, self.embed_dim, self.capacity, self.num_hidden_layers, self.basis  # type: ignore[arg-type]
+            self.legendre_polys,
+            self.embed_dim,
+            self.capacity,
+            self.num_hidden_layers,
+            self.basis,  # type: ignore[arg-type]
         )
 
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -195,13 +200,18 @@ def load(
         path = Path(source.location)
     else:
         path = _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
+    tensors: Mapping[str, Any]
     if path.suffix.lower() == ".safetensors":
         config, tensors = _read_safetensors(path)
         prefix = "nnet."
     else:
         config, tensors, prefix = _read_lightning_checkpoint(path)
     released = _RELEASED_BY_REPO.get(source.location.lower()) if source.kind == "hub" else None
-    if released is not None and released.filename == source.filename and config.legendre_polys != released.legendre_polys:
+    if (
+        released is not None
+        and released.filename == source.filename
+        and config.legendre_polys != released.legendre_polys
+    ):
         # A damaged or substituted cache entry: better to stop than to encode with the wrong model.
         raise CheckpointError(
             f"{path} says legendre_polys={config.legendre_polys}, but {released.repo_id} is an "
@@ -230,9 +240,7 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
     config = EncoderConfig.of(model)
     tensors = {
-        name: t.detach().to("cpu").contiguous()
-        for name, t in model.state_dict().items()
-        if name.startswith("nnet.")
+        name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items() if name.startswith("nnet.")
     }
     metadata = {"format": "pt", "satclip_config": json.dumps(asdict(config), sort_keys=True)}
     if image_encoder is not None:
@@ -358,7 +366,9 @@ def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
     missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis") if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: satclip_config lacks {', '.join(missing)}")
-    return EncoderConfig(**{k: raw[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis")}), tensors
+    return EncoderConfig(
+        **{k: raw[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis")}
+    ), tensors
 
 
 def _read_lightning_checkpoint(path: Path) -> tuple[EncoderConfig, Mapping[str, Any], str]:
@@ -490,7 +500,9 @@ def _check_storage(value: Tensor, key: str, source: str) -> None:
         )
 
 
-def _build_from_tensors(config: EncoderConfig, tensors: Mapping[str, Any], prefix: str, *, source: str) -> LocationEncoder:
+def _build_from_tensors(
+    config: EncoderConfig, tensors: Mapping[str, Any], prefix: str, *, source: str
+) -> LocationEncoder:
     """A float64 encoder with the checkpoint's weights, after checking every tensor."""
     expected = config.expected_shapes()
     parameters = sum(math.prod(shape) for shape in expected.values())
@@ -520,9 +532,7 @@ def _build_from_tensors(config: EncoderConfig, tensors: Mapping[str, Any], prefi
         if not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{source}: tensor {key} contains NaN or infinite values")
         state["nnet." + name] = value.to(torch.float64)
-    extra = sorted(
-        k for k in tensors if k.startswith(prefix) and k[len(prefix):] not in expected
-    )
+    extra = sorted(k for k in tensors if k.startswith(prefix) and k[len(prefix) :] not in expected)
     if extra:
         raise CheckpointError(
             f"{source}: unexpected tensor {extra[0]} (hyper_parameters say num_hidden_layers={config.num_hidden_layers})"
@@ -546,4 +556,4 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-__all__ = ["MODELS", "ReleasedModel", "EncoderConfig", "ModelSource", "load", "save", "resolve", "parse_source"]
+__all__ = ["MODELS", "EncoderConfig", "ModelSource", "ReleasedModel", "load", "parse_source", "resolve", "save"]

@@ -52,7 +52,9 @@ def register(commands: Any) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path (default: resnet50-l40)")
+    parser.add_argument(
+        "--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path (default: resnet50-l40)"
+    )
     parser.add_argument("--batch-size", type=int, help="images per batch (default: 16 on CPU, 64 on CUDA)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
 
@@ -78,8 +80,8 @@ def run_embed_images(args: argparse.Namespace) -> int:
 
 
 def run_locate(args: argparse.Namespace) -> int:
-    from .georef import great_circle_km, image_center
     from .geolocate import locate, similarity_map
+    from .georef import great_circle_km, image_center
 
     if args.map is not None:
         if len(args.tifs) != 1:
@@ -87,13 +89,15 @@ def run_locate(args: argparse.Namespace) -> int:
         if args.map.exists() and not args.overwrite:
             args.usage_error(f"{args.map} exists; pass --overwrite to replace it")
     paths = [str(p) for p in args.tifs]
-    result = locate(paths, args.model, top_k=args.top_k, device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir)
+    result = locate(
+        paths, args.model, top_k=args.top_k, device=args.device, batch_size=args.batch_size, cache_dir=args.cache_dir
+    )
     for i, path in enumerate(paths):
         truth = _center_or_none(image_center, path)
         where = f"true centre {truth.lon:.4f}, {truth.lat:.4f} (from its georeference)" if truth else "no georeference"
         print(f"{path}: {where}")
         print(f"  {'rank':>4}  {'lon':>10}  {'lat':>9}  {'cosine':>8}" + (f"  {'distance_km':>11}" if truth else ""))
-        for rank, ((lon, lat), score) in enumerate(zip(result.lonlat[i], result.scores[i]), 1):
+        for rank, ((lon, lat), score) in enumerate(zip(result.lonlat[i], result.scores[i], strict=False), 1):
             line = f"  {rank:>4}  {lon:>10.4f}  {lat:>9.4f}  {score:>8.4f}"
             if truth:
                 line += f"  {float(great_circle_km(truth.lon, truth.lat, lon, lat)):>11.1f}"
@@ -101,7 +105,9 @@ def run_locate(args: argparse.Namespace) -> int:
     if args.map is not None:
         from .maps import plot_similarity_map
 
-        smap = similarity_map(paths[0], args.model, resolution=args.resolution, device=args.device, cache_dir=args.cache_dir)
+        smap = similarity_map(
+            paths[0], args.model, resolution=args.resolution, device=args.device, cache_dir=args.cache_dir
+        )
         truth = _center_or_none(image_center, paths[0])
         fig = plot_similarity_map(
             smap,
@@ -109,7 +115,9 @@ def run_locate(args: argparse.Namespace) -> int:
             guesses=result.lonlat[0],
             title=f"{Path(paths[0]).name} - {args.model}",
         )
-        _write_atomically(args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=args.map.suffix.lstrip(".") or "png"), args.overwrite)
+        _write_atomically(
+            args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=args.map.suffix.lstrip(".") or "png"), args.overwrite
+        )
         print(f"wrote {args.map}", file=sys.stderr)
     return 0
 

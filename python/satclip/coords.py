@@ -34,9 +34,7 @@ def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     if lonlat.is_complex() or not (lonlat.is_floating_point() or lonlat.dtype in _INTEGER_DTYPES):
         raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {lonlat.dtype}")
     if lonlat.ndim != 2 or lonlat.shape[1] != 2:
-        raise ShapeError(
-            f"lonlat must have shape (N, 2) with columns [lon, lat], got {tuple(lonlat.shape)}"
-        )
+        raise ShapeError(f"lonlat must have shape (N, 2) with columns [lon, lat], got {tuple(lonlat.shape)}")
     if not values or lonlat.shape[0] == 0:
         return
     lon, lat = lonlat[:, 0], lonlat[:, 1]

@@ -139,7 +139,7 @@ def export_grid(
         raise SatclipError(f"export format {path.suffix!r} unknown: use {', '.join(EXPORT_SUFFIXES)}")
     writer = {".zarr": _ZarrWriter, ".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
     attrs = {"satclip_model": str(model_name or model), "resolution_deg": grid.resolution, "crs": "EPSG:4326"}
-    out = None
+    out: Any = None  # the writer, created with the first band (its shape fixes the layout)
     with _bar(grid.width * grid.height, progress, "satclip export") as bar:
         for rows in grid.bands():
             emb = _encode(grid.points(rows), model, device).astype(np.float32, copy=False)

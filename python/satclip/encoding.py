@@ -101,7 +101,9 @@ def encode(
     converted = geo_inputs.convert(lonlat)
     if converted is not None:
         points_in, shape_like_input = converted
-        return shape_like_input(encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress))
+        return shape_like_input(
+            encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress)
+        )
     points, input_device = _as_points(lonlat)
     compute_device = _pick_device(device, input_device)
     dtype = _encode_dtype(dtype, compute_device)
@@ -477,4 +479,4 @@ class _ModuleRunner:
         return out.copy_(result)
 
 
-__all__ = ["encode", "clear_model_cache", "find_lonlat_columns", "LON_NAMES", "LAT_NAMES"]
+__all__ = ["LAT_NAMES", "LON_NAMES", "clear_model_cache", "encode", "find_lonlat_columns"]

@@ -89,7 +89,9 @@ class LocateResult:
 class Refiner(Protocol):
     """The ``refine=`` hook of :func:`locate`."""
 
-    def __call__(self, result: LocateResult, *, location_encoder: LocationEncoder, device: torch.device) -> LocateResult: ...
+    def __call__(
+        self, result: LocateResult, *, location_encoder: LocationEncoder, device: torch.device
+    ) -> LocateResult: ...
 
 
 class SimilarityMap(NamedTuple):
@@ -156,7 +158,9 @@ def locate(
         raise ValueError(f"top_k must be an integer in [1, {grid.shape[0]}] (the number of candidates), got {top_k!r}")
     from .images import encode_images
 
-    image_emb = encode_images(images, image_encoder, device=device, batch_size=batch_size, progress=progress, units=units)
+    image_emb = encode_images(
+        images, image_encoder, device=device, batch_size=batch_size, progress=progress, units=units
+    )
     image_emb = np.asarray(image_emb.cpu() if isinstance(image_emb, Tensor) else image_emb, dtype=np.float32)
     cand_emb = candidate_embeddings(location_encoder, grid, device=device, cache_dir=cache_dir)
     scores, indices = top_k_cosine(image_emb, cand_emb, int(top_k))
@@ -170,7 +174,9 @@ def locate(
     return result
 
 
-def refine_by_gradient_ascent(result: LocateResult, *, location_encoder: LocationEncoder, device: torch.device) -> LocateResult:
+def refine_by_gradient_ascent(
+    result: LocateResult, *, location_encoder: LocationEncoder, device: torch.device
+) -> LocateResult:
     """The :class:`Refiner` behind ``locate(refine=True)``: each of the ``k`` guesses of an image
     climbs the similarity to that image; the refined guesses are then re-ranked per image.
     ``indices`` keep naming the candidate each refined guess started from."""
@@ -229,7 +235,9 @@ def similarity_map(
         values = np.empty(cells.shape[0])
         for start in range(0, cells.shape[0], 262_144):
             chunk = cells[start : start + 262_144]
-            values[start : start + chunk.shape[0]] = cosine(emb, np.asarray(encode(chunk, location_encoder, device=device)))[0]
+            values[start : start + chunk.shape[0]] = cosine(
+                emb, np.asarray(encode(chunk, location_encoder, device=device))
+            )[0]
     values = values.reshape(lat.size, lon.size)
     if xarray is not False:
         try:
@@ -383,16 +391,16 @@ def _array_digest(a: np.ndarray) -> str:
 
 
 __all__ = [
+    "DEFAULT_GRID_POINTS",
     "LocateResult",
     "Refiner",
     "SimilarityMap",
-    "fibonacci_grid",
-    "locate",
-    "similarity_map",
     "candidate_embeddings",
     "clear_candidate_cache",
     "cosine",
-    "top_k_cosine",
+    "fibonacci_grid",
     "fingerprint",
-    "DEFAULT_GRID_POINTS",
+    "locate",
+    "similarity_map",
+    "top_k_cosine",
 ]

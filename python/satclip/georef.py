@@ -131,4 +131,4 @@ def _epsg(tags: dict[str, Any]) -> int | None:
     return None
 
 
-__all__ = ["Georeference", "image_center", "to_lonlat", "utm_to_lonlat", "great_circle_km", "EARTH_RADIUS_KM"]
+__all__ = ["EARTH_RADIUS_KM", "Georeference", "great_circle_km", "image_center", "to_lonlat", "utm_to_lonlat"]

@@ -80,7 +80,7 @@ def _tensor_to_numpy(torch: object, t: object) -> np.ndarray:
     """A CPU NumPy array with ``t``'s values, or a satclip error saying why there is none."""
     from .coords import as_dense_real_tensor  # lazy: imports torch
 
-    t = as_dense_real_tensor(t).detach()  # type: ignore[attr-defined]
+    t = as_dense_real_tensor(t).detach()  # type: ignore[arg-type]  # a torch.Tensor (caller checked)
     return t.cpu().numpy()
 
 

@@ -118,7 +118,9 @@ class ImageEncoder(nn.Module):
 
         self.config = config
         with torch.device(device) if device is not None else contextlib.nullcontext():
-            self.visual = create_image_encoder(config.architecture, config.embed_dim, config.in_channels, config.image_size)
+            self.visual = create_image_encoder(
+                config.architecture, config.embed_dim, config.in_channels, config.image_size
+            )
 
     @property
     def input_size(self) -> int | None:
@@ -205,7 +207,7 @@ def _read_lightning(path: Path) -> tuple[ImageEncoderConfig, dict[str, Tensor]]:
             f"{path} holds no image-encoder weights (no model.visual.* tensors): it has only the location "
             "half; satclip.load reads that one"
         )
-    tensors = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    tensors = {k[len(prefix) :]: v for k, v in state_dict.items() if k.startswith(prefix)}
     architecture = _architecture_from_hparams(hparams, source=str(path))
     return _config_from_tensors(architecture, tensors, hparams, source=str(path)), tensors
 
@@ -238,7 +240,9 @@ def _config_from_tensors(
             raise CheckpointError(f"{source}: image-encoder tensor model.visual.{key} is missing ({architecture})")
     head_w, stem_w = tensors[head], tensors[stem]
     if head_w.ndim != 2 or stem_w.ndim != 4:
-        raise CheckpointError(f"{source}: model.visual.{head} / {stem} have shapes {tuple(head_w.shape)} / {tuple(stem_w.shape)}")
+        raise CheckpointError(
+            f"{source}: model.visual.{head} / {stem} have shapes {tuple(head_w.shape)} / {tuple(stem_w.shape)}"
+        )
     embed_dim, in_channels = int(head_w.shape[0]), int(stem_w.shape[1])
     if in_channels != S2_CHANNELS:
         raise CheckpointError(
@@ -246,7 +250,9 @@ def _config_from_tensors(
         )
     hp_dim = hparams.get("embed_dim")
     if isinstance(hp_dim, int) and hp_dim != embed_dim:
-        raise CheckpointError(f"{source}: hyper_parameters say embed_dim={hp_dim}, but the image head has {embed_dim} outputs")
+        raise CheckpointError(
+            f"{source}: hyper_parameters say embed_dim={hp_dim}, but the image head has {embed_dim} outputs"
+        )
     image_size = 224
     if vit:
         tokens = int(tensors["pos_embed"].shape[1]) - 1  # one class token
@@ -266,7 +272,9 @@ def _read_safetensors(path: Path) -> tuple[ImageEncoderConfig, dict[str, Tensor]
         with safe_open(str(path), framework="pt") as f:
             metadata = f.metadata() or {}
             tensors = {
-                name[len(SAFETENSORS_PREFIX):]: f.get_tensor(name) for name in f.keys() if name.startswith(SAFETENSORS_PREFIX)
+                name[len(SAFETENSORS_PREFIX) :]: f.get_tensor(name)
+                for name in f.keys()
+                if name.startswith(SAFETENSORS_PREFIX)
             }
     except Exception as err:  # SafetensorError, OSError: truncated or not a safetensors file
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {err}") from err
@@ -313,10 +321,14 @@ def _build(config: ImageEncoderConfig, tensors: Mapping[str, Any], *, source: st
                 f"expected {tuple(own[key].shape)} for a {config.timm_name}"
             )
         if value.is_floating_point() != own[key].is_floating_point():
-            raise CheckpointError(f"{source}: image-encoder tensor model.visual.{key} has dtype {value.dtype}, expected {own[key].dtype}")
+            raise CheckpointError(
+                f"{source}: image-encoder tensor model.visual.{key} has dtype {value.dtype}, expected {own[key].dtype}"
+            )
         if value.is_floating_point():
             if not bool(torch.isfinite(value).all()):
-                raise CheckpointError(f"{source}: image-encoder tensor model.visual.{key} contains NaN or infinite values")
+                raise CheckpointError(
+                    f"{source}: image-encoder tensor model.visual.{key} contains NaN or infinite values"
+                )
             value = value.to(dtype)
         # A copy: the checkpoint may be memory-mapped, and the caller's tensors are not ours to alias.
         state[key] = value.to(device="cpu", copy=True).contiguous()
@@ -340,8 +352,8 @@ def _check_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 __all__ = [
     "RELEASED_VISION_LAYERS",
-    "ImageEncoderConfig",
     "ImageEncoder",
+    "ImageEncoderConfig",
     "load_image_encoder",
     "safetensors_entries",
 ]

@@ -48,7 +48,7 @@ from .errors import DTypeError, ImageError, SatclipError, ShapeError
 from .image_encoder import ImageEncoder, load_image_encoder
 
 PathLike = Union[str, "os.PathLike[str]"]
-ImageModelLike = Union[PathLike, ImageEncoder]
+ImageModelLike = PathLike | ImageEncoder
 
 #: Sentinel-2 bands in an S2-100K file, and where the missing B10 goes among them.
 FILE_BANDS = 12
@@ -148,9 +148,11 @@ def encode_images(
 
     from tqdm.auto import tqdm
 
-    with torch.inference_mode(), _exact_float32(compute_device), tqdm(
-        total=n, unit="img", desc="satclip encode-images", disable=not progress, file=sys.stderr
-    ) as bar:
+    with (
+        torch.inference_mode(),
+        _exact_float32(compute_device),
+        tqdm(total=n, unit="img", desc="satclip encode-images", disable=not progress, file=sys.stderr) as bar,
+    ):
         for start in range(0, n, int(batch_size)):
             stop = min(start + int(batch_size), n)
             # Files may differ in size; each run of equally sized images is one forward pass.
@@ -209,7 +211,9 @@ def read_image(path: PathLike) -> np.ndarray:
     try:
         return read_s2_image(text)
     except ImportError as err:
-        raise ImageError(f"reading GeoTIFFs needs tifffile and imagecodecs (pip install 'satclip[images]'): {err}") from None
+        raise ImageError(
+            f"reading GeoTIFFs needs tifffile and imagecodecs (pip install 'satclip[images]'): {err}"
+        ) from None
     except Exception as err:  # tifffile raises TiffFileError, ValueError, OSError, KeyError for bad files
         raise ImageError(
             f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {_first_line(err)}); "
@@ -243,7 +247,9 @@ class _ArraySource:
     ) -> Iterator[tuple[int, Tensor]]:
         chunk = self.data[start:stop]
         if isinstance(chunk, np.ndarray):
-            if chunk.dtype.kind == "u" and (chunk.dtype.itemsize > 2 or (device.type != "cpu" and chunk.dtype.itemsize > 1)):
+            if chunk.dtype.kind == "u" and (
+                chunk.dtype.itemsize > 2 or (device.type != "cpu" and chunk.dtype.itemsize > 1)
+            ):
                 # torch's uint32/uint64 support is partial, and CUDA's uint16 kernels too
                 chunk = chunk.astype(np.int32 if chunk.dtype.itemsize == 2 else np.int64)
             elif not chunk.dtype.isnative:
@@ -337,7 +343,9 @@ def _decide_units(data: np.ndarray | Tensor, units: str) -> str:
         if kind not in "uif":
             raise DTypeError(f"images must hold real numbers, got dtype {data.dtype}")
     if kind in "ui" and units == "reflectance":
-        raise DTypeError(f"units='reflectance' but the images are integers ({data.dtype}); integers are digital numbers")
+        raise DTypeError(
+            f"units='reflectance' but the images are integers ({data.dtype}); integers are digital numbers"
+        )
     largest = -np.inf
     for start in range(0, int(data.shape[0]), _CHECK_CHUNK):
         chunk = data[start : start + _CHECK_CHUNK]
@@ -435,4 +443,4 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
-__all__ = ["encode_images", "preprocess", "read_image", "clear_image_model_cache", "UNITS", "MAX_REFLECTANCE"]
+__all__ = ["MAX_REFLECTANCE", "UNITS", "clear_image_model_cache", "encode_images", "preprocess", "read_image"]

@@ -115,7 +115,7 @@ def plot_embedding_map(
     kwargs = {"transform": ccrs.PlateCarree()} if ccrs is not None else {}
     ax.imshow(rgb, origin="upper" if north_up else "lower", extent=extent, interpolation="nearest", **kwargs)
     if ccrs is not None:
-        ax.coastlines(linewidth=0.5, color="white")
+        ax.coastlines(linewidth=0.5, color="white")  # type: ignore[union-attr]  # a cartopy GeoAxes
     else:
         ax.set_aspect("equal")
         ax.set_xlabel("longitude (deg)")

@@ -175,6 +175,7 @@ class SirenNet(nn.Module):
         :meth:`Siren.forward_into`)."""
         a, b = hidden
         for layer in self.layers:
+            assert isinstance(layer, Siren)  # for the type checker: layers are built as Sirens
             x = layer.forward_into(x, a)
             a, b = b, a
         return self.last_layer.forward_into(x, out)

@@ -99,7 +99,10 @@ def _similarity_and_gradient(
     poles = torch.nonzero(near_pole).flatten()
     pole_lat = torch.where(lonlat[poles, 1] > 0, 90.0, -90.0).to(lonlat.dtype)
     extra = torch.cat(
-        [torch.stack([torch.zeros_like(pole_lat), pole_lat], 1), torch.stack([torch.full_like(pole_lat, 90.0), pole_lat], 1)]
+        [
+            torch.stack([torch.zeros_like(pole_lat), pole_lat], 1),
+            torch.stack([torch.full_like(pole_lat, 90.0), pole_lat], 1),
+        ]
     )
     pts = torch.cat([lonlat, extra]).to(param.device).requires_grad_(True)
     tgt = torch.cat([targets, targets[poles], targets[poles]]).to(device=param.device, dtype=param.dtype)

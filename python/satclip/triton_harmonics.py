@@ -67,7 +67,7 @@ def _kernel() -> Any:
     tl = triton.language
 
     @triton.jit
-    def sh_kernel(lonlat_ptr, out_ptr, a_ptr, b_ptr, ratio_ptr, n, d0, zonal, L: tl.constexpr, BLOCK: tl.constexpr):
+    def sh_kernel(lonlat_ptr, out_ptr, a_ptr, b_ptr, ratio_ptr, n, d0, zonal, L: tl.constexpr, BLOCK: tl.constexpr):  # type: ignore[name-defined]
         rows = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
         mask = rows < n
         # Evaluated in float64 registers and rounded once per stored feature. Measured: a float32

@@ -73,7 +73,7 @@ class S2Dataset(Dataset):
         entry = self.entries[index]
         try:
             image = self.load_image(index)
-        except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
+        except Exception as exc:
             return {"skipped": (entry.path.name, f"{type(exc).__name__}: {exc}")}
         lon, lat = entry.lon, entry.lat
         if self.train:
@@ -162,7 +162,12 @@ class S2DataModule(pl.LightningDataModule):
         worker_timeout: float = 600.0,
     ):
         super().__init__()
-        for name, value, low in (("batch_size", batch_size, 1), ("crop_size", crop_size, 1), ("num_workers", num_workers, 0), ("prefetch_factor", prefetch_factor, 1)):
+        for name, value, low in (
+            ("batch_size", batch_size, 1),
+            ("crop_size", crop_size, 1),
+            ("num_workers", num_workers, 0),
+            ("prefetch_factor", prefetch_factor, 1),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise TrainingConfigError(f"data.{name} must be an integer >= {low}, got {value!r}")
         if not 0.0 <= val_fraction < 1.0:

@@ -32,9 +32,7 @@ _WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "encoder_q.")
 
 def check_encoder_name(name: str) -> str:
     if name not in ARCHITECTURES:
-        raise TrainingConfigError(
-            f"unknown image encoder {name!r}; choose one of {', '.join(ARCHITECTURES)}"
-        )
+        raise TrainingConfigError(f"unknown image encoder {name!r}; choose one of {', '.join(ARCHITECTURES)}")
     return name
 
 
@@ -96,7 +94,9 @@ def read_backbone_state_dict(path: Path) -> dict[str, Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise TrainingConfigError(f"pretrained weights {path}: cannot read the file: {type(err).__name__}: {err}") from err
+        raise TrainingConfigError(
+            f"pretrained weights {path}: cannot read the file: {type(err).__name__}: {err}"
+        ) from err
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -130,7 +130,9 @@ def load_backbone_weights(encoder: nn.Module, reference: str) -> None:
             problems.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
         if misshaped:
             k = misshaped[0]
-            problems.append(f"{len(misshaped)} with other shapes (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})")
+            problems.append(
+                f"{len(misshaped)} with other shapes (e.g. {k}: {tuple(state[k].shape)} vs {tuple(own[k].shape)})"
+            )
         raise TrainingConfigError(
             f"pretrained weights {reference} do not fit a {type(encoder).__name__} with this configuration: "
             + "; ".join(problems)
@@ -160,8 +162,7 @@ __all__ = [
     "check_encoder_name",
     "classifier_head",
     "create_image_encoder",
-    "load_backbone_weights",
-    "freeze_all_but_head",
     "encode_images",
+    "freeze_all_but_head",
+    "load_backbone_weights",
 ]
-

@@ -37,7 +37,7 @@ def gather_features(features: Tensor) -> tuple[Tensor, int]:
     padded = F.pad(features, (0, 0, 0, longest - features.shape[0]))
     gathered = all_gather(padded)
     rank = dist.get_rank()
-    return torch.cat([g[:s] for g, s in zip(gathered, sizes)]), sum(sizes[:rank])
+    return torch.cat([g[:s] for g, s in zip(gathered, sizes, strict=False)]), sum(sizes[:rank])
 
 
 def clip_loss(image_features: Tensor, location_features: Tensor, logit_scale: Tensor) -> Tensor:

@@ -125,20 +125,32 @@ class SatCLIPModule(pl.LightningModule):
         super().__init__()
         check_encoder_name(image_encoder)
         check_degrees(legendre_polys)
-        for name, value in (("embed_dim", embed_dim), ("image_size", image_size), ("in_channels", in_channels),
-                            ("capacity", capacity), ("num_hidden_layers", num_hidden_layers)):
+        for name, value in (
+            ("embed_dim", embed_dim),
+            ("image_size", image_size),
+            ("in_channels", in_channels),
+            ("capacity", capacity),
+            ("num_hidden_layers", num_hidden_layers),
+        ):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise TrainingConfigError(f"model.{name} must be a positive integer, got {value!r}")
         if location_dtype not in LOCATION_DTYPES:
-            raise TrainingConfigError(f"model.location_dtype must be one of {list(LOCATION_DTYPES)}, got {location_dtype!r}")
+            raise TrainingConfigError(
+                f"model.location_dtype must be one of {list(LOCATION_DTYPES)}, got {location_dtype!r}"
+            )
         if not learning_rate > 0 or not weight_decay >= 0:
             raise TrainingConfigError(
                 f"need learning_rate > 0 and weight_decay >= 0, got {learning_rate} and {weight_decay}"
             )
-        for name, choice, supported in (("le_type", le_type, "sphericalharmonics"), ("pe_type", pe_type, "siren"),
-                                        ("harmonics_calculation", harmonics_calculation, "analytic")):
+        for name, choice, supported in (
+            ("le_type", le_type, "sphericalharmonics"),
+            ("pe_type", pe_type, "siren"),
+            ("harmonics_calculation", harmonics_calculation, "analytic"),
+        ):
             if choice != supported:
-                raise TrainingConfigError(f"model.{name}={choice!r} is not supported; satclip trains {name}={supported!r}")
+                raise TrainingConfigError(
+                    f"model.{name}={choice!r} is not supported; satclip trains {name}={supported!r}"
+                )
         self.save_hyperparameters()
 
         frozen = pretrained_weights is not None if freeze_backbone is None else freeze_backbone
@@ -219,8 +231,10 @@ class SatCLIPModule(pl.LightningModule):
             else:
                 decay.append(param)
         return torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams["weight_decay"]},
-             {"params": no_decay, "weight_decay": 0.0}],
+            [
+                {"params": decay, "weight_decay": self.hparams["weight_decay"]},
+                {"params": no_decay, "weight_decay": 0.0},
+            ],
             lr=self.hparams["learning_rate"],
         )
 

@@ -84,8 +84,7 @@ def read_index(data_dir: str | os.PathLike) -> list[IndexEntry]:
         missing_columns = [c for c in REQUIRED_COLUMNS if c not in (reader.fieldnames or [])]
         if missing_columns:
             raise DatasetError(
-                f"{str(index_path)!r} lacks column(s) {', '.join(missing_columns)} "
-                f"(found {reader.fieldnames})"
+                f"{str(index_path)!r} lacks column(s) {', '.join(missing_columns)} (found {reader.fieldnames})"
             )
         for line, row in enumerate(reader, start=2):  # line 1 is the header
             try:
@@ -108,9 +107,7 @@ def read_index(data_dir: str | os.PathLike) -> list[IndexEntry]:
     return entries
 
 
-def drop_unusable_files(
-    entries: list[IndexEntry], min_file_bytes: int, report: SkipReport
-) -> list[IndexEntry]:
+def drop_unusable_files(entries: list[IndexEntry], min_file_bytes: int, report: SkipReport) -> list[IndexEntry]:
     """Keeps the entries whose file exists and has at least ``min_file_bytes`` bytes.
 
     Only a ``stat`` per file, so it is quick even for 100k files; files that exist but cannot be
