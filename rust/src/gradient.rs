@@ -510,26 +510,11 @@ mod tests {
     use crate::harmonics::spherical_harmonics;
     use crate::plan::Basis;
 
-    fn points(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed.wrapping_mul(0x9E3779B97F4A7C15).wrapping_add(1);
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let mut v = Vec::with_capacity(2 * n);
-        for _ in 0..n {
-            v.push(360.0 * next() - 180.0);
-            v.push((2.0 * next() - 1.0).asin().to_degrees());
-        }
-        v
-    }
+    use crate::test_points::{random_and_edge_points, random_points as points};
 
     #[test]
     fn values_are_bit_identical_to_the_value_kernel() {
-        let mut pts = points(45, 1);
-        pts.extend_from_slice(&[0.0, 90.0, 10.0, -90.0, 180.0, 0.0, -180.0, 12.5]);
+        let pts = random_and_edge_points(45, 1);
         for degrees in [1, 2, 7, 40] {
             let want = spherical_harmonics(&pts, degrees, Basis::Satclip).unwrap();
             let (got, _) =

@@ -117,26 +117,7 @@ mod tests {
     use super::*;
     use std::f64::consts::PI;
 
-    /// A small deterministic generator, so the tests need no dependency.
-    fn points(n: usize, seed: u64) -> Vec<f64> {
-        let mut state = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let mut next = || {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (state >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let mut v = Vec::with_capacity(2 * n);
-        for _ in 0..n {
-            v.push(360.0 * next() - 180.0);
-            v.push((2.0 * next() - 1.0).asin().to_degrees());
-        }
-        // Poles, antimeridian, equator.
-        v.extend_from_slice(&[0.0, 90.0, 10.0, -90.0, 180.0, 0.0, -180.0, 12.5, 0.0, 0.0]);
-        v
-    }
+    use crate::test_points::random_and_edge_points as points;
 
     #[test]
     fn low_degrees_match_closed_forms() {

@@ -27,6 +27,8 @@ mod trig;
 
 #[cfg(test)]
 mod simd_levels_test;
+#[cfg(test)]
+mod test_points;
 
 #[cfg(feature = "python")]
 mod python;
