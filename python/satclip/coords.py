@@ -25,6 +25,17 @@ def as_dense_real_tensor(lonlat: torch.Tensor) -> torch.Tensor:
     return lonlat
 
 
+def lonlat_tensor_for_sh(lonlat: torch.Tensor) -> torch.Tensor:
+    """``lonlat`` checked, detached and as float32/float64 (other real dtypes become float64),
+    ready for the SH paths. Values are checked here only off the CPU: on CPU the Rust core
+    checks them itself, with the same messages."""
+    check_lonlat_tensor(lonlat, values=lonlat.device.type != "cpu")
+    lonlat = lonlat.detach()
+    if lonlat.dtype not in (torch.float32, torch.float64):
+        lonlat = lonlat.to(torch.float64)
+    return lonlat
+
+
 def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     """Raises a satclip error unless ``lonlat`` is a real (N, 2) tensor of valid [lon, lat] degrees.
 

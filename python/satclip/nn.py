@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from . import triton_harmonics
-from .coords import as_dense_real_tensor, check_lonlat_tensor
+from .coords import as_dense_real_tensor, lonlat_tensor_for_sh
 from .harmonics import Basis, check_degrees, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
 from .torch_harmonics import torch_spherical_harmonics
@@ -47,12 +47,8 @@ class SphericalHarmonics(nn.Module):
         if lonlat.requires_grad and torch.is_grad_enabled():
             # Differentiable in lon/lat (analytic Jacobian); the path below computes none.
             return spherical_harmonics_autograd(lonlat, self.L, self.basis)
-        on_cpu = lonlat.device.type == "cpu"
-        check_lonlat_tensor(lonlat, values=not on_cpu)  # on CPU the Rust core checks the values
-        lonlat = lonlat.detach()
-        if lonlat.dtype not in (torch.float32, torch.float64):
-            lonlat = lonlat.to(torch.float64)
-        if on_cpu:
+        lonlat = lonlat_tensor_for_sh(lonlat)
+        if lonlat.device.type == "cpu":
             out = torch.empty(lonlat.shape[0], self.embedding_dim, dtype=lonlat.dtype)
             # .numpy() views share memory with the tensors: the core writes into `out` directly.
             spherical_harmonics(lonlat.contiguous().numpy(), self.L, basis=self.basis, out=out.numpy())

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from .coords import check_lonlat_tensor
+from .coords import lonlat_tensor_for_sh
 from .gradients import spherical_harmonics_with_gradient
 from .harmonics import Basis, check_degrees
 from .torch_gradients import torch_spherical_harmonics_with_gradient
@@ -41,12 +41,8 @@ def values_and_jacobian(lonlat: Tensor, L: int, basis: Basis = "satclip") -> tup
     validated (CoordinateError names the first bad row).
     """
     L = check_degrees(L)
-    on_cpu = lonlat.device.type == "cpu"
-    check_lonlat_tensor(lonlat, values=not on_cpu)  # on CPU the Rust core checks the values
-    lonlat = lonlat.detach()
-    if lonlat.dtype not in (torch.float32, torch.float64):
-        lonlat = lonlat.to(torch.float64)
-    if on_cpu:
+    lonlat = lonlat_tensor_for_sh(lonlat)
+    if lonlat.device.type == "cpu":
         values, jac = spherical_harmonics_with_gradient(lonlat.contiguous().numpy(), L, basis=basis)
         return torch.from_numpy(values), torch.from_numpy(jac)
     return torch_spherical_harmonics_with_gradient(lonlat, L, basis)
