@@ -37,7 +37,8 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
-from .errors import CheckpointError, DeviceError, DTypeError
+from .dtypes import check_float_dtype
+from .errors import CheckpointError, DeviceError
 from .harmonics import MAX_DEGREES
 from .hub import HUB_FILE
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
@@ -191,7 +192,7 @@ def load(
         describe a spherical-harmonics + SIREN location encoder (the message says which
         hyper-parameter or tensor is wrong).
     """
-    dtype = _check_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     if device is not None and torch.device(device).type == "cuda" and not torch.cuda.is_available():
         # Checked first, before any download; the same message as encode(device="cuda").
         raise DeviceError(f"device {device!r} was requested but CUDA is not available here")
@@ -540,15 +541,6 @@ def _build_from_tensors(
     encoder = config.build().double()
     encoder.load_state_dict(state, strict=True)
     return encoder
-
-
-def _check_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    aliases = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64, "float": torch.float32}
-    if isinstance(dtype, str):
-        dtype = aliases.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
-    if dtype not in (torch.float32, torch.float64):
-        raise DTypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype  # type: ignore[return-value]
 
 
 def _first_line(err: BaseException) -> str:

@@ -74,7 +74,7 @@ def register(commands: Any) -> None:
 def run_probe(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .encoding import find_lonlat_columns
+    from .columns import find_lonlat_columns
     from .evaluate import baseline_features, probe
 
     frame = _read_table(args.input)

@@ -193,7 +193,7 @@ def _loaded(name: str) -> Any:
 
 def _point_columns(meta: Any, lon: str | None, lat: str | None) -> tuple[str, str] | None:
     """The (lon, lat) columns to read, or None to read a GeoDataFrame's point geometry."""
-    from .encoding import find_lonlat_columns
+    from .columns import find_lonlat_columns
 
     if _is_geo(meta) and lon is None and lat is None:
         return None  # a GeoDataFrame's location is its geometry

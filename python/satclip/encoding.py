@@ -21,7 +21,6 @@ import os
 import sys
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -29,9 +28,11 @@ import torch
 from torch import Tensor, nn
 
 from . import triton_harmonics
-from .checkpoint import ModelSource, _check_dtype, load, parse_source
+from .checkpoint import ModelSource, load, parse_source
+from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns, frame_lonlat, is_dataframe
 from .coords import check_lonlat_tensor
-from .errors import CheckpointError, CoordinateError, DTypeError, ShapeError
+from .dtypes import check_float_dtype
+from .errors import CheckpointError, CoordinateError, DTypeError
 from .harmonics import as_lonlat_array, spherical_harmonics
 from .nn import LocationEncoder, Sine, SirenNet, SphericalHarmonics
 from .torch_harmonics import torch_spherical_harmonics
@@ -42,10 +43,6 @@ ModelLike = Union[str, "os.PathLike[str]", LocationEncoder]
 #: GPU batches are large to keep the device busy, but bounded by its free memory too.
 CPU_BATCH_BYTES = 256 << 20
 CUDA_BATCH_BYTES = 8 << 30
-
-#: Column names recognised in pandas DataFrames (compared case-insensitively).
-LON_NAMES = ("lon", "lng", "long", "longitude", "x")
-LAT_NAMES = ("lat", "latitude", "y")
 
 #: Progress bars are shown automatically (stderr is a terminal) when N * L^2 exceeds this:
 #: about two seconds of work on a laptop CPU.
@@ -200,7 +197,7 @@ def _encode_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype
         if device.type != "cuda":
             raise DTypeError(f"dtype {dtype} is for CUDA encoding; on CPU use torch.float32 or torch.float64")
         return dtype  # type: ignore[return-value]
-    return _check_dtype(dtype)
+    return check_float_dtype(dtype)
 
 
 def clear_model_cache() -> None:
@@ -219,9 +216,9 @@ def _as_points(lonlat: Any) -> tuple[Tensor, torch.device]:
         check_lonlat_tensor(lonlat)
         return lonlat.detach().to(torch.float64).contiguous(), lonlat.device
     index = None
-    if _is_dataframe(lonlat):
+    if is_dataframe(lonlat):
         index = lonlat.index
-        array = _frame_columns(lonlat)
+        array = frame_lonlat(lonlat)
     else:
         if isinstance(lonlat, (str, bytes)):
             raise DTypeError(f"lonlat must be numbers, got a {type(lonlat).__name__}")
@@ -236,50 +233,6 @@ def _as_points(lonlat: Any) -> tuple[Tensor, torch.device]:
             raise new from None
         raise
     return points, torch.device("cpu")
-
-
-def _is_dataframe(obj: Any) -> bool:
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(obj, pandas.DataFrame)
-
-
-def find_lonlat_columns(columns: Sequence[Any], lon: Any = None, lat: Any = None) -> tuple[Any, Any]:
-    """The (longitude, latitude) column names among ``columns``: ``lon``/``lat`` when given
-    (checked to exist), else found by the common names (case-insensitive)."""
-    by_lower: dict[str, list[Any]] = {}
-    for c in columns:
-        by_lower.setdefault(str(c).strip().lower(), []).append(c)
-    found = []
-    for axis, given, names in (("longitude", lon, LON_NAMES), ("latitude", lat, LAT_NAMES)):
-        if given is not None:
-            if given not in columns:
-                raise ShapeError(f"no {axis} column {given!r}; the columns are {[str(c) for c in columns]}")
-            found.append(given)
-            continue
-        matches = [c for name in names for c in by_lower.get(name, [])]
-        if not matches:
-            raise ShapeError(
-                f"no {axis} column: looked for {', '.join(names)} (any case) among the columns "
-                f"{[str(c) for c in columns]}; name the column explicitly"
-            )
-        if len(matches) > 1:
-            raise ShapeError(f"ambiguous {axis} columns {[str(c) for c in matches]}; name the column explicitly")
-        found.append(matches[0])
-    if found[0] == found[1]:
-        raise ShapeError(f"the same column {found[0]!r} cannot be both longitude and latitude")
-    return found[0], found[1]
-
-
-def _frame_columns(frame: Any, lon: Any = None, lat: Any = None) -> np.ndarray:
-    lon, lat = find_lonlat_columns(list(frame.columns), lon, lat)
-    columns = []
-    for name in (lon, lat):
-        column = frame[name]
-        kind = getattr(column.dtype, "kind", "O")
-        if kind not in "iufb":
-            raise DTypeError(f"column {name!r} must hold numbers (degrees), got dtype {column.dtype}")
-        columns.append(column.to_numpy(dtype=np.float64, na_value=np.nan))
-    return np.stack(columns, axis=1)
 
 
 # ----------------------------------------------------------------------------------------

@@ -175,7 +175,7 @@ def probe(
             if y not in frame.columns:
                 raise ShapeError(f"no target column {y!r}; the columns are {[str(c) for c in frame.columns]}")
             y = frame[y]
-        from .encoding import find_lonlat_columns
+        from .columns import find_lonlat_columns
 
         lon, lat = find_lonlat_columns(list(frame.columns))
         lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)

@@ -15,6 +15,7 @@ from typing import Literal
 import numpy as np
 
 from . import _core
+from .columns import frame_lonlat, is_dataframe
 from .errors import DegreeError, DTypeError, ShapeError
 
 Basis = Literal["satclip", "orthonormal"]
@@ -34,11 +35,8 @@ def as_lonlat_array(lonlat: object) -> np.ndarray:
     device, with or without ``requires_grad``, in any real dtype (bfloat16 becomes float32) and
     sparse; masked arrays are refused (their mask would be ignored).
     """
-    if _is_dataframe(lonlat):
-        # Lazy: `encoding` imports torch, which the plain NumPy path must not need.
-        from .encoding import _frame_columns
-
-        return np.ascontiguousarray(_frame_columns(lonlat))
+    if is_dataframe(lonlat):
+        return np.ascontiguousarray(frame_lonlat(lonlat))
     if isinstance(lonlat, np.ma.MaskedArray):
         raise DTypeError(
             "lonlat is a masked array; satclip would ignore its mask. Drop the masked rows "
@@ -69,11 +67,6 @@ def as_lonlat_array(lonlat: object) -> np.ndarray:
         raise ShapeError(f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}")
     # Unaligned or byte-swapped data is copied like any other layout the core cannot read.
     return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C_CONTIGUOUS", "ALIGNED"])
-
-
-def _is_dataframe(obj: object) -> bool:
-    pandas = sys.modules.get("pandas")
-    return pandas is not None and isinstance(obj, pandas.DataFrame)
 
 
 def _tensor_to_numpy(torch: object, t: object) -> np.ndarray:

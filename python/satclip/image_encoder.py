@@ -43,7 +43,8 @@ from torch import Tensor, nn
 
 from . import checkpoint as _ckpt
 from .checkpoint import PathLike
-from .errors import CheckpointError, DTypeError, SatclipError
+from .dtypes import check_float_dtype
+from .errors import CheckpointError, SatclipError
 
 #: ``hyper_parameters["vision_layers"]`` of the released checkpoints -> satclip's encoder name.
 RELEASED_VISION_LAYERS: dict[str, str] = {
@@ -167,7 +168,7 @@ def load_image_encoder(
         (``model.visual.*``), an unsupported ``vision_layers``, or a tensor that is missing, has
         the wrong shape or holds NaN/inf (the message names it).
     """
-    dtype = _check_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     path = _ckpt.resolve(model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
     if path.suffix.lower() == ".safetensors":
         config, tensors = _read_safetensors(path)
@@ -339,15 +340,6 @@ def _build(config: ImageEncoderConfig, tensors: Mapping[str, Any], *, source: st
     if any(t.is_meta for t in encoder.state_dict().values()):  # a tensor timm adds that the file cannot hold
         raise CheckpointError(f"{source}: the {config.timm_name} has tensors a checkpoint does not store")
     return encoder
-
-
-def _check_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    aliases = {"float32": torch.float32, "float64": torch.float64, "double": torch.float64, "float": torch.float32}
-    if isinstance(dtype, str):
-        dtype = aliases.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
-    if dtype not in (torch.float32, torch.float64):
-        raise DTypeError(f"dtype must be torch.float32 or torch.float64, got {dtype!r}")
-    return dtype  # type: ignore[return-value]
 
 
 __all__ = [

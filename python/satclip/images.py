@@ -118,9 +118,9 @@ def encode_images(
     CheckpointError
         The model cannot be loaded or has no image encoder.
     """
-    from .image_encoder import _check_dtype
+    from .dtypes import check_float_dtype
 
-    dtype = _check_dtype(dtype)
+    dtype = check_float_dtype(dtype)
     if units not in UNITS:
         raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
     source = _as_source(images, units)

@@ -96,7 +96,7 @@ class SatCLIPEncoder:
         kind, columns = _batch_kind(batch)
         if self.column in columns:
             raise ShapeError(f"the batch already has a column {self.column!r}; pass column= another name")
-        from .encoding import find_lonlat_columns
+        from .columns import find_lonlat_columns
 
         lon, lat = find_lonlat_columns(columns, self.lon, self.lat)
         points = _points(batch, kind, lon, lat)

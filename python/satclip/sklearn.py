@@ -135,7 +135,7 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
             raise TypeError("sparse input is not supported: X must be a dense (N, 2) [lon, lat] array")
         pandas = sys.modules.get("pandas")
         if pandas is not None and isinstance(X, pandas.DataFrame):
-            from .encoding import find_lonlat_columns
+            from .columns import find_lonlat_columns
 
             lon, lat = find_lonlat_columns(list(X.columns), self.lon, self.lat)
             X = X[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)

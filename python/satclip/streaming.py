@@ -51,7 +51,7 @@ class PointReader:
         if fmt == "npy":
             self._open_npy()
             return
-        from .encoding import find_lonlat_columns
+        from .columns import find_lonlat_columns
 
         if fmt == "parquet":
             import pyarrow.parquet as pq
