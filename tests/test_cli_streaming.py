@@ -330,3 +330,23 @@ def test_sigterm_while_writing_removes_the_temporary_file(tmp_path: Path, ckpt: 
     assert proc.returncode == 143, err
     assert "terminated" in err
     assert no_temporaries(tmp_path) and not dst.exists()
+
+
+def test_a_directory_output_is_published_without_replacing_one_that_appeared(tmp_path: Path) -> None:
+    # Zarr stores are directories: `satclip map --export grid.zarr` publishes them the same way.
+    store = tmp_path / "grid.zarr"
+
+    def write(tag: str) -> Any:
+        def into(tmp: Path) -> None:
+            tmp.mkdir()
+            (tmp / "data").write_text(tag)
+
+        return into
+
+    publish(store, write("first"))
+    with pytest.raises(OutputExistsError):
+        publish(store, write("second"))
+    assert (store / "data").read_text() == "first"
+    publish(store, write("third"), overwrite=True)
+    assert (store / "data").read_text() == "third"
+    assert [p.name for p in tmp_path.iterdir()] == ["grid.zarr"]  # no temporary left behind

@@ -15,11 +15,11 @@ components as RGB and/or exports the full embedding grid, streaming bands of row
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
+
+from .publish import publish
 
 BASELINES = ("lonlat", "xyz", "sh")
 
@@ -175,35 +175,18 @@ def run_map(args: argparse.Namespace) -> int:
             rgb, grid.lon, grid.lat, size_px=(w, h), title=args.title or f"SatCLIP {args.model}: PCA of embeddings"
         )
         fmt = args.output.suffix.lstrip(".").lower() or "png"
-        _write_atomically(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt))
+        publish(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), overwrite=args.overwrite)
         print(f"wrote {args.output} ({w}x{h} px, grid {grid.width}x{grid.height})", file=sys.stderr)
     if args.export is not None:
-        _write_atomically(
+        publish(
             args.export,
-            lambda tmp: export_grid(
-                model, grid, Path(tmp), device=args.device, progress=progress, model_name=args.model
-            ),
+            lambda tmp: export_grid(model, grid, tmp, device=args.device, progress=progress, model_name=args.model),
+            overwrite=args.overwrite,
         )
         print(
             f"wrote {args.export} (grid {grid.width}x{grid.height}, {grid.width * grid.height} points)", file=sys.stderr
         )
     return 0
-
-
-def _write_atomically(path: Path, write: Any) -> None:
-    """Writes to a temporary sibling and renames it, so an interrupted run leaves no partial output
-    (a Zarr store is a directory: the old one is removed only once the new one is complete)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    try:
-        write(str(tmp))
-        if path.is_dir():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.is_dir():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
 
 
 __all__ = ["register", "run_map", "run_probe"]

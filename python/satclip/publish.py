@@ -9,7 +9,9 @@ then given the target's name. So
 * without ``overwrite`` the name is taken with ``os.link``, which fails if the name exists *at
   that moment* - a file that appeared while satclip was working is never clobbered (checking
   at the start and renaming at the end would replace it);
-* with ``overwrite`` the finished file replaces the old one in one ``os.replace``.
+* with ``overwrite`` the finished file replaces the old one in one ``os.replace``;
+* a directory output (a Zarr store) is published with ``os.rename``, which fails on an existing
+  non-empty directory or file (only an *empty* directory created meanwhile would be taken over).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -63,13 +66,33 @@ def publish(path: Path | str, write: Callable[[Path], Any], *, overwrite: bool =
     tmp = temporary_name(path)
     try:
         write(tmp)
-        if overwrite:
+        if tmp.is_dir():
+            _rename_directory(tmp, path, overwrite)
+        elif overwrite:
             os.replace(tmp, path)
         else:
             _link_no_replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp.is_dir():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
     return path
+
+
+def _rename_directory(tmp: Path, path: Path, overwrite: bool) -> None:
+    if overwrite and path.is_dir():
+        shutil.rmtree(path)
+    elif overwrite:
+        path.unlink(missing_ok=True)
+    try:
+        os.rename(tmp, path)
+    except OSError as err:
+        if err.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.ENOTDIR, errno.EISDIR):
+            raise
+        raise OutputExistsError(
+            f"{path} was created by something else while satclip was writing it; it was not replaced"
+        ) from None
 
 
 def _link_no_replace(tmp: Path, path: Path) -> None:
