@@ -123,7 +123,6 @@ def test_a_high_degree_gradient_call_leaves_no_large_scratch_cached():
 
 def test_ctrl_c_interrupts_a_long_call_promptly():
     # One call sized to take ~4 s here (capped at 2.5 GB of float32 output); SIGINT 0.5 s in
-    # (or a quarter of the call, on a machine fast enough to finish the capped call in < 2 s)
     # must raise KeyboardInterrupt long before the call would have returned.
     script = textwrap.dedent(
         """
@@ -143,15 +142,17 @@ def test_ctrl_c_interrupts_a_long_call_promptly():
             print("INTERRUPTED", time.perf_counter(), flush=True)
         """
     )
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    # The portable kernel on one thread: slow enough for a call of seconds within the memory cap
+    # on a fast machine too (the batch-wise signal checks are the same at every SIMD level).
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path), SATCLIP_SIMD="baseline")
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=env)
     try:
         line = proc.stdout.readline().split()
         assert line[0] == "READY"
         expected = float(line[1])
-        if expected < 0.6:
+        if expected < 1.0:
             pytest.skip(f"the largest call allowed here takes only {expected:.2f} s")
-        time.sleep(min(0.5, expected / 4))
+        time.sleep(0.5)
         sent = time.perf_counter()
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=120)
