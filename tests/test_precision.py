@@ -69,6 +69,48 @@ def test_results_do_not_depend_on_batch_size_or_position(
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_results_do_not_depend_on_the_thread_count(make_checkpoint: CheckpointFactory, dtype: torch.dtype) -> None:
+    # On CPU the chunks are shared out to one worker per torch thread, each running
+    # single-threaded GEMMs of the chunk's shape; a point's embedding must not depend on that.
+    path = make_checkpoint(10, seed=4)
+    points = _random(7 * 2560 + 17, seed=5)  # several chunks per worker and a padded tail
+    before = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(encode(points, path, dtype=dtype, device="cpu", batch_size=5 * 2560))
+            assert torch.get_num_threads() == threads  # encode puts back what it changes
+    finally:
+        torch.set_num_threads(before)
+    for got in results[1:]:
+        np.testing.assert_array_equal(got, results[0])
+    ref = encode(points[::97], path, dtype=torch.float64, device="cpu")
+    assert _relative(results[0][::97], ref) <= 2e-5  # and it is the right answer, not just a stable one
+
+
+def _encode_in_child(path: str) -> np.ndarray:
+    return encode(_random(3000, seed=6), path, dtype=torch.float32, device="cpu")
+
+
+def test_encode_works_in_a_forked_child_after_the_parent_used_its_workers(make_checkpoint: CheckpointFactory) -> None:
+    # A forked child inherits the parent's worker pool object but none of its threads: a pool
+    # used as is would never run the jobs (a hang), so encode must make a new one there.
+    import multiprocessing
+
+    path = str(make_checkpoint(10, seed=7))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        want = _encode_in_child(path)  # the parent's pool now exists
+        with multiprocessing.get_context("fork").Pool(1) as pool:
+            got = pool.apply_async(_encode_in_child, (path,)).get(timeout=120)
+    finally:
+        torch.set_num_threads(before)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_forward_into_equals_the_module_forward_bitwise(dtype: torch.dtype) -> None:
     model = satclip.nn.build_location_encoder(10).to(dtype).eval()
     features = torch.from_numpy(satclip.spherical_harmonics(_random(700, seed=9), 10)).to(dtype)

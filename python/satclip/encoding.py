@@ -21,6 +21,9 @@ import os
 import sys
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any, Union
 
 import numpy as np
@@ -149,7 +152,12 @@ def encode(
 
 
 def _encode_via_pinned(
-    runner: _SirenRunner | _ModuleRunner, points: Tensor, buffers: dict[str, Tensor], out: Tensor, batch: int, bar: Any
+    runner: _SirenRunner | _ModuleRunner,
+    points: Tensor,
+    buffers: list[dict[str, Tensor]],
+    out: Tensor,
+    batch: int,
+    bar: Any,
 ) -> None:
     """Host data through a CUDA runner with the copies overlapped with compute.
 
@@ -319,10 +327,15 @@ class _SirenRunner:
       one reused buffer sized to stay in the CPU caches (~1 MiB) and consumed by the first GEMM
       right away; hidden activations live in two reused buffers; the last layer writes into the
       caller's array.
-    * Threads: the Rust core (rayon) and torch (OpenMP) run one after the other per chunk, each
-      with all the cores, rather than splitting the cores between them. Measured on this 2-core
-      machine (N=1e5, L=40, float32) alternation was the faster schedule: the SH are ~10% of the
-      work once features are float32, so a split leaves the GEMM's threads short (see README).
+    * Threads (CPU): one worker per torch thread (``torch.get_num_threads()``), each taking a
+      contiguous run of whole chunks and doing all of a chunk's work itself - SH on its own
+      thread, then single-threaded GEMMs - with its own buffers. Measured on a 2-core machine
+      this beats both alternatives: running the Rust core and torch one after the other with
+      all cores each (a chunk's GEMM is too small to split well, and every layer pays an OpenMP
+      barrier, which collapses when the machine is busy) and splitting the cores between SH and
+      GEMM (the SH are ~10% of the work). While the workers run, torch's intra-op threads are
+      set to 1 (see :func:`_one_torch_thread`). A single-threaded GEMM of a fixed shape gives
+      the same bits whichever worker runs it, so results do not depend on the thread count.
     """
 
     #: Target size of one chunk's features, bytes: L2-sized so the first GEMM reads them from cache.
@@ -353,19 +366,25 @@ class _SirenRunner:
         """Batches start at multiples of the chunk so every chunk sits at the same offsets."""
         return -(-batch_size // self.chunk) * self.chunk
 
-    def buffers(self, batch_size: int) -> dict[str, Tensor]:
+    def buffers(self, batch_size: int) -> list[dict[str, Tensor]]:
+        """One set of chunk buffers per worker (one worker on CUDA)."""
         c = self.chunk
+        chunks = -(-batch_size // c)
+        workers = min(torch.get_num_threads(), chunks) if self.device.type == "cpu" else 1
 
         def empty(cols: int, dtype: torch.dtype) -> Tensor:
             return torch.empty(c, cols, dtype=dtype, device=self.device)
 
-        return {
-            "lonlat": torch.zeros(c, 2, dtype=torch.float64, device=self.device),
-            "features": empty(self.L**2, self.feature_dtype),
-            "hidden": empty(self.hidden, self.dtype),
-            "hidden2": empty(self.hidden, self.dtype),
-            "out": empty(self.embed_dim, self.dtype),
-        }
+        return [
+            {
+                "lonlat": torch.zeros(c, 2, dtype=torch.float64, device=self.device),
+                "features": empty(self.L**2, self.feature_dtype),
+                "hidden": empty(self.hidden, self.dtype),
+                "hidden2": empty(self.hidden, self.dtype),
+                "out": empty(self.embed_dim, self.dtype),
+            }
+            for _ in range(max(1, workers))
+        ]
 
     def _features(self, lonlat: Tensor, buffers: dict[str, Tensor]) -> Tensor:
         features = buffers["features"]
@@ -379,26 +398,79 @@ class _SirenRunner:
             features.copy_(torch_spherical_harmonics(lonlat.to(torch.float64), self.L, self.basis))
         return features if self.dtype in (torch.float32, torch.float64) else features.to(self.dtype)
 
-    def run(self, lonlat: Tensor, buffers: dict[str, Tensor], out: Tensor | None) -> Tensor:
+    def run(self, lonlat: Tensor, buffers: list[dict[str, Tensor]], out: Tensor | None) -> Tensor:
         n, c = lonlat.shape[0], self.chunk
         if out is None:
             out = torch.empty(n, self.embed_dim, dtype=self.dtype, device=self.device)
         lonlat = lonlat.to(self.device, non_blocking=True)
-        hidden = (buffers["hidden"], buffers["hidden2"])
-        for start in range(0, n, c):
-            stop = min(start + c, n)
-            if stop - start == c:
-                chunk_in, chunk_out = lonlat[start:stop], out[start:stop]
-            else:  # the tail: padded to a full chunk (zeros are valid points) so shapes stay fixed
-                chunk_in = buffers["lonlat"]
-                chunk_in[: stop - start].copy_(lonlat[start:stop])
-                chunk_in[stop - start :].zero_()
-                chunk_out = buffers["out"]
-            features = self._features(chunk_in, buffers)
-            self.nnet.forward_into(features, hidden, chunk_out)
-            if chunk_out is buffers["out"]:
-                out[start:stop].copy_(chunk_out[: stop - start])
+        chunks = -(-n // c)
+        workers = min(len(buffers), chunks)
+        if workers <= 1:
+            self._run_chunks(lonlat, 0, n, buffers[0], out)
+            return out
+        span = -(-chunks // workers) * c
+        with _one_torch_thread():
+            pool = _chunk_workers(workers)
+            jobs = [
+                pool.submit(self._run_chunks, lonlat, start, min(start + span, n), buffers[i], out)
+                for i, start in enumerate(range(0, n, span))
+            ]
+            for job in jobs:
+                job.result()
         return out
+
+    def _run_chunks(self, lonlat: Tensor, begin: int, end: int, buffers: dict[str, Tensor], out: Tensor) -> None:
+        """Rows ``begin:end`` of ``lonlat`` (``begin`` a multiple of the chunk) into ``out``."""
+        c = self.chunk
+        hidden = (buffers["hidden"], buffers["hidden2"])
+        with torch.inference_mode():  # thread-local: workers must enter it themselves
+            for start in range(begin, end, c):
+                stop = min(start + c, end)
+                if stop - start == c:
+                    chunk_in, chunk_out = lonlat[start:stop], out[start:stop]
+                else:  # the tail: padded to a full chunk (zeros are valid points) so shapes stay fixed
+                    chunk_in = buffers["lonlat"]
+                    chunk_in[: stop - start].copy_(lonlat[start:stop])
+                    chunk_in[stop - start :].zero_()
+                    chunk_out = buffers["out"]
+                features = self._features(chunk_in, buffers)
+                self.nnet.forward_into(features, hidden, chunk_out)
+                if chunk_out is buffers["out"]:
+                    out[start:stop].copy_(chunk_out[: stop - start])
+
+
+_WORKERS_LOCK = threading.Lock()
+_WORKERS: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+_TORCH_THREADS: list[int] = [0, 0]  # [callers inside _one_torch_thread, torch threads to restore]
+
+
+def _chunk_workers(count: int) -> ThreadPoolExecutor:
+    """A thread pool of at least ``count`` threads for :meth:`_SirenRunner.run`, made again in a
+    forked child (whose copy of the parent's pool has no threads behind it)."""
+    global _WORKERS
+    with _WORKERS_LOCK:
+        if _WORKERS is None or _WORKERS[0] != os.getpid() or _WORKERS[1]._max_workers < count:
+            _WORKERS = (os.getpid(), ThreadPoolExecutor(count, thread_name_prefix="satclip-encode"))
+        return _WORKERS[1]
+
+
+@contextmanager
+def _one_torch_thread() -> Iterator[None]:
+    """torch's intra-op threads set to 1 while chunk workers run (each worker is a core's worth
+    of work already), restored when the last concurrent caller leaves. The setting is
+    process-wide in torch, so other threads' torch calls also run on one thread meanwhile."""
+    with _WORKERS_LOCK:
+        if _TORCH_THREADS[0] == 0:
+            _TORCH_THREADS[1] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _TORCH_THREADS[0] += 1
+    try:
+        yield
+    finally:
+        with _WORKERS_LOCK:
+            _TORCH_THREADS[0] -= 1
+            if _TORCH_THREADS[0] == 0:
+                torch.set_num_threads(_TORCH_THREADS[1])
 
 
 def _itemsize(dtype: torch.dtype) -> int:
@@ -422,10 +494,10 @@ class _ModuleRunner:
     def align_batch_size(self, batch_size: int) -> int:
         return batch_size
 
-    def buffers(self, batch_size: int) -> dict[str, Tensor]:
-        return {}
+    def buffers(self, batch_size: int) -> list[dict[str, Tensor]]:
+        return [{}]
 
-    def run(self, lonlat: Tensor, buffers: dict[str, Tensor], out: Tensor | None) -> Tensor:
+    def run(self, lonlat: Tensor, buffers: list[dict[str, Tensor]], out: Tensor | None) -> Tensor:
         result = self.model(lonlat.to(self.device)).to(self.dtype)
         if out is None:
             return result
