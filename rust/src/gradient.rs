@@ -22,13 +22,19 @@
 //!   derivative of each feature is exactly zero (`Pbar_l^m` carries a factor `s^m`).
 //!
 //! The block kernel follows `kernel.rs` (one point per lane, compiled per instruction set,
-//! dispatched at run time) but is kept in its own module so the value-only path is untouched.
+//! dispatched at run time) and shares its building blocks (`block.rs`), but keeps its own
+//! recurrence loop so the value-only path stays as lean as it is.
 //! The gradient block is laid out as `2 * L*L` feature-major rows (`dlon_k`, `dlat_k`
 //! interleaved), so the same 8 x 8 transposes that write the values write the `(.., L*L, 2)`
 //! gradient rows directly.
 
 use rayon::prelude::*;
 
+use crate::block::{
+    angles, staging_as, transpose_into, unpack, zonal_column, Angles, Isa, Lanes, Portable, LANES,
+};
+#[cfg(target_arch = "x86_64")]
+use crate::block::{Avx2, Avx512};
 use crate::coords::validate;
 use crate::error::{Error, Result};
 use crate::parallel::{pool, rows_per_task};
@@ -36,11 +42,6 @@ use crate::plan::Plan;
 use crate::real::Real;
 use crate::simd::SimdLevel;
 use crate::stream;
-use crate::transpose::{self, Tile};
-use crate::trig::sincos_deg;
-
-const LANES: usize = 8;
-type Lanes = [f64; LANES];
 
 /// Below this many points the work runs on the calling thread (as in `harmonics.rs`).
 const SERIAL_POINTS: usize = 256;
@@ -163,56 +164,6 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// The instruction-set-specific pieces (the same split as in `kernel.rs`, kept local so the
-/// two kernels can change independently).
-trait Isa {
-    fn transpose(tile: &Tile) -> Tile;
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
-}
-
-struct Portable;
-impl Isa for Portable {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        transpose::transpose_portable(tile)
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        stream::copy_streaming_sse2(src, dst)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Avx2;
-#[cfg(target_arch = "x86_64")]
-impl Isa for Avx2 {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        // SAFETY: only reached from `rows_avx2`, which runs on AVX2 CPUs.
-        unsafe { transpose::transpose_avx2(tile) }
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        stream::copy_streaming_sse2(src, dst)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Avx512;
-#[cfg(target_arch = "x86_64")]
-impl Isa for Avx512 {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        // SAFETY: only reached from `rows_avx512`, which runs on AVX-512 CPUs.
-        unsafe { transpose::transpose_avx512(tile) }
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        // SAFETY: as above.
-        unsafe { stream::copy_streaming_avx512(src, dst) }
-    }
-}
-
 fn rows_with_gradient<I: Real, O: Real>(
     plan: &Plan,
     lonlat: &[I],
@@ -257,14 +208,6 @@ unsafe fn rows_avx2<I: Real, O: Real>(
     ws: &mut Scratch,
 ) {
     rows_with::<I, O, Avx2>(plan, lonlat, values, gradients, streaming, ws)
-}
-
-/// `staging` (f64 storage) viewed as `len` values of `O`.
-fn staging_as<O: Real>(staging: &mut Vec<f64>, len: usize) -> &mut [O] {
-    staging.resize(len, 0.0);
-    // SAFETY: `staging` holds `len` f64s, room for `len` values of O (f32 or f64: no larger
-    // than f64, alignment no stricter); any bits are valid floats.
-    unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr() as *mut O, len) }
 }
 
 #[inline(always)]
@@ -312,45 +255,6 @@ fn rows_with<I: Real, O: Real, X: Isa>(
     }
 }
 
-/// Up to `LANES` interleaved (lon, lat) pairs as two lane arrays, padded with zeros.
-#[inline(always)]
-fn unpack<I: Real>(pts: &[I]) -> (Lanes, Lanes) {
-    let mut lon = [0.0; LANES];
-    let mut lat = [0.0; LANES];
-    for (i, p) in pts.chunks_exact(2).enumerate().take(LANES) {
-        lon[i] = p[0].to_f64();
-        lat[i] = p[1].to_f64();
-    }
-    (lon, lat)
-}
-
-/// `scratch[k][lane]` -> row-major `out[lane * nk + k]` for the first `rows` lanes, one
-/// 8 x 8 tile at a time.
-#[inline(always)]
-fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
-    let nk = scratch.len();
-    debug_assert_eq!(out.len(), rows * nk);
-    let tiles = nk / LANES;
-    for t in 0..tiles {
-        let k0 = t * LANES;
-        let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
-        let cols = X::transpose(tile);
-        for (i, col) in cols.iter().enumerate().take(rows) {
-            let dst: &mut [O; LANES] = (&mut out[i * nk + k0..i * nk + k0 + LANES])
-                .try_into()
-                .unwrap();
-            for j in 0..LANES {
-                dst[j] = O::from_f64(col[j]);
-            }
-        }
-    }
-    for k in tiles * LANES..nk {
-        for i in 0..rows {
-            out[i * nk + k] = O::from_f64(scratch[k][i]);
-        }
-    }
-}
-
 /// Values (`vals[k]`) and gradients (`grads[2k]` = d/dlon, `grads[2k + 1]` = d/dlat, per
 /// degree) of one block of points, feature-major.
 #[inline(always)]
@@ -364,20 +268,12 @@ fn block_with_gradient(
     let degrees = plan.degrees;
     assert_eq!(vals.len(), degrees * degrees);
     assert_eq!(grads.len(), 2 * degrees * degrees);
-    // x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat) >= 0;
-    // cos(phi) = -cos(lon), sin(phi) = -sin(lon), since phi = lon + 180 deg.
-    let mut x = [0.0; LANES];
-    let mut s = [0.0; LANES];
-    let mut cos_phi = [0.0; LANES];
-    let mut sin_phi = [0.0; LANES];
-    for i in 0..LANES {
-        let (sl, cl) = sincos_deg(lat[i]);
-        x[i] = -sl;
-        s[i] = cl.abs();
-        let (so, co) = sincos_deg(lon[i]);
-        cos_phi[i] = -co;
-        sin_phi[i] = -so;
-    }
+    let Angles {
+        x,
+        s,
+        cos_phi,
+        sin_phi,
+    } = angles(lon, lat);
 
     let mut pmm = [plan.p00; LANES]; // Pbar_m^m
     let mut dpmm = [0.0; LANES]; // d/dtheta Pbar_m^m
@@ -426,11 +322,6 @@ fn block_with_gradient(
             f.store(vals, grads, zonal_column(l), &p, &dp);
         }
     }
-}
-
-#[inline(always)]
-fn zonal_column(l: usize) -> usize {
-    l * l + l
 }
 
 /// The per-order factors that turn `Pbar_l^m` and its theta-derivative into the columns

@@ -8,16 +8,17 @@
 //! The code is written as plain loops over `[f64; LANES]` and compiled three times, for
 //! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
 
+use crate::block::{
+    angles, staging_as, transpose_into, unpack, zonal_column, Angles, Isa, Portable,
+};
+#[cfg(target_arch = "x86_64")]
+use crate::block::{Avx2, Avx512};
+pub(crate) use crate::block::{Lanes, LANES};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::real::Real;
 use crate::simd::SimdLevel;
 use crate::stream;
-use crate::transpose::{self, Tile};
-use crate::trig::sincos_deg;
-
-pub(crate) const LANES: usize = 8;
-type Lanes = [f64; LANES];
 
 /// How the finished block is written out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,56 +28,6 @@ pub(crate) enum Store {
     /// Streaming stores via a staging block (see `stream.rs`): for outputs far larger than
     /// the cache, where they save the read-for-ownership traffic.
     Streaming,
-}
-
-/// The instruction-set-specific pieces of the kernel. Everything else is plain Rust that
-/// LLVM vectorises for whatever target features the calling function enables.
-trait Isa {
-    fn transpose(tile: &Tile) -> Tile;
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
-}
-
-struct Portable;
-impl Isa for Portable {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        transpose::transpose_portable(tile)
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        stream::copy_streaming_sse2(src, dst)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Avx2;
-#[cfg(target_arch = "x86_64")]
-impl Isa for Avx2 {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        // SAFETY: only reached from `encode_rows_avx2`, which runs on AVX2 CPUs.
-        unsafe { transpose::transpose_avx2(tile) }
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        stream::copy_streaming_sse2(src, dst)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-struct Avx512;
-#[cfg(target_arch = "x86_64")]
-impl Isa for Avx512 {
-    #[inline(always)]
-    fn transpose(tile: &Tile) -> Tile {
-        // SAFETY: only reached from `encode_rows_avx512`, which runs on AVX-512 CPUs.
-        unsafe { transpose::transpose_avx512(tile) }
-    }
-    #[inline(always)]
-    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
-        // SAFETY: as above.
-        unsafe { stream::copy_streaming_avx512(src, dst) }
-    }
 }
 
 /// Writes the `(n, L*L)` row-major features of the `n` points in `lonlat` (interleaved
@@ -217,11 +168,7 @@ fn encode_rows_with<I: Real, O: Real, X: Isa>(
     } else {
         0
     };
-    ws.staging.resize(staged, 0.0);
-    // SAFETY: `staging` holds `staged` f64s, which is room for `staged` values of O
-    // (f32 or f64, no larger than f64, alignment no stricter); any bits are valid floats.
-    let staging =
-        unsafe { std::slice::from_raw_parts_mut(ws.staging.as_mut_ptr() as *mut O, staged) };
+    let staging = staging_as::<O>(&mut ws.staging, staged);
     encode_blocks::<I, O, X>(plan, lonlat, out, &mut ws.scratch, staging, store);
 }
 
@@ -238,12 +185,7 @@ fn encode_blocks<I: Real, O: Real, X: Isa>(
     let mut pairs = lonlat.chunks_exact(2 * LANES);
     let mut rows = out.chunks_exact_mut(LANES * nf);
     for (pts, block) in (&mut pairs).zip(&mut rows) {
-        let mut lon = [0.0; LANES];
-        let mut lat = [0.0; LANES];
-        for i in 0..LANES {
-            lon[i] = pts[2 * i].to_f64();
-            lat[i] = pts[2 * i + 1].to_f64();
-        }
+        let (lon, lat) = unpack(pts);
         encode_block(plan, &lon, &lat, scratch);
         match store {
             Store::Cached => transpose_into::<O, X>(scratch, block, LANES),
@@ -260,41 +202,9 @@ fn encode_blocks<I: Real, O: Real, X: Isa>(
     let rest = pairs.remainder();
     if !rest.is_empty() {
         let n = rest.len() / 2;
-        let mut lon = [0.0; LANES];
-        let mut lat = [0.0; LANES];
-        for i in 0..n {
-            lon[i] = rest[2 * i].to_f64();
-            lat[i] = rest[2 * i + 1].to_f64();
-        }
+        let (lon, lat) = unpack(rest);
         encode_block(plan, &lon, &lat, scratch);
         transpose_into::<O, X>(scratch, rows.into_remainder(), n);
-    }
-}
-
-/// Copies `scratch[k][lane]` into row-major `out[lane * nf + k]` for the first `rows` lanes,
-/// one 8 x 8 tile at a time, so that reads and writes are whole vectors.
-#[inline(always)]
-fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
-    let nf = scratch.len();
-    debug_assert_eq!(out.len(), rows * nf);
-    let tiles = nf / LANES;
-    for t in 0..tiles {
-        let k0 = t * LANES;
-        let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
-        let cols = X::transpose(tile);
-        for (i, col) in cols.iter().enumerate().take(rows) {
-            let dst: &mut [O; LANES] = (&mut out[i * nf + k0..i * nf + k0 + LANES])
-                .try_into()
-                .unwrap();
-            for j in 0..LANES {
-                dst[j] = O::from_f64(col[j]);
-            }
-        }
-    }
-    for k in tiles * LANES..nf {
-        for i in 0..rows {
-            out[i * nf + k] = O::from_f64(scratch[k][i]);
-        }
     }
 }
 
@@ -302,20 +212,12 @@ fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize
 fn encode_block(plan: &Plan, lon: &Lanes, lat: &Lanes, out: &mut [Lanes]) {
     let degrees = plan.degrees;
     assert_eq!(out.len(), degrees * degrees);
-    // x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat) >= 0;
-    // cos(phi) = -cos(lon), sin(phi) = -sin(lon), since phi = lon + 180 deg.
-    let mut x = [0.0; LANES];
-    let mut s = [0.0; LANES];
-    let mut cos_phi = [0.0; LANES];
-    let mut sin_phi = [0.0; LANES];
-    for i in 0..LANES {
-        let (sl, cl) = sincos_deg(lat[i]);
-        x[i] = -sl;
-        s[i] = cl.abs();
-        let (so, co) = sincos_deg(lon[i]);
-        cos_phi[i] = -co;
-        sin_phi[i] = -so;
-    }
+    let Angles {
+        x,
+        s,
+        cos_phi,
+        sin_phi,
+    } = angles(lon, lat);
 
     let mut pmm = [plan.p00; LANES]; // Pbar_m^m
     let mut cos_m = [1.0; LANES]; // cos(m phi)
@@ -365,12 +267,6 @@ fn encode_block(plan: &Plan, lon: &Lanes, lat: &Lanes, out: &mut [Lanes]) {
             store(out, zonal_column(l), m, &p, &fc, &fs);
         }
     }
-}
-
-/// Column of (l, m = 0) in the output; (l, +-m) sit at this column +- m.
-#[inline(always)]
-fn zonal_column(l: usize) -> usize {
-    l * l + l
 }
 
 #[inline(always)]

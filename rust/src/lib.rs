@@ -3,7 +3,7 @@
 //!
 //! Where things are:
 //! * `plan`      - the basis definition and its precomputed recurrence coefficients;
-//! * `kernel`    - the SIMD block kernel that evaluates it;
+//! * `kernel`    - the SIMD block kernel that evaluates it (`block`: pieces shared with `gradient`);
 //! * `harmonics` - the entry point: validate, split into tasks, run on the pool;
 //! * `gradient`  - values together with their lon/lat derivatives (own kernel and entry point);
 //! * `python`    - the pyo3 binding (`satclip._core`), compiled with the `python` feature.
@@ -12,6 +12,7 @@
 // crate can depend on, or misuse, the kernels' invariants).
 #![cfg_attr(not(feature = "python"), allow(dead_code))]
 
+mod block;
 mod coords;
 mod error;
 mod gradient;

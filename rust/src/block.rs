@@ -1,0 +1,155 @@
+//! The pieces both block kernels (`kernel.rs` for values, `gradient.rs` for values with
+//! derivatives) are built from: the lane layout, the per-instruction-set operations, the angles
+//! of a block of points, and the transposes that turn a feature-major block into row-major
+//! output rows.
+//!
+//! Everything here is `#[inline(always)]`: it is compiled into each kernel's target-feature
+//! functions, once per instruction set.
+
+use crate::real::Real;
+use crate::stream;
+use crate::transpose::{self, Tile};
+use crate::trig::sincos_deg;
+
+/// Points per block: one per SIMD lane (8 f64 = one AVX-512 vector, two AVX2 vectors).
+pub(crate) const LANES: usize = 8;
+pub(crate) type Lanes = [f64; LANES];
+
+/// The instruction-set-specific operations. Everything else is plain Rust that LLVM vectorises
+/// for whatever target features the calling function enables.
+pub(crate) trait Isa {
+    fn transpose(tile: &Tile) -> Tile;
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]);
+}
+
+pub(crate) struct Portable;
+impl Isa for Portable {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        transpose::transpose_portable(tile)
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+/// Used only inside the kernels' `#[target_feature(enable = "avx2,fma")]` functions, which run
+/// only when `SimdLevel::Avx2` (or a higher level) is active.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx2;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx2 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from the kernels' AVX2 functions, which run on AVX2 CPUs.
+        unsafe { transpose::transpose_avx2(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        stream::copy_streaming_sse2(src, dst)
+    }
+}
+
+/// Used only inside the kernels' AVX-512 functions, which run only when `SimdLevel::Avx512` is
+/// active.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Avx512;
+#[cfg(target_arch = "x86_64")]
+impl Isa for Avx512 {
+    #[inline(always)]
+    fn transpose(tile: &Tile) -> Tile {
+        // SAFETY: only reached from the kernels' AVX-512 functions, which run on AVX-512 CPUs.
+        unsafe { transpose::transpose_avx512(tile) }
+    }
+    #[inline(always)]
+    fn copy_streaming<O: Copy>(src: &[O], dst: &mut [O]) {
+        // SAFETY: as above.
+        unsafe { stream::copy_streaming_avx512(src, dst) }
+    }
+}
+
+/// Up to `LANES` interleaved (lon, lat) pairs as two lane arrays; missing lanes are (0, 0),
+/// a valid point whose rows the caller drops.
+#[inline(always)]
+pub(crate) fn unpack<I: Real>(pts: &[I]) -> (Lanes, Lanes) {
+    let mut lon = [0.0; LANES];
+    let mut lat = [0.0; LANES];
+    for i in 0..(pts.len() / 2).min(LANES) {
+        lon[i] = pts[2 * i].to_f64();
+        lat[i] = pts[2 * i + 1].to_f64();
+    }
+    (lon, lat)
+}
+
+/// The trigonometry of a block, from one sincos per angle: with `theta = lat + 90` and
+/// `phi = lon + 180`, `x = cos theta = -sin(lat)`, `s = sin theta = cos(lat) >= 0`,
+/// `cos phi = -cos(lon)`, `sin phi = -sin(lon)`.
+pub(crate) struct Angles {
+    pub x: Lanes,
+    pub s: Lanes,
+    pub cos_phi: Lanes,
+    pub sin_phi: Lanes,
+}
+
+#[inline(always)]
+pub(crate) fn angles(lon: &Lanes, lat: &Lanes) -> Angles {
+    let mut a = Angles {
+        x: [0.0; LANES],
+        s: [0.0; LANES],
+        cos_phi: [0.0; LANES],
+        sin_phi: [0.0; LANES],
+    };
+    for i in 0..LANES {
+        let (sl, cl) = sincos_deg(lat[i]);
+        a.x[i] = -sl;
+        a.s[i] = cl.abs();
+        let (so, co) = sincos_deg(lon[i]);
+        a.cos_phi[i] = -co;
+        a.sin_phi[i] = -so;
+    }
+    a
+}
+
+/// Column of `(l, m = 0)` in a row of features; `(l, +-m)` sit at this column `+- m`.
+#[inline(always)]
+pub(crate) fn zonal_column(l: usize) -> usize {
+    l * l + l
+}
+
+/// Copies `scratch[k][lane]` into row-major `out[lane * nk + k]` for the first `rows` lanes,
+/// one 8 x 8 tile at a time, so that reads and writes are whole vectors.
+#[inline(always)]
+pub(crate) fn transpose_into<O: Real, X: Isa>(scratch: &[Lanes], out: &mut [O], rows: usize) {
+    let nk = scratch.len();
+    debug_assert_eq!(out.len(), rows * nk);
+    let tiles = nk / LANES;
+    for t in 0..tiles {
+        let k0 = t * LANES;
+        let tile: &Tile = scratch[k0..k0 + LANES].try_into().unwrap();
+        let cols = X::transpose(tile);
+        for (i, col) in cols.iter().enumerate().take(rows) {
+            let dst: &mut [O; LANES] = (&mut out[i * nk + k0..i * nk + k0 + LANES])
+                .try_into()
+                .unwrap();
+            for j in 0..LANES {
+                dst[j] = O::from_f64(col[j]);
+            }
+        }
+    }
+    for k in tiles * LANES..nk {
+        for i in 0..rows {
+            out[i * nk + k] = O::from_f64(scratch[k][i]);
+        }
+    }
+}
+
+/// `staging` (f64 storage, so aligned for either output type) resized to `len` values of `O`
+/// and viewed as such: the row-major copy of a block that streaming stores write out.
+#[inline(always)]
+pub(crate) fn staging_as<O: Real>(staging: &mut Vec<f64>, len: usize) -> &mut [O] {
+    staging.resize(len, 0.0);
+    // SAFETY: `staging` holds `len` f64s, room for `len` values of O (f32 or f64: no larger
+    // than f64, alignment no stricter); any bits are valid floats.
+    unsafe { std::slice::from_raw_parts_mut(staging.as_mut_ptr() as *mut O, len) }
+}
