@@ -191,27 +191,6 @@ fn check_out_shape(out_shape: &[usize], n: usize, nf: usize) -> PyResult<()> {
     Ok(())
 }
 
-fn with_input<'py, O: Real + Element>(
-    py: Python<'py>,
-    plan: &Plan,
-    lonlat: &Bound<'py, PyAny>,
-    out: &Bound<'py, PyArray2<O>>,
-) -> PyResult<()> {
-    if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-        check_pairs(a.shape())?;
-        check_out_shape(out.shape(), a.shape()[0], plan.num_features())?;
-        run(py, plan, a, out)
-    } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-        check_pairs(a.shape())?;
-        check_out_shape(out.shape(), a.shape()[0], plan.num_features())?;
-        run(py, plan, a, out)
-    } else {
-        Err(DTypeError::new_err(
-            "lonlat must be a 2-D float32 or float64 NumPy array (satclip.spherical_harmonics converts other inputs)",
-        ))
-    }
-}
-
 fn check_pairs(shape: &[usize]) -> PyResult<()> {
     if shape.len() != 2 || shape[1] != 2 {
         return Err(ShapeError::new_err(format!(
@@ -219,6 +198,59 @@ fn check_pairs(shape: &[usize]) -> PyResult<()> {
         )));
     }
     Ok(())
+}
+
+/// The element types the bindings accept and return, with the NumPy name of each.
+pub(crate) trait Float: Real + Element {
+    const NUMPY_NAME: &'static str;
+}
+
+impl Float for f32 {
+    const NUMPY_NAME: &'static str = "float32";
+}
+
+impl Float for f64 {
+    const NUMPY_NAME: &'static str = "float64";
+}
+
+/// The supported dtypes as error messages list them (keep in step with `dispatch_float!`).
+pub(crate) const FLOAT_NAMES: &str = "float32 or float64";
+
+/// Evaluates `$body` with `$arr` bound to `$obj` cast to `$array<f64>` or `$array<f32>`
+/// (whichever it is) and the type alias `$t` naming that element type; any other object is
+/// `Err($err)`. The one place that lists the dtypes every binding dispatches over, so adding
+/// a dtype (or an entry point) touches nothing else. Nest it for input x output dtypes.
+macro_rules! dispatch_float {
+    ($obj:expr, $array:ident, |$arr:ident: $t:ident| $body:expr, else $err:expr) => {{
+        let obj = $obj;
+        if let Ok($arr) = obj.cast::<$array<f64>>() {
+            #[allow(dead_code)]
+            type $t = f64;
+            $body
+        } else if let Ok($arr) = obj.cast::<$array<f32>>() {
+            #[allow(dead_code)]
+            type $t = f32;
+            $body
+        } else {
+            Err($err)
+        }
+    }};
+}
+pub(crate) use dispatch_float;
+
+/// The error for an object of the wrong type or dtype where a `ndim`-D float array is needed.
+pub(crate) fn not_float_array(what: &str, ndim: usize) -> PyErr {
+    DTypeError::new_err(format!(
+        "{what} must be a {ndim}-D {FLOAT_NAMES} NumPy array"
+    ))
+}
+
+/// The error for `lonlat` of the wrong type or dtype, naming the public function (`entry`)
+/// that converts other inputs.
+pub(crate) fn lonlat_dtype_error(entry: &str) -> PyErr {
+    DTypeError::new_err(format!(
+        "lonlat must be a 2-D {FLOAT_NAMES} NumPy array ({entry} converts other inputs)"
+    ))
 }
 
 /// spherical_harmonics(lonlat, degrees, basis="satclip", out=None)
@@ -234,39 +266,28 @@ fn spherical_harmonics<'py>(
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let plan = plan_for(py, degrees, basis)?;
+    let nf = plan.num_features();
+    let lonlat_error = || lonlat_dtype_error("satclip.spherical_harmonics");
     match out {
         Some(out) => {
-            if let Ok(o) = out.cast::<PyArray2<f64>>() {
-                with_input(py, &plan, lonlat, o)?;
-            } else if let Ok(o) = out.cast::<PyArray2<f32>>() {
-                with_input(py, &plan, lonlat, o)?;
-            } else {
-                return Err(DTypeError::new_err(
-                    "`out` must be a 2-D float32 or float64 NumPy array",
-                ));
-            }
+            dispatch_float!(out, PyArray2, |o: O| {
+                dispatch_float!(lonlat, PyArray2, |a: I| {
+                    check_pairs(a.shape())?;
+                    check_out_shape(o.shape(), a.shape()[0], nf)?;
+                    run(py, &plan, a, o)
+                }, else lonlat_error())
+            }, else not_float_array("`out`", 2))?;
             Ok(out.clone())
         }
-        None => {
-            // Output dtype follows the input's. The array is allocated by NumPy (uninitialised:
-            // every element is written by the kernel, and the first touch happens in the
-            // worker threads) and returned as is - no copy. On error it is simply dropped.
-            if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-                check_pairs(a.shape())?;
-                let o = new_output::<f64>(py, a.shape()[0], plan.num_features(), "float64")?;
-                run(py, &plan, a, &o)?;
-                Ok(o.into_any())
-            } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-                check_pairs(a.shape())?;
-                let o = new_output::<f32>(py, a.shape()[0], plan.num_features(), "float32")?;
-                run(py, &plan, a, &o)?;
-                Ok(o.into_any())
-            } else {
-                Err(DTypeError::new_err(
-                    "lonlat must be a 2-D float32 or float64 NumPy array",
-                ))
-            }
-        }
+        // Output dtype follows the input's. The array is allocated by NumPy (uninitialised:
+        // every element is written by the kernel, and the first touch happens in the worker
+        // threads) and returned as is - no copy. On error it is simply dropped.
+        None => dispatch_float!(lonlat, PyArray2, |a: T| {
+            check_pairs(a.shape())?;
+            let o = new_output::<T>(py, a.shape()[0], nf, T::NUMPY_NAME)?;
+            run(py, &plan, a, &o)?;
+            Ok(o.into_any())
+        }, else lonlat_error()),
     }
 }
 

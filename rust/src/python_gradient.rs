@@ -11,7 +11,10 @@ use pyo3::prelude::*;
 
 use crate::gradient::spherical_harmonics_with_gradient_into;
 use crate::plan::Plan;
-use crate::python::{copy_input, detach_catching, plan_for, DTypeError, ShapeError};
+use crate::python::{
+    copy_input, detach_catching, dispatch_float, lonlat_dtype_error, not_float_array, plan_for,
+    DTypeError, ShapeError,
+};
 use crate::real::Real;
 
 fn compute<I: Real + Element, O: Real + Element>(
@@ -65,27 +68,6 @@ fn compute<I: Real + Element, O: Real + Element>(
     })
 }
 
-fn with_output<'py, O: Real + Element>(
-    py: Python<'py>,
-    plan: &Plan,
-    lonlat: &Bound<'py, PyAny>,
-    values: &Bound<'py, PyArray2<O>>,
-    gradients: &Bound<'py, PyAny>,
-) -> PyResult<()> {
-    let gradients = gradients.cast::<PyArray3<O>>().map_err(|_| {
-        DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
-    })?;
-    if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-        compute(py, plan, a, values, gradients)
-    } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-        compute(py, plan, a, values, gradients)
-    } else {
-        Err(DTypeError::new_err(
-            "lonlat must be a 2-D float32 or float64 NumPy array (satclip.spherical_harmonics_with_gradient converts other inputs)",
-        ))
-    }
-}
-
 /// spherical_harmonics_with_gradient(lonlat, degrees, basis, values, gradients)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics_with_gradient` for the documented
@@ -101,15 +83,13 @@ fn spherical_harmonics_with_gradient<'py>(
     gradients: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
     let plan = plan_for(py, degrees, basis)?;
-    if let Ok(v) = values.cast::<PyArray2<f64>>() {
-        with_output(py, &plan, lonlat, v, gradients)
-    } else if let Ok(v) = values.cast::<PyArray2<f32>>() {
-        with_output(py, &plan, lonlat, v, gradients)
-    } else {
-        Err(DTypeError::new_err(
-            "`values` must be a 2-D float32 or float64 NumPy array",
-        ))
-    }
+    dispatch_float!(values, PyArray2, |v: O| {
+        let g = gradients.cast::<PyArray3<O>>().map_err(|_| {
+            DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
+        })?;
+        dispatch_float!(lonlat, PyArray2, |a: I| compute(py, &plan, a, v, g),
+            else lonlat_dtype_error("satclip.spherical_harmonics_with_gradient"))
+    }, else not_float_array("`values`", 2))
 }
 
 /// Adds this module's functions to `satclip._core`.
