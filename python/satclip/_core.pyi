@@ -18,13 +18,13 @@ __all__ = [
 
 def spherical_harmonics(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-    degrees: int,
+    L: int,
     basis: str = "satclip",
     out: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]: ...
 def spherical_harmonics_with_gradient(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-    degrees: int,
+    L: int,
     basis: str,
     values: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     gradients: npt.NDArray[np.float32] | npt.NDArray[np.float64],

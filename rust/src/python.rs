@@ -253,19 +253,21 @@ pub(crate) fn lonlat_dtype_error(entry: &str) -> PyErr {
     ))
 }
 
-/// spherical_harmonics(lonlat, degrees, basis="satclip", out=None)
+/// spherical_harmonics(lonlat, L, basis="satclip", out=None)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics` for the documented API.
 #[pyfunction]
-#[pyo3(signature = (lonlat, degrees, basis = "satclip", out = None))]
+#[pyo3(signature = (lonlat, L, basis = "satclip", out = None))]
+// `L` as in the Python API and the SatCLIP paper (the number of Legendre degrees).
+#[allow(non_snake_case)]
 fn spherical_harmonics<'py>(
     py: Python<'py>,
     lonlat: &Bound<'py, PyAny>,
-    degrees: i64,
+    L: i64,
     basis: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let plan = plan_for(py, degrees, basis)?;
+    let plan = plan_for(py, L, basis)?;
     let nf = plan.num_features();
     let lonlat_error = || lonlat_dtype_error("satclip.spherical_harmonics");
     match out {

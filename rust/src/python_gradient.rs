@@ -68,21 +68,23 @@ fn compute<I: Real + Element, O: Real + Element>(
     })
 }
 
-/// spherical_harmonics_with_gradient(lonlat, degrees, basis, values, gradients)
+/// spherical_harmonics_with_gradient(lonlat, L, basis, values, gradients)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics_with_gradient` for the documented
 /// API. Writes values (N, L*L) and per-degree gradients (N, L*L, 2) into the given arrays.
 #[pyfunction]
-#[pyo3(signature = (lonlat, degrees, basis, values, gradients))]
+#[pyo3(signature = (lonlat, L, basis, values, gradients))]
+// `L` as in the Python API (see `python::spherical_harmonics`).
+#[allow(non_snake_case)]
 fn spherical_harmonics_with_gradient<'py>(
     py: Python<'py>,
     lonlat: &Bound<'py, PyAny>,
-    degrees: i64,
+    L: i64,
     basis: &str,
     values: &Bound<'py, PyAny>,
     gradients: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
-    let plan = plan_for(py, degrees, basis)?;
+    let plan = plan_for(py, L, basis)?;
     dispatch_float!(values, PyArray2, |v: O| {
         let g = gradients.cast::<PyArray3<O>>().map_err(|_| {
             DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
