@@ -9,6 +9,7 @@ MAX_DEGREES: int
 __all__ = [
     "MAX_DEGREES",
     "cached_workspace_bytes",
+    "check_lonlat_row",
     "get_num_threads",
     "set_num_threads",
     "simd_level",
@@ -29,6 +30,10 @@ def spherical_harmonics_with_gradient(
     values: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     gradients: npt.NDArray[np.float32] | npt.NDArray[np.float64],
 ) -> None: ...
+def check_lonlat_row(row: int, lon: float, lat: float) -> None:
+    """Raises the CoordinateError the core raises for row ``row`` holding (lon, lat) if either is invalid (same message, ``.row``, ``.column``); returns None otherwise."""
+    ...
+
 def simd_level() -> str: ...
 def get_num_threads() -> int: ...
 def set_num_threads(threads: int) -> None: ...

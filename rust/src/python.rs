@@ -293,6 +293,17 @@ fn spherical_harmonics<'py>(
     }
 }
 
+/// check_lonlat_row(row, lon, lat)
+///
+/// Raises the `CoordinateError` the core raises for row `row` holding (`lon`, `lat`) if either
+/// value is invalid (with the same message, `.row` and `.column`); returns None otherwise. For
+/// callers that located a bad row themselves (`satclip.coords`, for tensors on a GPU), so the
+/// core stays the one owner of what a bad coordinate is and how it is reported.
+#[pyfunction]
+fn check_lonlat_row(py: Python<'_>, row: usize, lon: f64, lat: f64) -> PyResult<()> {
+    crate::coords::check_row(row, lon, lat).map_err(|e| to_pyerr(py, e))
+}
+
 /// The instruction set the kernel runs with: "avx512", "avx2" or "baseline".
 #[pyfunction]
 fn simd_level() -> &'static str {
@@ -325,6 +336,7 @@ fn cached_workspace_bytes(py: Python<'_>) -> PyResult<usize> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spherical_harmonics, m)?)?;
+    m.add_function(wrap_pyfunction!(check_lonlat_row, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
