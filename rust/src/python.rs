@@ -3,7 +3,7 @@
 //! the exception classes defined in `satclip/errors.py`. Friendlier input handling
 //! (lists, integer dtypes, torch tensors) lives in the Python package.
 
-use numpy::{Element, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{Element, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
@@ -11,6 +11,10 @@ use crate::error::{Column, Error};
 use crate::harmonics::{compute_validated, Basis, Plan};
 use crate::kernel::LANES;
 use crate::parallel;
+use crate::python_args::{
+    borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
+    not_float_array, output_slice, Float,
+};
 use crate::real::Real;
 use crate::simd::SimdLevel;
 
@@ -54,38 +58,6 @@ pub(crate) fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Pl
     Plan::new(degrees, basis).map_err(|e| to_pyerr(py, e))
 }
 
-/// Copies the C-contiguous (N, 2) input out of NumPy while the GIL is held, through
-/// rust-numpy's borrow checker (so a concurrent mutable borrow is refused, not aliased).
-///
-/// Why a copy: the GIL is released while computing, and another Python thread (or `out`, if it
-/// overlaps the input's memory) could otherwise change the coordinates after they were
-/// validated - a silent NaN or wrong row. The copy is 16 bytes per point against at least 32
-/// (and typically 400+) bytes of output per point written by the kernel, and it lets `out`
-/// overlap the input: the result is then computed from the values as they were at the call.
-pub(crate) fn copy_input<T: Element + Copy>(
-    arr: &Bound<'_, PyArray2<T>>,
-    what: &str,
-) -> PyResult<Vec<T>> {
-    if !arr.is_c_contiguous() {
-        return Err(ShapeError::new_err(format!("{what} must be C-contiguous")));
-    }
-    let view = arr
-        .try_readonly()
-        .map_err(|e| ShapeError::new_err(format!("{what} cannot be read: {e}")))?;
-    let src = view
-        .as_slice()
-        .map_err(|e| ShapeError::new_err(format!("{what}: {e}")))?;
-    let mut copy = Vec::new();
-    copy.try_reserve_exact(src.len()).map_err(|_| {
-        PyMemoryError::new_err(format!(
-            "could not allocate {} bytes to copy {what}",
-            std::mem::size_of_val(src)
-        ))
-    })?;
-    copy.extend_from_slice(src);
-    Ok(copy)
-}
-
 /// Runs `f` with the GIL released, turning a panic (a bug: none is expected) into a Python
 /// exception instead of letting it cross the FFI as `pyo3_runtime.PanicException`.
 pub(crate) fn detach_catching<T: Send>(
@@ -112,24 +84,17 @@ pub(crate) fn detach_catching<T: Send>(
 /// barrier between batches costs nothing measurable.
 const SIGNAL_CHECK_BYTES: usize = 256 << 20;
 
-/// Computes into `out` (already checked for shape), with the GIL released between checks for
+/// Computes into `out` (already checked for dtype and shape), with the GIL released between checks for
 /// signals.
-fn run<I: Real + Element, O: Real + Element>(
+fn run<I: Float, O: Float>(
     py: Python<'_>,
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     out: &Bound<'_, PyArray2<O>>,
 ) -> PyResult<()> {
     let input = copy_input(lonlat, "lonlat")?;
-    if !out.is_c_contiguous() {
-        return Err(ShapeError::new_err("`out` must be C-contiguous"));
-    }
-    let mut guard = out
-        .try_readwrite()
-        .map_err(|e| ShapeError::new_err(format!("`out` is not writeable: {e}")))?;
-    let output = guard
-        .as_slice_mut()
-        .map_err(|e| ShapeError::new_err(format!("`out`: {e}")))?;
+    let mut guard = borrow_output(out, "`out`")?;
+    let output = output_slice(&mut guard, "`out`")?;
     let nf = plan.num_features();
     let result = compute_in_batches(py, plan, &input, output, nf);
     crate::harmonics::release_large_workspaces(nf);
@@ -182,77 +147,6 @@ fn new_output<'py, O: Element>(
     Ok(arr.cast_into::<PyArray2<O>>()?)
 }
 
-fn check_out_shape(out_shape: &[usize], n: usize, nf: usize) -> PyResult<()> {
-    if out_shape != [n, nf] {
-        return Err(ShapeError::new_err(format!(
-            "`out` must have shape ({n}, {nf}), got {out_shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn check_pairs(shape: &[usize]) -> PyResult<()> {
-    if shape.len() != 2 || shape[1] != 2 {
-        return Err(ShapeError::new_err(format!(
-            "lonlat must have shape (N, 2) with columns [lon, lat], got {shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// The element types the bindings accept and return, with the NumPy name of each.
-pub(crate) trait Float: Real + Element {
-    const NUMPY_NAME: &'static str;
-}
-
-impl Float for f32 {
-    const NUMPY_NAME: &'static str = "float32";
-}
-
-impl Float for f64 {
-    const NUMPY_NAME: &'static str = "float64";
-}
-
-/// The supported dtypes as error messages list them (keep in step with `dispatch_float!`).
-pub(crate) const FLOAT_NAMES: &str = "float32 or float64";
-
-/// Evaluates `$body` with `$arr` bound to `$obj` cast to `$array<f64>` or `$array<f32>`
-/// (whichever it is) and the type alias `$t` naming that element type; any other object is
-/// `Err($err)`. The one place that lists the dtypes every binding dispatches over, so adding
-/// a dtype (or an entry point) touches nothing else. Nest it for input x output dtypes.
-macro_rules! dispatch_float {
-    ($obj:expr, $array:ident, |$arr:ident: $t:ident| $body:expr, else $err:expr) => {{
-        let obj = $obj;
-        if let Ok($arr) = obj.cast::<$array<f64>>() {
-            #[allow(dead_code)]
-            type $t = f64;
-            $body
-        } else if let Ok($arr) = obj.cast::<$array<f32>>() {
-            #[allow(dead_code)]
-            type $t = f32;
-            $body
-        } else {
-            Err($err)
-        }
-    }};
-}
-pub(crate) use dispatch_float;
-
-/// The error for an object of the wrong type or dtype where a `ndim`-D float array is needed.
-pub(crate) fn not_float_array(what: &str, ndim: usize) -> PyErr {
-    DTypeError::new_err(format!(
-        "{what} must be a {ndim}-D {FLOAT_NAMES} NumPy array"
-    ))
-}
-
-/// The error for `lonlat` of the wrong type or dtype, naming the public function (`entry`)
-/// that converts other inputs.
-pub(crate) fn lonlat_dtype_error(entry: &str) -> PyErr {
-    DTypeError::new_err(format!(
-        "lonlat must be a 2-D {FLOAT_NAMES} NumPy array ({entry} converts other inputs)"
-    ))
-}
-
 /// spherical_harmonics(lonlat, L, basis="satclip", out=None)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics` for the documented API.
@@ -274,8 +168,8 @@ fn spherical_harmonics<'py>(
         Some(out) => {
             dispatch_float!(out, PyArray2, |o: O| {
                 dispatch_float!(lonlat, PyArray2, |a: I| {
-                    check_pairs(a.shape())?;
-                    check_out_shape(o.shape(), a.shape()[0], nf)?;
+                    let n = check_pairs(a.shape())?;
+                    check_shape("`out`", o.shape(), &[n, nf])?;
                     run(py, &plan, a, o)
                 }, else lonlat_error())
             }, else not_float_array("`out`", 2))?;
@@ -285,8 +179,8 @@ fn spherical_harmonics<'py>(
         // every element is written by the kernel, and the first touch happens in the worker
         // threads) and returned as is - no copy. On error it is simply dropped.
         None => dispatch_float!(lonlat, PyArray2, |a: T| {
-            check_pairs(a.shape())?;
-            let o = new_output::<T>(py, a.shape()[0], nf, T::NUMPY_NAME)?;
+            let n = check_pairs(a.shape())?;
+            let o = new_output::<T>(py, n, nf, T::NUMPY_NAME)?;
             run(py, &plan, a, &o)?;
             Ok(o.into_any())
         }, else lonlat_error()),

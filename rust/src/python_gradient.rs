@@ -1,68 +1,39 @@
 //! The pyo3 binding of `gradient`: `satclip._core.spherical_harmonics_with_gradient`.
 //!
-//! Kept apart from `python.rs` so the value path's binding is untouched. The caller (the
-//! Python package, `satclip/gradients.py`) allocates both outputs; this checks their dtypes,
-//! shapes and layout, borrows everything through rust-numpy's borrow checker (so an output
-//! that overlaps the input or the other output is refused instead of aliased), releases the
-//! GIL and runs the kernel.
+//! Kept apart from `python.rs` so each entry point reads on its own; both check their
+//! arguments with `python_args`. The caller (the Python package, `satclip/gradients.py`)
+//! allocates both outputs; this checks their dtypes, shapes and layout, borrows everything
+//! through rust-numpy's borrow checker (so an output that overlaps the input or the other
+//! output is refused instead of aliased), releases the GIL and runs the kernel.
 
-use numpy::{Element, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::gradient::spherical_harmonics_with_gradient_into;
 use crate::plan::Plan;
-use crate::python::{
-    copy_input, detach_catching, dispatch_float, lonlat_dtype_error, not_float_array, plan_for,
-    DTypeError, ShapeError,
+use crate::python::{detach_catching, plan_for, DTypeError};
+use crate::python_args::{
+    borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
+    not_float_array, output_slice, Float,
 };
-use crate::real::Real;
 
-fn compute<I: Real + Element, O: Real + Element>(
+fn compute<I: Float, O: Float>(
     py: Python<'_>,
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     values: &Bound<'_, PyArray2<O>>,
     gradients: &Bound<'_, PyArray3<O>>,
 ) -> PyResult<()> {
-    let shape = lonlat.shape();
-    if shape.len() != 2 || shape[1] != 2 {
-        return Err(ShapeError::new_err(format!(
-            "lonlat must have shape (N, 2) with columns [lon, lat], got {shape:?}"
-        )));
-    }
-    let (n, nf) = (shape[0], plan.num_features());
-    if values.shape() != [n, nf] {
-        return Err(ShapeError::new_err(format!(
-            "`values` must have shape ({n}, {nf}), got {:?}",
-            values.shape()
-        )));
-    }
-    if gradients.shape() != [n, nf, 2] {
-        return Err(ShapeError::new_err(format!(
-            "`gradients` must have shape ({n}, {nf}, 2), got {:?}",
-            gradients.shape()
-        )));
-    }
-    let borrow = |what: &str, e: &dyn std::fmt::Display| {
-        ShapeError::new_err(format!("{what} cannot be used: {e}"))
-    };
-    // Copied while the GIL is held (see `python::copy_input`): what is validated is what is
-    // computed, whatever other threads do meanwhile.
+    let (n, nf) = (check_pairs(lonlat.shape())?, plan.num_features());
+    check_shape("`values`", values.shape(), &[n, nf])?;
+    check_shape("`gradients`", gradients.shape(), &[n, nf, 2])?;
+    // Copied while the GIL is held (see `python_args::copy_input`): what is validated is what
+    // is computed, whatever other threads do meanwhile.
     let input: Vec<I> = copy_input(lonlat, "lonlat")?;
-    let mut vals = values
-        .try_readwrite()
-        .map_err(|e| borrow("`values` (read-only, or overlapping another argument)", &e))?;
-    let mut grads = gradients.try_readwrite().map_err(|e| {
-        borrow(
-            "`gradients` (read-only, or overlapping another argument)",
-            &e,
-        )
-    })?;
-    let contiguous = |what: &str| ShapeError::new_err(format!("{what} must be C-contiguous"));
-    let vals = vals.as_slice_mut().map_err(|_| contiguous("`values`"))?;
-    let grads = grads
-        .as_slice_mut()
-        .map_err(|_| contiguous("`gradients`"))?;
+    let mut vals = borrow_output(values, "`values`")?;
+    let mut grads = borrow_output(gradients, "`gradients`")?;
+    let vals = output_slice(&mut vals, "`values`")?;
+    let grads = output_slice(&mut grads, "`gradients`")?;
     detach_catching(py, || {
         spherical_harmonics_with_gradient_into(plan, &input, vals, grads)
     })
