@@ -134,9 +134,14 @@ pub(crate) fn borrow_output<'py, T: Element, D: numpy::ndarray::Dimension>(
 }
 
 /// The elements of a borrowed output, in C order; refuses an output that is not C-contiguous.
+/// (rust-numpy's `as_slice_mut` alone also accepts Fortran order, whose memory order is not
+/// the row-major order the kernels write: the values would land transposed.)
 pub(crate) fn output_slice<'a, T: Element, D: numpy::ndarray::Dimension>(
     guard: &'a mut PyReadwriteArray<'_, T, D>,
     what: &str,
 ) -> PyResult<&'a mut [T]> {
+    if !guard.is_c_contiguous() {
+        return Err(not_contiguous(what));
+    }
     guard.as_slice_mut().map_err(|_| not_contiguous(what))
 }
