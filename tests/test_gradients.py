@@ -141,6 +141,21 @@ def test_out_buffers_are_filled_and_returned() -> None:
         satclip.spherical_harmonics_with_gradient(points, 6, out=(v, g))
 
 
+@pytest.mark.parametrize("which", ["values", "gradients"])
+def test_fortran_ordered_outputs_are_refused(which: str) -> None:
+    """A Fortran-ordered buffer is contiguous but not in the row-major order the kernel writes:
+    it was once accepted, and the values landed transposed."""
+    points = random_points(4, seed=3)
+    v, g = np.zeros((4, 4)), np.zeros((4, 4, 2))
+    if which == "values":
+        v = np.asfortranarray(v)
+    else:
+        g = np.asfortranarray(g)
+    with pytest.raises(ShapeError, match=f"`{which}` must be C-contiguous"):
+        satclip.spherical_harmonics_with_gradient(points, 2, out=(v, g))
+    assert not v.any() and not g.any()  # nothing written
+
+
 def test_core_refuses_overlapping_or_misshaped_outputs() -> None:
     """The low-level binding borrows through rust-numpy: aliasing outputs are an error, not UB."""
     from satclip import _core

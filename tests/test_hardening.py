@@ -13,6 +13,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -31,26 +32,23 @@ def _reference(lonlat: np.ndarray, L: int) -> np.ndarray:
 # --- item 1: `out` overlapping the input --------------------------------------------------------
 
 
-def test_out_overlapping_the_input_is_computed_from_the_input_as_given():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize(
+    ("L", "write"),
+    [
+        (2, lambda lonlat, L, out: satclip.spherical_harmonics(lonlat, L, out=out)),
+        (3, lambda lonlat, L, out: _core.spherical_harmonics(lonlat, L, "satclip", out)),  # low level
+    ],
+    ids=["satclip.spherical_harmonics", "_core.spherical_harmonics"],
+)
+def test_out_overlapping_the_input_is_computed_from_the_input_as_given(L: int, write: Callable) -> None:
+    rng = np.random.default_rng(L)
     n = 4096
     pts = rng.uniform(-80, 80, (n, 2))
-    want = _reference(pts, 2)
-    buf = np.zeros(4 * n)
+    want = _reference(pts, L)
+    buf = np.zeros(L * L * n)
     buf[: 2 * n] = pts.ravel()
-    got = satclip.spherical_harmonics(buf[: 2 * n].reshape(n, 2), 2, out=buf.reshape(n, 4))
+    got = write(buf[: 2 * n].reshape(n, 2), L, buf.reshape(n, L * L))
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-13)
-
-
-def test_low_level_out_overlapping_the_input_is_also_correct():
-    rng = np.random.default_rng(1)
-    n = 1000
-    pts = rng.uniform(-80, 80, (n, 2))
-    want = _reference(pts, 3)
-    buf = np.zeros(9 * n)
-    buf[: 2 * n] = pts.ravel()
-    _core.spherical_harmonics(buf[: 2 * n].reshape(n, 2), 3, "satclip", buf.reshape(n, 9))
-    np.testing.assert_allclose(buf.reshape(n, 9), want, rtol=0, atol=1e-13)
 
 
 # --- item 2: input mutated by another thread while the GIL is released --------------------------

@@ -1,4 +1,4 @@
-"""Type stubs for the Rust extension ``satclip._core`` (source: rust/src/python.rs)."""
+"""Type stubs for the Rust extension ``satclip._core`` (source: rust/src/python.rs, python_gradient.rs; argument checks in python_args.rs)."""
 
 import numpy as np
 import numpy.typing as npt
@@ -9,6 +9,7 @@ MAX_DEGREES: int
 __all__ = [
     "MAX_DEGREES",
     "cached_workspace_bytes",
+    "check_lonlat_row",
     "get_num_threads",
     "set_num_threads",
     "simd_level",
@@ -18,17 +19,21 @@ __all__ = [
 
 def spherical_harmonics(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-    degrees: int,
+    L: int,
     basis: str = "satclip",
     out: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]: ...
 def spherical_harmonics_with_gradient(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],
-    degrees: int,
+    L: int,
     basis: str,
     values: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     gradients: npt.NDArray[np.float32] | npt.NDArray[np.float64],
 ) -> None: ...
+def check_lonlat_row(row: int, lon: float, lat: float) -> None:
+    """Raises the CoordinateError the core raises for row ``row`` holding (lon, lat) if either is invalid (same message, ``.row``, ``.column``); returns None otherwise."""
+    ...
+
 def simd_level() -> str: ...
 def get_num_threads() -> int: ...
 def set_num_threads(threads: int) -> None: ...

@@ -1,14 +1,16 @@
 """Validation of (lon, lat) tensors, with errors that name the first bad row.
 
 NumPy input is validated by the Rust core; this covers torch tensors on any device (for CUDA
-the check costs one reduction and one host sync per batch).
+the check costs one reduction and one host sync per batch). Only finding the bad row happens
+here: its error (message, ``.row``, ``.column``) comes from the core, so the two never drift.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .errors import CoordinateError, DTypeError, ShapeError
+from . import _core
+from .errors import DTypeError, InternalError, ShapeError
 
 
 def as_dense_real_tensor(lonlat: torch.Tensor) -> torch.Tensor:
@@ -53,20 +55,11 @@ def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     if not bool(bad.any()):
         return
     row = int(torch.nonzero(bad)[0, 0])
-    lon_v, lat_v = float(lon[row]), float(lat[row])
-    for column, name, value, bound in (("lon", "longitude", lon_v, 180), ("lat", "latitude", lat_v, 90)):
-        if not abs(value) <= bound:
-            if value != value or abs(value) == float("inf"):
-                shown = "NaN" if value != value else ("inf" if value > 0 else "-inf")  # as the Rust core writes them
-                msg = f"row {row}: {name} is {shown}; coordinates must be finite numbers in degrees"
-            else:
-                msg = (
-                    f"row {row}: {name} {value} is outside [-{bound}, {bound}]; satclip takes [lon, lat] "
-                    "in degrees (column 0 longitude, column 1 latitude) - are the columns swapped?"
-                )
-            err = CoordinateError(msg)
-            err.row, err.column = row, column
-            raise err
+    # The Rust core owns what a bad coordinate is and how it is reported: it raises the error
+    # it would raise for this row of a NumPy array (same message, .row and .column).
+    lon_v, lat_v = lonlat[row].tolist()  # one transfer from the device
+    _core.check_lonlat_row(row, float(lon_v), float(lat_v))
+    raise InternalError(f"row {row} of lonlat failed the tensor check but passed the core's")  # unreachable
 
 
 _INTEGER_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}

@@ -132,12 +132,7 @@ def spherical_harmonics(
             )
         if out.dtype not in (np.float32, np.float64):
             raise DTypeError(f"out must be float32 or float64, got {out.dtype}")
-        if out.shape != (arr.shape[0], L * L):
-            raise ShapeError(f"out must have shape ({arr.shape[0]}, {L * L}), got {out.shape}")
-        if not out.flags.c_contiguous:
-            raise ShapeError("out must be C-contiguous")
-        if not out.flags.writeable:
-            raise ShapeError("out is read-only")
+    # The core checks out's shape, layout, writeability and overlap (rust/src/python_args.rs).
     return _core.spherical_harmonics(arr, L, basis, out)
 
 

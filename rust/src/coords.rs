@@ -28,20 +28,27 @@ pub fn validate<I: Real>(lonlat: &[I]) -> Result<()> {
 
 fn first_error<I: Real>(block: &[I], first_row: usize) -> Error {
     for (i, pair) in block.chunks_exact(2).enumerate() {
-        let row = first_row + i;
-        for (column, value, bound) in [
-            (Column::Longitude, pair[0].to_f64(), 180.0),
-            (Column::Latitude, pair[1].to_f64(), 90.0),
-        ] {
-            if !value.is_finite() {
-                return Error::NonFinite { row, column, value };
-            }
-            if value.abs() > bound {
-                return Error::OutOfRange { row, column, value };
-            }
+        if let Err(e) = check_row(first_row + i, pair[0].to_f64(), pair[1].to_f64()) {
+            return e;
         }
     }
     unreachable!("first_error called on a block that validates")
+}
+
+/// The error for row `row` holding (`lon`, `lat`), if either is invalid (longitude first).
+/// The one definition of what a bad coordinate is and how it is reported: `validate` uses
+/// it for the row it found, and the Python package (through `satclip._core.check_lonlat_row`)
+/// for a row it found on a GPU, so both speak with the same words.
+pub fn check_row(row: usize, lon: f64, lat: f64) -> Result<()> {
+    for (column, value) in [(Column::Longitude, lon), (Column::Latitude, lat)] {
+        if !value.is_finite() {
+            return Err(Error::NonFinite { row, column, value });
+        }
+        if value.abs() > column.bound() {
+            return Err(Error::OutOfRange { row, column, value });
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -82,6 +89,28 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn check_row_reports_what_validate_reports() {
+        for (lon, lat) in [
+            (f64::NAN, 0.0),
+            (0.0, f64::NEG_INFINITY),
+            (180.5, 0.0),
+            (-1e20, 95.0),
+            (0.0, -90.25),
+            (f64::INFINITY, 100.0),
+        ] {
+            let mut v = vec![0.0f64; 2 * 1500];
+            v[2 * 1234] = lon;
+            v[2 * 1234 + 1] = lat;
+            let want = validate(&v[..]).unwrap_err();
+            assert_eq!(
+                check_row(1234, lon, lat).unwrap_err().to_string(),
+                want.to_string()
+            );
+        }
+        assert_eq!(check_row(7, -180.0, 90.0), Ok(()));
     }
 
     #[test]

@@ -48,7 +48,8 @@ impl Column {
         }
     }
 
-    fn bound(self) -> f64 {
+    /// The largest valid magnitude, in degrees.
+    pub(crate) fn bound(self) -> f64 {
         match self {
             Column::Longitude => 180.0,
             Column::Latitude => 90.0,

@@ -6,7 +6,8 @@
 //! * `kernel`    - the SIMD block kernel that evaluates it (`block`: pieces shared with `gradient`);
 //! * `harmonics` - the entry point: validate, split into tasks, run on the pool;
 //! * `gradient`  - values together with their lon/lat derivatives (own kernel and entry point);
-//! * `python`    - the pyo3 binding (`satclip._core`), compiled with the `python` feature.
+//! * `python`    - the pyo3 binding (`satclip._core`), compiled with the `python` feature;
+//!   `python_args` holds the argument checks every entry point shares.
 
 // Everything but the re-exports below is internal (kept private so that nothing outside the
 // crate can depend on, or misuse, the kernels' invariants).
@@ -33,6 +34,8 @@ mod test_points;
 
 #[cfg(feature = "python")]
 mod python;
+#[cfg(feature = "python")]
+mod python_args;
 #[cfg(feature = "python")]
 mod python_gradient;
 

@@ -3,7 +3,7 @@
 //! the exception classes defined in `satclip/errors.py`. Friendlier input handling
 //! (lists, integer dtypes, torch tensors) lives in the Python package.
 
-use numpy::{Element, PyArray2, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{Element, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
@@ -11,6 +11,10 @@ use crate::error::{Column, Error};
 use crate::harmonics::{compute_validated, Basis, Plan};
 use crate::kernel::LANES;
 use crate::parallel;
+use crate::python_args::{
+    borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
+    not_float_array, output_slice, Float,
+};
 use crate::real::Real;
 use crate::simd::SimdLevel;
 
@@ -54,38 +58,6 @@ pub(crate) fn plan_for(py: Python<'_>, degrees: i64, basis: &str) -> PyResult<Pl
     Plan::new(degrees, basis).map_err(|e| to_pyerr(py, e))
 }
 
-/// Copies the C-contiguous (N, 2) input out of NumPy while the GIL is held, through
-/// rust-numpy's borrow checker (so a concurrent mutable borrow is refused, not aliased).
-///
-/// Why a copy: the GIL is released while computing, and another Python thread (or `out`, if it
-/// overlaps the input's memory) could otherwise change the coordinates after they were
-/// validated - a silent NaN or wrong row. The copy is 16 bytes per point against at least 32
-/// (and typically 400+) bytes of output per point written by the kernel, and it lets `out`
-/// overlap the input: the result is then computed from the values as they were at the call.
-pub(crate) fn copy_input<T: Element + Copy>(
-    arr: &Bound<'_, PyArray2<T>>,
-    what: &str,
-) -> PyResult<Vec<T>> {
-    if !arr.is_c_contiguous() {
-        return Err(ShapeError::new_err(format!("{what} must be C-contiguous")));
-    }
-    let view = arr
-        .try_readonly()
-        .map_err(|e| ShapeError::new_err(format!("{what} cannot be read: {e}")))?;
-    let src = view
-        .as_slice()
-        .map_err(|e| ShapeError::new_err(format!("{what}: {e}")))?;
-    let mut copy = Vec::new();
-    copy.try_reserve_exact(src.len()).map_err(|_| {
-        PyMemoryError::new_err(format!(
-            "could not allocate {} bytes to copy {what}",
-            std::mem::size_of_val(src)
-        ))
-    })?;
-    copy.extend_from_slice(src);
-    Ok(copy)
-}
-
 /// Runs `f` with the GIL released, turning a panic (a bug: none is expected) into a Python
 /// exception instead of letting it cross the FFI as `pyo3_runtime.PanicException`.
 pub(crate) fn detach_catching<T: Send>(
@@ -112,24 +84,17 @@ pub(crate) fn detach_catching<T: Send>(
 /// barrier between batches costs nothing measurable.
 const SIGNAL_CHECK_BYTES: usize = 256 << 20;
 
-/// Computes into `out` (already checked for shape), with the GIL released between checks for
+/// Computes into `out` (already checked for dtype and shape), with the GIL released between checks for
 /// signals.
-fn run<I: Real + Element, O: Real + Element>(
+fn run<I: Float, O: Float>(
     py: Python<'_>,
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     out: &Bound<'_, PyArray2<O>>,
 ) -> PyResult<()> {
     let input = copy_input(lonlat, "lonlat")?;
-    if !out.is_c_contiguous() {
-        return Err(ShapeError::new_err("`out` must be C-contiguous"));
-    }
-    let mut guard = out
-        .try_readwrite()
-        .map_err(|e| ShapeError::new_err(format!("`out` is not writeable: {e}")))?;
-    let output = guard
-        .as_slice_mut()
-        .map_err(|e| ShapeError::new_err(format!("`out`: {e}")))?;
+    let mut guard = borrow_output(out, "`out`")?;
+    let output = output_slice(&mut guard, "`out`")?;
     let nf = plan.num_features();
     let result = compute_in_batches(py, plan, &input, output, nf);
     crate::harmonics::release_large_workspaces(nf);
@@ -182,92 +147,55 @@ fn new_output<'py, O: Element>(
     Ok(arr.cast_into::<PyArray2<O>>()?)
 }
 
-fn check_out_shape(out_shape: &[usize], n: usize, nf: usize) -> PyResult<()> {
-    if out_shape != [n, nf] {
-        return Err(ShapeError::new_err(format!(
-            "`out` must have shape ({n}, {nf}), got {out_shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-fn with_input<'py, O: Real + Element>(
-    py: Python<'py>,
-    plan: &Plan,
-    lonlat: &Bound<'py, PyAny>,
-    out: &Bound<'py, PyArray2<O>>,
-) -> PyResult<()> {
-    if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-        check_pairs(a.shape())?;
-        check_out_shape(out.shape(), a.shape()[0], plan.num_features())?;
-        run(py, plan, a, out)
-    } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-        check_pairs(a.shape())?;
-        check_out_shape(out.shape(), a.shape()[0], plan.num_features())?;
-        run(py, plan, a, out)
-    } else {
-        Err(DTypeError::new_err(
-            "lonlat must be a 2-D float32 or float64 NumPy array (satclip.spherical_harmonics converts other inputs)",
-        ))
-    }
-}
-
-fn check_pairs(shape: &[usize]) -> PyResult<()> {
-    if shape.len() != 2 || shape[1] != 2 {
-        return Err(ShapeError::new_err(format!(
-            "lonlat must have shape (N, 2) with columns [lon, lat], got {shape:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// spherical_harmonics(lonlat, degrees, basis="satclip", out=None)
+/// spherical_harmonics(lonlat, L, basis="satclip", out=None)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics` for the documented API.
 #[pyfunction]
-#[pyo3(signature = (lonlat, degrees, basis = "satclip", out = None))]
+#[pyo3(signature = (lonlat, L, basis = "satclip", out = None))]
+// `L` as in the Python API and the SatCLIP paper (the number of Legendre degrees).
+#[allow(non_snake_case)]
 fn spherical_harmonics<'py>(
     py: Python<'py>,
     lonlat: &Bound<'py, PyAny>,
-    degrees: i64,
+    L: i64,
     basis: &str,
     out: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let plan = plan_for(py, degrees, basis)?;
+    let plan = plan_for(py, L, basis)?;
+    let nf = plan.num_features();
+    let lonlat_error = || lonlat_dtype_error("satclip.spherical_harmonics");
     match out {
         Some(out) => {
-            if let Ok(o) = out.cast::<PyArray2<f64>>() {
-                with_input(py, &plan, lonlat, o)?;
-            } else if let Ok(o) = out.cast::<PyArray2<f32>>() {
-                with_input(py, &plan, lonlat, o)?;
-            } else {
-                return Err(DTypeError::new_err(
-                    "`out` must be a 2-D float32 or float64 NumPy array",
-                ));
-            }
+            dispatch_float!(out, PyArray2, |o: O| {
+                dispatch_float!(lonlat, PyArray2, |a: I| {
+                    let n = check_pairs(a.shape())?;
+                    check_shape("`out`", o.shape(), &[n, nf])?;
+                    run(py, &plan, a, o)
+                }, else lonlat_error())
+            }, else not_float_array("`out`", 2))?;
             Ok(out.clone())
         }
-        None => {
-            // Output dtype follows the input's. The array is allocated by NumPy (uninitialised:
-            // every element is written by the kernel, and the first touch happens in the
-            // worker threads) and returned as is - no copy. On error it is simply dropped.
-            if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-                check_pairs(a.shape())?;
-                let o = new_output::<f64>(py, a.shape()[0], plan.num_features(), "float64")?;
-                run(py, &plan, a, &o)?;
-                Ok(o.into_any())
-            } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-                check_pairs(a.shape())?;
-                let o = new_output::<f32>(py, a.shape()[0], plan.num_features(), "float32")?;
-                run(py, &plan, a, &o)?;
-                Ok(o.into_any())
-            } else {
-                Err(DTypeError::new_err(
-                    "lonlat must be a 2-D float32 or float64 NumPy array",
-                ))
-            }
-        }
+        // Output dtype follows the input's. The array is allocated by NumPy (uninitialised:
+        // every element is written by the kernel, and the first touch happens in the worker
+        // threads) and returned as is - no copy. On error it is simply dropped.
+        None => dispatch_float!(lonlat, PyArray2, |a: T| {
+            let n = check_pairs(a.shape())?;
+            let o = new_output::<T>(py, n, nf, T::NUMPY_NAME)?;
+            run(py, &plan, a, &o)?;
+            Ok(o.into_any())
+        }, else lonlat_error()),
     }
+}
+
+/// check_lonlat_row(row, lon, lat)
+///
+/// Raises the `CoordinateError` the core raises for row `row` holding (`lon`, `lat`) if either
+/// value is invalid (with the same message, `.row` and `.column`); returns None otherwise. For
+/// callers that located a bad row themselves (`satclip.coords`, for tensors on a GPU), so the
+/// core stays the one owner of what a bad coordinate is and how it is reported.
+#[pyfunction]
+fn check_lonlat_row(py: Python<'_>, row: usize, lon: f64, lat: f64) -> PyResult<()> {
+    crate::coords::check_row(row, lon, lat).map_err(|e| to_pyerr(py, e))
 }
 
 /// The instruction set the kernel runs with: "avx512", "avx2" or "baseline".
@@ -302,6 +230,7 @@ fn cached_workspace_bytes(py: Python<'_>) -> PyResult<usize> {
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(spherical_harmonics, m)?)?;
+    m.add_function(wrap_pyfunction!(check_lonlat_row, m)?)?;
     m.add_function(wrap_pyfunction!(simd_level, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;

@@ -1,115 +1,68 @@
 //! The pyo3 binding of `gradient`: `satclip._core.spherical_harmonics_with_gradient`.
 //!
-//! Kept apart from `python.rs` so the value path's binding is untouched. The caller (the
-//! Python package, `satclip/gradients.py`) allocates both outputs; this checks their dtypes,
-//! shapes and layout, borrows everything through rust-numpy's borrow checker (so an output
-//! that overlaps the input or the other output is refused instead of aliased), releases the
-//! GIL and runs the kernel.
+//! Kept apart from `python.rs` so each entry point reads on its own; both check their
+//! arguments with `python_args`. The caller (the Python package, `satclip/gradients.py`)
+//! allocates both outputs; this checks their dtypes, shapes and layout, borrows everything
+//! through rust-numpy's borrow checker (so an output that overlaps the input or the other
+//! output is refused instead of aliased), releases the GIL and runs the kernel.
 
-use numpy::{Element, PyArray2, PyArray3, PyArrayMethods, PyUntypedArrayMethods};
+use numpy::{PyArray2, PyArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::gradient::spherical_harmonics_with_gradient_into;
 use crate::plan::Plan;
-use crate::python::{copy_input, detach_catching, plan_for, DTypeError, ShapeError};
-use crate::real::Real;
+use crate::python::{detach_catching, plan_for, DTypeError};
+use crate::python_args::{
+    borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
+    not_float_array, output_slice, Float,
+};
 
-fn compute<I: Real + Element, O: Real + Element>(
+fn compute<I: Float, O: Float>(
     py: Python<'_>,
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     values: &Bound<'_, PyArray2<O>>,
     gradients: &Bound<'_, PyArray3<O>>,
 ) -> PyResult<()> {
-    let shape = lonlat.shape();
-    if shape.len() != 2 || shape[1] != 2 {
-        return Err(ShapeError::new_err(format!(
-            "lonlat must have shape (N, 2) with columns [lon, lat], got {shape:?}"
-        )));
-    }
-    let (n, nf) = (shape[0], plan.num_features());
-    if values.shape() != [n, nf] {
-        return Err(ShapeError::new_err(format!(
-            "`values` must have shape ({n}, {nf}), got {:?}",
-            values.shape()
-        )));
-    }
-    if gradients.shape() != [n, nf, 2] {
-        return Err(ShapeError::new_err(format!(
-            "`gradients` must have shape ({n}, {nf}, 2), got {:?}",
-            gradients.shape()
-        )));
-    }
-    let borrow = |what: &str, e: &dyn std::fmt::Display| {
-        ShapeError::new_err(format!("{what} cannot be used: {e}"))
-    };
-    // Copied while the GIL is held (see `python::copy_input`): what is validated is what is
-    // computed, whatever other threads do meanwhile.
+    let (n, nf) = (check_pairs(lonlat.shape())?, plan.num_features());
+    check_shape("`values`", values.shape(), &[n, nf])?;
+    check_shape("`gradients`", gradients.shape(), &[n, nf, 2])?;
+    // Copied while the GIL is held (see `python_args::copy_input`): what is validated is what
+    // is computed, whatever other threads do meanwhile.
     let input: Vec<I> = copy_input(lonlat, "lonlat")?;
-    let mut vals = values
-        .try_readwrite()
-        .map_err(|e| borrow("`values` (read-only, or overlapping another argument)", &e))?;
-    let mut grads = gradients.try_readwrite().map_err(|e| {
-        borrow(
-            "`gradients` (read-only, or overlapping another argument)",
-            &e,
-        )
-    })?;
-    let contiguous = |what: &str| ShapeError::new_err(format!("{what} must be C-contiguous"));
-    let vals = vals.as_slice_mut().map_err(|_| contiguous("`values`"))?;
-    let grads = grads
-        .as_slice_mut()
-        .map_err(|_| contiguous("`gradients`"))?;
+    let mut vals = borrow_output(values, "`values`")?;
+    let mut grads = borrow_output(gradients, "`gradients`")?;
+    let vals = output_slice(&mut vals, "`values`")?;
+    let grads = output_slice(&mut grads, "`gradients`")?;
     detach_catching(py, || {
         spherical_harmonics_with_gradient_into(plan, &input, vals, grads)
     })
 }
 
-fn with_output<'py, O: Real + Element>(
-    py: Python<'py>,
-    plan: &Plan,
-    lonlat: &Bound<'py, PyAny>,
-    values: &Bound<'py, PyArray2<O>>,
-    gradients: &Bound<'py, PyAny>,
-) -> PyResult<()> {
-    let gradients = gradients.cast::<PyArray3<O>>().map_err(|_| {
-        DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
-    })?;
-    if let Ok(a) = lonlat.cast::<PyArray2<f64>>() {
-        compute(py, plan, a, values, gradients)
-    } else if let Ok(a) = lonlat.cast::<PyArray2<f32>>() {
-        compute(py, plan, a, values, gradients)
-    } else {
-        Err(DTypeError::new_err(
-            "lonlat must be a 2-D float32 or float64 NumPy array (satclip.spherical_harmonics_with_gradient converts other inputs)",
-        ))
-    }
-}
-
-/// spherical_harmonics_with_gradient(lonlat, degrees, basis, values, gradients)
+/// spherical_harmonics_with_gradient(lonlat, L, basis, values, gradients)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics_with_gradient` for the documented
 /// API. Writes values (N, L*L) and per-degree gradients (N, L*L, 2) into the given arrays.
 #[pyfunction]
-#[pyo3(signature = (lonlat, degrees, basis, values, gradients))]
+#[pyo3(signature = (lonlat, L, basis, values, gradients))]
+// `L` as in the Python API (see `python::spherical_harmonics`).
+#[allow(non_snake_case)]
 fn spherical_harmonics_with_gradient<'py>(
     py: Python<'py>,
     lonlat: &Bound<'py, PyAny>,
-    degrees: i64,
+    L: i64,
     basis: &str,
     values: &Bound<'py, PyAny>,
     gradients: &Bound<'py, PyAny>,
 ) -> PyResult<()> {
-    let plan = plan_for(py, degrees, basis)?;
-    if let Ok(v) = values.cast::<PyArray2<f64>>() {
-        with_output(py, &plan, lonlat, v, gradients)
-    } else if let Ok(v) = values.cast::<PyArray2<f32>>() {
-        with_output(py, &plan, lonlat, v, gradients)
-    } else {
-        Err(DTypeError::new_err(
-            "`values` must be a 2-D float32 or float64 NumPy array",
-        ))
-    }
+    let plan = plan_for(py, L, basis)?;
+    dispatch_float!(values, PyArray2, |v: O| {
+        let g = gradients.cast::<PyArray3<O>>().map_err(|_| {
+            DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
+        })?;
+        dispatch_float!(lonlat, PyArray2, |a: I| compute(py, &plan, a, v, g),
+            else lonlat_dtype_error("satclip.spherical_harmonics_with_gradient"))
+    }, else not_float_array("`values`", 2))
 }
 
 /// Adds this module's functions to `satclip._core`.
