@@ -1,4 +1,4 @@
-"""Loading and saving SatCLIP location encoders.
+"""Reading and writing SatCLIP location encoders: the file formats.
 
 Two file formats are read:
 
@@ -9,11 +9,11 @@ Two file formats are read:
 * satclip's own ``.safetensors`` files written by :func:`save`: the location weights plus a
   small JSON config in the file's metadata. Loading them involves no pickle at all.
 
-Models are named by a short name from :data:`MODELS` (``"resnet50-l40"``), the Hub repository
-of a released model (``"microsoft/SatCLIP-ResNet50-L40"``), an explicit Hub file
-(``"hf://owner/repo/path/in/repo.safetensors"``) or a local path. Hub files are fetched with
-``huggingface_hub.hf_hub_download`` (its cache, ``HF_HUB_OFFLINE`` and ``cache_dir`` apply),
-and only the one checkpoint file is downloaded.
+Every file is checked before its weights are used: zip CRCs, tensor shapes against the
+hyper-parameters, storage sizes, finiteness and a bound on the parameter count.
+
+Which file a model name means (short names, released Hub repositories, ``hf://`` files, paths)
+is :mod:`satclip.registry`'s job; its public names are re-exported here as before.
 
 dtype: :func:`load` returns float64 weights by default - the released checkpoints store
 float64 and the original code runs the location encoder in float64, so a loaded model is
@@ -25,14 +25,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
 import zipfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,55 +39,10 @@ from torch import Tensor
 from .dtypes import check_float_dtype
 from .errors import CheckpointError, DeviceError
 from .harmonics import MAX_DEGREES
-from .hub import HUB_FILE
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 
-PathLike = Union[str, "os.PathLike[str]"]
-
-
-@dataclass(frozen=True)
-class ReleasedModel:
-    """A pretrained SatCLIP model published by Microsoft on the Hugging Face Hub."""
-
-    repo_id: str
-    filename: str
-    #: The revision downloaded: a commit where one is publicly pinned (ViT16-L40, torchgeo's pin),
-    #: else "main" - then the resolved commit and the file's sha256 are recorded at the first
-    #: download and checked on every later load (satclip.hub). ``revision=`` overrides it.
-    revision: str
-    vision_encoder: str
-    legendre_polys: int
-    #: Hidden width of the location encoder's SIREN where public evidence records it (torchgeo's
-    #: weights metadata: 512 for ViT16-L40), else None. Loading never relies on it - it reads
-    #: the checkpoint's own hyper-parameters - but training configs are checked against it.
-    capacity: int | None = None
-
-
-#: Released capacities with a public record (see ``ReleasedModel.capacity``).
-_KNOWN_CAPACITY = {("ViT16", 40): 512}
-
-
-#: Commits pinned where a public record exists: torchgeo pins ViT16-L40 to this commit.
-_PINNED_REVISION = {("ViT16", 40): "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"}
-
-
-def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
-    return ReleasedModel(
-        repo_id=f"microsoft/SatCLIP-{vision}-L{L}",
-        filename=f"satclip-{vision_file}-l{L}.ckpt",
-        revision=_PINNED_REVISION.get((vision, L), "main"),
-        vision_encoder=vision,
-        legendre_polys=L,
-        capacity=_KNOWN_CAPACITY.get((vision, L)),
-    )
-
-
-#: The six released models by short name.
-MODELS: dict[str, ReleasedModel] = {
-    f"{short}-l{L}": _released(vision, short, L)
-    for vision, short in (("ResNet18", "resnet18"), ("ResNet50", "resnet50"), ("ViT16", "vit16"))
-    for L in (10, 40)
-}
+# Re-exported: these were defined here before the registry had its own module.
+from .registry import MODELS, ModelSource, PathLike, ReleasedModel, parse_source, released_model, resolve, source_path
 
 
 @dataclass(frozen=True)
@@ -197,22 +151,15 @@ def load(
         # Checked first, before any download; the same message as encode(device="cuda").
         raise DeviceError(f"device {device!r} was requested but CUDA is not available here")
     source = parse_source(model, revision=revision)
-    if source.kind == "file":
-        path = Path(source.location)
-    else:
-        path = _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
+    path = source_path(source, cache_dir=cache_dir, local_files_only=local_files_only)
     tensors: Mapping[str, Any]
     if path.suffix.lower() == ".safetensors":
         config, tensors = _read_safetensors(path)
         prefix = "nnet."
     else:
         config, tensors, prefix = _read_lightning_checkpoint(path)
-    released = _RELEASED_BY_REPO.get(source.location.lower()) if source.kind == "hub" else None
-    if (
-        released is not None
-        and released.filename == source.filename
-        and config.legendre_polys != released.legendre_polys
-    ):
+    released = released_model(source)
+    if released is not None and config.legendre_polys != released.legendre_polys:
         # A damaged or substituted cache entry: better to stop than to encode with the wrong model.
         raise CheckpointError(
             f"{path} says legendre_polys={config.legendre_polys}, but {released.repo_id} is an "
@@ -257,90 +204,13 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
     return publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
-def resolve(
-    model: PathLike,
-    *,
-    cache_dir: PathLike | None = None,
-    local_files_only: bool | None = None,
-    revision: str | None = None,
-) -> Path:
-    """The local file behind a model name (downloading it from the Hub if needed)."""
-    source = parse_source(model, revision=revision)
-    if source.kind == "file":
-        return Path(source.location)
-    return _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from; hashable, so it can key caches without touching the network."""
-
-    kind: str  # "file" or "hub"
-    location: str  # absolute path, or Hub repo id
-    filename: str = ""
-    revision: str = ""
-
-
-def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource:
-    """Interprets a model name without downloading anything (see :func:`load`)."""
-    if not isinstance(model, (str, os.PathLike)):
-        raise CheckpointError(
-            f"a model is named by a string or path (or passed as a loaded LocationEncoder), got {type(model).__name__}"
-        )
-    text = os.fspath(model)
-    if not isinstance(text, str):
-        raise CheckpointError(f"model paths must be text, got {text!r}")
-    if isinstance(model, str):
-        released = MODELS.get(text.lower()) or _RELEASED_BY_REPO.get(text.lower())
-        if released is not None:
-            return ModelSource("hub", released.repo_id, released.filename, revision or released.revision)
-        match = _HUB_FILE.fullmatch(text)
-        if text.startswith("hf://"):
-            if match is None:
-                raise CheckpointError(f"Hub files are written hf://owner/repo/path/to/file, got {text!r}")
-            return ModelSource("hub", match["repo"], match["file"], revision or "main")
-    path = Path(text).expanduser()
-    if path.is_file():
-        return ModelSource("file", str(path.resolve()))
-    if path.exists():
-        raise CheckpointError(f"{text!r} is not a file (expected a .ckpt or .safetensors checkpoint)")
-    if isinstance(model, str) and _REPO_ID.fullmatch(text):
-        raise CheckpointError(
-            f"unknown model {text!r}: not a file, and not one of the released models "
-            f"({', '.join(MODELS)} or their Hub repositories); for another Hub repository "
-            "name the file: hf://owner/repo/file.safetensors"
-        )
-    if isinstance(model, str) and not Path(text).suffix and os.sep not in text:
-        raise CheckpointError(f"unknown model {text!r}: known models are {', '.join(MODELS)} (or pass a file path)")
-    raise CheckpointError(f"no such checkpoint file: {text!r}")
-
-
 # ----------------------------------------------------------------------------------------
 # Reading
 
 
-_RELEASED_BY_REPO = {m.repo_id.lower(): m for m in MODELS.values()}
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_HUB_FILE = HUB_FILE
-
 #: Where the location encoder's network lives in a Lightning checkpoint, most specific first:
 #: the released files hold it under ``model.location.nnet`` and alias it as ``model.nnet``.
 _NNET_PREFIXES = ("model.location.nnet.", "location.nnet.", "model.nnet.", "nnet.")
-
-
-def _hub_download(source: ModelSource, *, cache_dir: PathLike | None, local_files_only: bool | None) -> Path:
-    from .hub import download
-
-    # Released files are hash-checked against the record made at their first download.
-    released = _RELEASED_BY_REPO.get(source.location.lower())
-    return download(
-        source.location,
-        source.filename,
-        revision=source.revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        verify=released is not None and released.filename == source.filename,
-    )
 
 
 def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:

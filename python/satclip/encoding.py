@@ -28,13 +28,14 @@ import torch
 from torch import Tensor, nn
 
 from . import triton_harmonics
-from .checkpoint import ModelSource, load, parse_source
+from .checkpoint import load
 from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns, frame_lonlat, is_dataframe
 from .coords import check_lonlat_tensor
 from .dtypes import check_float_dtype
 from .errors import CheckpointError, CoordinateError, DTypeError
 from .harmonics import as_lonlat_array, spherical_harmonics
 from .nn import LocationEncoder, Sine, SirenNet, SphericalHarmonics
+from .registry import ModelSource, parse_source
 from .torch_harmonics import torch_spherical_harmonics
 
 ModelLike = Union[str, "os.PathLike[str]", LocationEncoder]

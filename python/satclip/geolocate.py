@@ -40,8 +40,8 @@ from torch import Tensor
 from .errors import SatclipError, ShapeError
 from .image_encoder import ImageEncoder
 from .nn import LocationEncoder
+from .registry import PathLike
 
-PathLike = Union[str, "os.PathLike[str]"]
 #: A model name/path (both halves come from it), or the two halves as (image, location) encoders.
 SatCLIPLike = Union[PathLike, "tuple[ImageEncoder, LocationEncoder]"]
 
@@ -360,7 +360,8 @@ def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
         raise SatclipError(
             f"locate needs both halves: a model name/path, or (image_encoder, location_encoder); got a {type(model).__name__}"
         )
-    from .checkpoint import ModelSource, load, parse_source
+    from .checkpoint import load
+    from .registry import ModelSource, parse_source
 
     source = parse_source(model)
     if source.kind == "file":

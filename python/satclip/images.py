@@ -37,17 +37,16 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import ModelSource, parse_source
 from .errors import DTypeError, ImageError, SatclipError, ShapeError
 from .image_encoder import ImageEncoder, load_image_encoder
+from .registry import ModelSource, PathLike, parse_source
 
-PathLike = Union[str, "os.PathLike[str]"]
 ImageModelLike = PathLike | ImageEncoder
 
 #: Sentinel-2 bands in an S2-100K file, and where the missing B10 goes among them.
