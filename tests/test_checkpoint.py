@@ -42,7 +42,7 @@ def test_registry_names_the_six_released_models() -> None:
             entry = MODELS[f"{short}-l{L}"]
             assert entry.repo_id == f"microsoft/SatCLIP-{vision}-L{L}"
             assert entry.filename == f"satclip-{short}-l{L}.ckpt"
-            assert entry.legendre_polys == L
+            assert entry.L == L
             assert entry.revision
     assert satclip.MODELS is MODELS
 
@@ -402,3 +402,34 @@ def test_hub_file_urls(
     assert torch.equal(embed(model), embed(load(released_l10[0])))
     with pytest.raises(CheckpointError, match="hf://owner/repo/path/to/file"):
         load("hf://someone", cache_dir=cache)
+
+
+def test_legendre_polys_names_L_only_in_the_file_format(tmp_path: Path) -> None:
+    """The public API says L; the files keep the released hyper-parameter key, and the 0.1
+    keyword/attribute still works with a DeprecationWarning."""
+    import json
+
+    import numpy as np
+    from safetensors import safe_open
+
+    from satclip.checkpoint import EncoderConfig
+    from satclip.evaluate import baseline_features
+    from satclip.nn import SphericalHarmonics
+
+    path = save(EncoderConfig(L=3, embed_dim=8, capacity=16).build(), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        stored = json.loads(f.metadata()["satclip_config"])
+    assert stored == {"legendre_polys": 3, "embed_dim": 8, "capacity": 16, "num_hidden_layers": 2, "basis": "satclip"}
+    assert load(path).posenc.L == 3
+    assert MODELS["vit16-l40"].L == 40 and MODELS["resnet18-l10"].L == 10
+
+    with pytest.warns(DeprecationWarning, match="L="):
+        assert SphericalHarmonics(legendre_polys=5).L == 5
+    with pytest.warns(DeprecationWarning, match="ReleasedModel.L"):
+        assert MODELS["resnet50-l40"].legendre_polys == 40
+    with pytest.warns(DeprecationWarning, match="EncoderConfig.L"):
+        assert EncoderConfig(L=7).legendre_polys == 7
+    pts = np.array([[8.55, 47.37], [0.0, -90.0], [-180.0, 12.5]])
+    with pytest.warns(DeprecationWarning, match="baseline_features"):
+        old = baseline_features(pts, "sh", legendre_polys=4)
+    np.testing.assert_array_equal(old, satclip.spherical_harmonics(pts, 4))

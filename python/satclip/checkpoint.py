@@ -27,9 +27,10 @@ import json
 import math
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +45,20 @@ from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_en
 # Re-exported: these were defined here before the registry had its own module.
 from .registry import MODELS, ModelSource, PathLike, ReleasedModel, parse_source, released_model, resolve, source_path
 
+#: The architecture's hyper-parameters as the released checkpoints (and satclip's safetensors
+#: metadata) name them; ``legendre_polys`` is the file format's name for ``L``.
+CONFIG_KEYS = ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers")
+
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """The hyper-parameters that define a location encoder's architecture."""
+    """The hyper-parameters that define a location encoder's architecture.
 
-    legendre_polys: int
+    ``L`` is the number of Legendre degrees; the files store it under the released checkpoints'
+    hyper-parameter name ``legendre_polys`` (:data:`CONFIG_KEYS`).
+    """
+
+    L: int
     embed_dim: int = 256
     capacity: int = 256
     num_hidden_layers: int = 2
@@ -57,14 +66,16 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         for name, low, high in (
-            ("legendre_polys", 1, MAX_DEGREES),
+            ("L", 1, MAX_DEGREES),
             ("embed_dim", 1, 1 << 20),
             ("capacity", 1, 1 << 20),
             ("num_hidden_layers", 1, 1024),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise CheckpointError(f"hyper-parameter {name} must be an integer in [{low}, {high}], got {value!r}")
+                # Named as the file names it: a bad value almost always comes from a checkpoint.
+                label = "legendre_polys (L)" if name == "L" else name
+                raise CheckpointError(f"hyper-parameter {label} must be an integer in [{low}, {high}], got {value!r}")
         if self.basis not in ("satclip", "orthonormal"):
             raise CheckpointError(f'hyper-parameter basis must be "satclip" or "orthonormal", got {self.basis!r}')
 
@@ -80,7 +91,7 @@ class EncoderConfig:
                 f"only LocationEncoder(SphericalHarmonics, SirenNet) models can be saved, got {type(model).__name__}"
             )
         return cls(
-            legendre_polys=model.posenc.L,
+            L=model.posenc.L,
             embed_dim=model.nnet.last_layer.dim_out,
             capacity=model.nnet.dim_hidden,
             num_hidden_layers=model.nnet.num_layers,
@@ -89,17 +100,44 @@ class EncoderConfig:
 
     def build(self) -> LocationEncoder:
         return build_location_encoder(
-            self.legendre_polys,
+            self.L,
             self.embed_dim,
             self.capacity,
             self.num_hidden_layers,
             self.basis,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def from_hyper_parameters(cls, hparams: Mapping[str, Any], basis: str = "satclip") -> EncoderConfig:
+        """The config from file hyper-parameters (the :data:`CONFIG_KEYS`, all present)."""
+        return cls(
+            L=hparams["legendre_polys"],
+            embed_dim=hparams["embed_dim"],
+            capacity=hparams["capacity"],
+            num_hidden_layers=hparams["num_hidden_layers"],
+            basis=basis,
+        )
+
+    def to_hyper_parameters(self) -> dict[str, Any]:
+        """The config under the file's key names (``satclip_config`` of :func:`save`)."""
+        return {
+            "legendre_polys": self.L,
+            "embed_dim": self.embed_dim,
+            "capacity": self.capacity,
+            "num_hidden_layers": self.num_hidden_layers,
+            "basis": self.basis,
+        }
+
+    @property
+    def legendre_polys(self) -> int:
+        """Deprecated name of :attr:`L`."""
+        warnings.warn("EncoderConfig.legendre_polys is deprecated: use EncoderConfig.L", DeprecationWarning, 2)
+        return self.L
+
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names (relative to ``nnet.``) and shapes of every tensor of the network."""
         shapes: dict[str, tuple[int, ...]] = {}
-        dim_in = self.legendre_polys**2
+        dim_in = self.L**2
         for i in range(self.num_hidden_layers):
             shapes[f"layers.{i}.weight"] = (self.capacity, dim_in)
             shapes[f"layers.{i}.bias"] = (self.capacity,)
@@ -159,11 +197,11 @@ def load(
     else:
         config, tensors, prefix = _read_lightning_checkpoint(path)
     released = released_model(source)
-    if released is not None and config.legendre_polys != released.legendre_polys:
+    if released is not None and config.L != released.L:
         # A damaged or substituted cache entry: better to stop than to encode with the wrong model.
         raise CheckpointError(
-            f"{path} says legendre_polys={config.legendre_polys}, but {released.repo_id} is an "
-            f"L={released.legendre_polys} model; the cached file is not the released one"
+            f"{path} says legendre_polys={config.L}, but {released.repo_id} is an "
+            f"L={released.L} model; the cached file is not the released one"
         )
     encoder = _build_from_tensors(config, tensors, prefix, source=str(path))
     return encoder.to(device=torch.device(device) if device is not None else None, dtype=dtype).eval()
@@ -190,7 +228,7 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
     tensors = {
         name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items() if name.startswith("nnet.")
     }
-    metadata = {"format": "pt", "satclip_config": json.dumps(asdict(config), sort_keys=True)}
+    metadata = {"format": "pt", "satclip_config": json.dumps(config.to_hyper_parameters(), sort_keys=True)}
     if image_encoder is not None:
         from .image_encoder import safetensors_entries
 
@@ -234,12 +272,10 @@ def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
         raise CheckpointError(f"{path}: satclip_config metadata is not valid JSON: {err}") from err
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: satclip_config metadata must be a JSON object")
-    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis") if k not in raw]
+    missing = [k for k in (*CONFIG_KEYS, "basis") if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: satclip_config lacks {', '.join(missing)}")
-    return EncoderConfig(
-        **{k: raw[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis")}
-    ), tensors
+    return EncoderConfig.from_hyper_parameters(raw, basis=raw["basis"]), tensors
 
 
 def _read_lightning_checkpoint(path: Path) -> tuple[EncoderConfig, Mapping[str, Any], str]:
@@ -343,12 +379,11 @@ def _config_from_hyper_parameters(hparams: Mapping[str, Any], *, source: str) ->
             f"{source}: harmonics_calculation={calculation!r} is not supported; "
             "satclip computes the 'analytic' basis the released models use"
         )
-    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers") if k not in hparams]
+    missing = [k for k in CONFIG_KEYS if k not in hparams]
     if missing:
         raise CheckpointError(f"{source}: hyper_parameters lack {', '.join(missing)}")
-    values = {k: hparams[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers")}
     try:
-        return EncoderConfig(**values)
+        return EncoderConfig.from_hyper_parameters(hparams)
     except CheckpointError as err:
         raise CheckpointError(f"{source}: {err}") from None
 
@@ -379,7 +414,7 @@ def _build_from_tensors(
     parameters = sum(math.prod(shape) for shape in expected.values())
     if parameters > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{source}: the hyper-parameters (legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+            f"{source}: the hyper-parameters (legendre_polys={config.L}, capacity={config.capacity}, "
             f"num_hidden_layers={config.num_hidden_layers}, embed_dim={config.embed_dim}) describe "
             f"{parameters:,} parameters; satclip builds at most {MAX_PARAMETERS:,}"
         )
@@ -394,7 +429,7 @@ def _build_from_tensors(
         if tuple(value.shape) != shape:
             raise CheckpointError(
                 f"{source}: tensor {key} has shape {tuple(value.shape)}, expected {shape} "
-                f"(from legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+                f"(from legendre_polys={config.L}, capacity={config.capacity}, "
                 f"embed_dim={config.embed_dim})"
             )
         if not value.is_floating_point():

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -35,11 +36,18 @@ class ReleasedModel:
     #: download and checked on every later load (satclip.hub). ``revision=`` overrides it.
     revision: str
     vision_encoder: str
-    legendre_polys: int
+    #: The number of Legendre degrees of the location encoder's spherical harmonics.
+    L: int
     #: Hidden width of the location encoder's SIREN where public evidence records it (torchgeo's
     #: weights metadata: 512 for ViT16-L40), else None. Loading never relies on it - it reads
     #: the checkpoint's own hyper-parameters - but training configs are checked against it.
     capacity: int | None = None
+
+    @property
+    def legendre_polys(self) -> int:
+        """Deprecated name of :attr:`L`."""
+        warnings.warn("ReleasedModel.legendre_polys is deprecated: use ReleasedModel.L", DeprecationWarning, 2)
+        return self.L
 
 
 #: Released capacities with a public record (see ``ReleasedModel.capacity``).
@@ -56,7 +64,7 @@ def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
         filename=f"satclip-{vision_file}-l{L}.ckpt",
         revision=_PINNED_REVISION.get((vision, L), "main"),
         vision_encoder=vision,
-        legendre_polys=L,
+        L=L,
         capacity=_KNOWN_CAPACITY.get((vision, L)),
     )
 
