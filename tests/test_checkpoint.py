@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 import satclip
-from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
+from conftest import CheckpointFactory, fill_hub_cache, location_state_dict, released_checkpoint_dict
 from satclip.checkpoint import MODELS, load, save
 from satclip.errors import CheckpointError, DTypeError
 from satclip.nn import LocationEncoder
@@ -329,24 +328,12 @@ def test_malicious_pickle_is_refused_and_does_not_run(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------
 # The Hub path, offline, from a pre-filled cache
 
-COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
-
-
-def _fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> None:
-    """The layout huggingface_hub's cache uses: models--owner--name/{refs/main, snapshots/<commit>/file}."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    target = repo / "snapshots" / COMMIT / filename
-    target.parent.mkdir(parents=True)
-    shutil.copy(source, target)
-
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, make_checkpoint: CheckpointFactory) -> Path:
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
     return cache
 
 
@@ -371,7 +358,7 @@ def test_hub_local_files_only_without_env(hub_cache: Path, monkeypatch: pytest.M
 def test_hub_cache_with_wrong_model_is_refused(tmp_path: Path, make_checkpoint: CheckpointFactory) -> None:
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10))
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10))
     with pytest.raises(CheckpointError, match="L=40 model"):
         load("resnet50-l40", cache_dir=cache, local_files_only=True)
 
@@ -396,7 +383,7 @@ def test_hub_file_urls(
 ) -> None:
     converted = save(load(released_l10[0]), tmp_path / "model.safetensors")
     cache = tmp_path / "hf-cache"
-    _fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)
+    fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = load("hf://someone/my-satclip/weights/model.safetensors", cache_dir=cache)
     assert torch.equal(embed(model), embed(load(released_l10[0])))

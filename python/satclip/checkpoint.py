@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .dtypes import check_float_dtype
-from .errors import CheckpointError, DeviceError
+from .errors import CheckpointError, DeviceError, first_line
 from .harmonics import MAX_DEGREES
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 
@@ -260,7 +260,7 @@ def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as err:  # SafetensorError, OSError: truncated or not a safetensors file
         raise CheckpointError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {_first_line(err)}"
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {first_line(err)}"
         ) from err
     if "satclip_config" not in metadata:
         raise CheckpointError(
@@ -314,10 +314,10 @@ def _torch_load_safely(path: Path) -> Any:
                 "satclip only unpickles plain tensors and containers (torch.load weights_only=True); "
                 "a genuine SatCLIP checkpoint needs nothing else"
             ) from err
-        raise CheckpointError(f"{path} is not a checkpoint (corrupt?): {_first_line(err)}") from err
+        raise CheckpointError(f"{path} is not a checkpoint (corrupt?): {first_line(err)}") from err
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {_first_line(err)}"
+            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {first_line(err)}"
         ) from err
 
 
@@ -446,11 +446,6 @@ def _build_from_tensors(
     encoder = config.build().double()
     encoder.load_state_dict(state, strict=True)
     return encoder
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = ["MODELS", "EncoderConfig", "ModelSource", "ReleasedModel", "load", "parse_source", "resolve", "save"]

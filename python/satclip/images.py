@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import DTypeError, ImageError, SatclipError, ShapeError
+from .errors import DTypeError, ImageError, SatclipError, ShapeError, first_line
 from .image_encoder import ImageEncoder, load_image_encoder
 from .registry import ModelSource, PathLike, parse_source
 
@@ -215,7 +215,7 @@ def read_image(path: PathLike) -> np.ndarray:
         ) from None
     except Exception as err:  # tifffile raises TiffFileError, ValueError, OSError, KeyError for bad files
         raise ImageError(
-            f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {_first_line(err)}); "
+            f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {first_line(err)}); "
             f"expected a TIFF with {FILE_BANDS} uint16 bands (B01..B12 without B10)"
         ) from None
 
@@ -435,11 +435,6 @@ def _exact_float32(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = ["MAX_REFLECTANCE", "UNITS", "clear_image_model_cache", "encode_images", "preprocess", "read_image"]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Union
 
 from .errors import CheckpointError
-from .hub import HUB_FILE, download
+from .hub import download, parse_hub_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -111,11 +111,9 @@ def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource
         released = MODELS.get(text.lower()) or _RELEASED_BY_REPO.get(text.lower())
         if released is not None:
             return ModelSource("hub", released.repo_id, released.filename, revision or released.revision)
-        match = HUB_FILE.fullmatch(text)
-        if text.startswith("hf://"):
-            if match is None:
-                raise CheckpointError(f"Hub files are written hf://owner/repo/path/to/file, got {text!r}")
-            return ModelSource("hub", match["repo"], match["file"], revision or "main")
+        hub_file = parse_hub_file(text)
+        if hub_file is not None:
+            return ModelSource("hub", *hub_file, revision or "main")
     path = Path(text).expanduser()
     if path.is_file():
         return ModelSource("file", str(path.resolve()))
