@@ -32,9 +32,7 @@ import contextlib
 import numbers
 import os
 import sys
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +43,8 @@ from torch import Tensor
 
 from .errors import DTypeError, ImageError, SatclipError, ShapeError, first_line
 from .image_encoder import ImageEncoder, load_image_encoder
-from .registry import ModelSource, PathLike, parse_source
+from .lru import LRUCache
+from .registry import ModelSource, PathLike, cache_key
 
 ImageModelLike = PathLike | ImageEncoder
 
@@ -222,8 +221,7 @@ def read_image(path: PathLike) -> np.ndarray:
 
 def clear_image_model_cache() -> None:
     """Forgets the image encoders :func:`encode_images` has loaded."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 # ----------------------------------------------------------------------------------------
@@ -386,10 +384,8 @@ def _first_where(mask: np.ndarray | Tensor) -> tuple[int, int]:
 # Model
 
 
-_CACHE: OrderedDict[tuple[ModelSource, str, torch.dtype], ImageEncoder] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
 #: A ResNet50 is ~100 MB: keep few.
-_CACHE_SIZE = 3
+_CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], ImageEncoder] = LRUCache(3)
 
 
 def _encoder_for(model: ImageModelLike, device: torch.device, dtype: torch.dtype) -> ImageEncoder:
@@ -406,20 +402,11 @@ def _encoder_for(model: ImageModelLike, device: torch.device, dtype: torch.dtype
             f"model must be a name, a path or a satclip ImageEncoder, got a {type(model).__name__} "
             "(a LocationEncoder has no image half)"
         )
-    source = parse_source(model)
-    if source.kind == "file":
-        stat = os.stat(source.location)
-        source = ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size))
-    key = (source, str(device), dtype)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    encoder = load_image_encoder(model, device=device, dtype=dtype)
-    with _CACHE_LOCK:
-        _CACHE[key] = encoder
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    key = (cache_key(model), str(device), dtype)
+    encoder = _CACHE.get(key)
+    if encoder is None:
+        encoder = load_image_encoder(model, device=device, dtype=dtype)
+        _CACHE.put(key, encoder)
     return encoder
 
 

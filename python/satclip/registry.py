@@ -130,6 +130,16 @@ def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource
     raise CheckpointError(f"no such checkpoint file: {text!r}")
 
 
+def cache_key(model: PathLike) -> ModelSource:
+    """:func:`parse_source` of ``model``, with a file source's mtime and size in it: the key of the
+    caches of loaded models, which so load a rewritten file again."""
+    source = parse_source(model)
+    if source.kind == "file":
+        stat = os.stat(source.location)
+        source = ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size))
+    return source
+
+
 def source_path(
     source: ModelSource, *, cache_dir: PathLike | None = None, local_files_only: bool | None = None
 ) -> Path:
@@ -163,6 +173,7 @@ __all__ = [
     "ModelSource",
     "PathLike",
     "ReleasedModel",
+    "cache_key",
     "parse_source",
     "released_model",
     "resolve",
