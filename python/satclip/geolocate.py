@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Union
@@ -278,13 +277,12 @@ def candidate_embeddings(
 
         emb = np.asarray(encode(candidates, location_encoder, device=device), dtype=np.float32)
         if path is not None:
+            from .publish import publish
+
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-            try:
-                np.save(tmp, emb)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            computed = emb
+            # Replaced in one step: a reader in another process never sees a half-written file.
+            publish(path, lambda tmp: np.save(tmp, computed), overwrite=True)
     _CACHE.put(key, emb)
     return emb
 
