@@ -69,7 +69,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, mode: Mode) -> dict[str, A
     n = 200_000 if mode.name == "quick" else 2_000_000
     root = tmp_path_factory.mktemp("cli-memory")
     model = root / "l10.safetensors"
-    satclip.save(EncoderConfig(legendre_polys=10).build(), model)
+    satclip.save(EncoderConfig(L=10).build(), model)
     rng = np.random.default_rng(0)
     frame = pd.DataFrame({"id": np.arange(n), "lon": rng.uniform(-180, 180, n), "lat": rng.uniform(-90, 90, n)})
     frame.to_csv(root / "points.csv", index=False)

@@ -92,7 +92,7 @@ def main() -> None:
         label: np.asarray(satclip.encode(lonlat, model, device="cpu"), dtype=np.float64),
         "baseline: lon/lat": baseline_features(lonlat, "lonlat"),
         "baseline: xyz": baseline_features(lonlat, "xyz"),
-        "baseline: SH L=10 only": baseline_features(lonlat, "sh", legendre_polys=10),
+        "baseline: SH L=10 only": baseline_features(lonlat, "sh", L=10),
     }
     print(f"{len(y)} stations from {args.csv.name}; target {args.target!r} (deg C), {args.epochs} MLP epochs")
     width = max(len(k) for k in features)

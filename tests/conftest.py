@@ -10,6 +10,7 @@ tensors), with SIREN weights drawn like the original initialisation.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -179,6 +180,38 @@ def released_l10(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
     return path, checkpoint
 
 
+@pytest.fixture
+def ckpt(released_l10: tuple[Path, dict[str, Any]]) -> str:
+    """The session's L = 10 released-layout checkpoint, as the path string the CLI takes."""
+    return str(released_l10[0])
+
+
+@pytest.fixture(scope="session")
+def released_l6(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A small (L = 6, 36 features) released-layout checkpoint shared by the session, as a path string."""
+    path = tmp_path_factory.mktemp("released-l6") / "l6.ckpt"
+    torch.save(released_checkpoint_dict(6), path)
+    return str(path)
+
+
+@pytest.fixture
+def fresh_model_cache() -> None:
+    """Empties encode's model cache, so every test loads its checkpoint afresh (use with
+    ``pytestmark = pytest.mark.usefixtures("fresh_model_cache")``)."""
+    from satclip.encoding import clear_model_cache
+
+    clear_model_cache()
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """``satclip *argv`` in this process: (exit code, stdout, stderr)."""
+    from satclip.cli import main
+
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
 @pytest.fixture(scope="session")
 def released_with_visual(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, dict[str, Any]]]:
     """``get(vision)`` -> (path, checkpoint dict) of an L = 10 released-layout file with a full
@@ -195,6 +228,22 @@ def released_with_visual(tmp_path_factory: pytest.TempPathFactory) -> Callable[[
         return made[vision]
 
     return get
+
+
+#: The commit the fake Hub caches below claim to hold.
+HUB_COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
+
+
+def fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
+    """Copies ``source`` into ``cache`` in the layout huggingface_hub's cache uses
+    (``models--owner--name/{refs/main, snapshots/<commit>/file}``); returns the cached file."""
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(HUB_COMMIT)
+    target = repo / "snapshots" / HUB_COMMIT / filename
+    target.parent.mkdir(parents=True)
+    shutil.copy(source, target)
+    return target
 
 
 def write_s2_geotiff(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,7 +14,7 @@ import pytest
 import torch
 
 import satclip
-from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
+from conftest import CheckpointFactory, fill_hub_cache, location_state_dict, released_checkpoint_dict
 from satclip.checkpoint import MODELS, load, save
 from satclip.errors import CheckpointError, DTypeError
 from satclip.nn import LocationEncoder
@@ -42,7 +41,7 @@ def test_registry_names_the_six_released_models() -> None:
             entry = MODELS[f"{short}-l{L}"]
             assert entry.repo_id == f"microsoft/SatCLIP-{vision}-L{L}"
             assert entry.filename == f"satclip-{short}-l{L}.ckpt"
-            assert entry.legendre_polys == L
+            assert entry.L == L
             assert entry.revision
     assert satclip.MODELS is MODELS
 
@@ -329,24 +328,12 @@ def test_malicious_pickle_is_refused_and_does_not_run(tmp_path: Path) -> None:
 # ----------------------------------------------------------------------------------------
 # The Hub path, offline, from a pre-filled cache
 
-COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
-
-
-def _fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> None:
-    """The layout huggingface_hub's cache uses: models--owner--name/{refs/main, snapshots/<commit>/file}."""
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    target = repo / "snapshots" / COMMIT / filename
-    target.parent.mkdir(parents=True)
-    shutil.copy(source, target)
-
 
 @pytest.fixture
 def hub_cache(tmp_path: Path, make_checkpoint: CheckpointFactory) -> Path:
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
     return cache
 
 
@@ -371,7 +358,7 @@ def test_hub_local_files_only_without_env(hub_cache: Path, monkeypatch: pytest.M
 def test_hub_cache_with_wrong_model_is_refused(tmp_path: Path, make_checkpoint: CheckpointFactory) -> None:
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10))
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10))
     with pytest.raises(CheckpointError, match="L=40 model"):
         load("resnet50-l40", cache_dir=cache, local_files_only=True)
 
@@ -396,9 +383,40 @@ def test_hub_file_urls(
 ) -> None:
     converted = save(load(released_l10[0]), tmp_path / "model.safetensors")
     cache = tmp_path / "hf-cache"
-    _fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)
+    fill_hub_cache(cache, "someone/my-satclip", "weights/model.safetensors", converted)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     model = load("hf://someone/my-satclip/weights/model.safetensors", cache_dir=cache)
     assert torch.equal(embed(model), embed(load(released_l10[0])))
     with pytest.raises(CheckpointError, match="hf://owner/repo/path/to/file"):
         load("hf://someone", cache_dir=cache)
+
+
+def test_legendre_polys_names_L_only_in_the_file_format(tmp_path: Path) -> None:
+    """The public API says L; the files keep the released hyper-parameter key, and the 0.1
+    keyword/attribute still works with a DeprecationWarning."""
+    import json
+
+    import numpy as np
+    from safetensors import safe_open
+
+    from satclip.checkpoint import EncoderConfig
+    from satclip.evaluate import baseline_features
+    from satclip.nn import SphericalHarmonics
+
+    path = save(EncoderConfig(L=3, embed_dim=8, capacity=16).build(), tmp_path / "m.safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        stored = json.loads(f.metadata()["satclip_config"])
+    assert stored == {"legendre_polys": 3, "embed_dim": 8, "capacity": 16, "num_hidden_layers": 2, "basis": "satclip"}
+    assert load(path).posenc.L == 3
+    assert MODELS["vit16-l40"].L == 40 and MODELS["resnet18-l10"].L == 10
+
+    with pytest.warns(DeprecationWarning, match="L="):
+        assert SphericalHarmonics(legendre_polys=5).L == 5
+    with pytest.warns(DeprecationWarning, match="ReleasedModel.L"):
+        assert MODELS["resnet50-l40"].legendre_polys == 40
+    with pytest.warns(DeprecationWarning, match="EncoderConfig.L"):
+        assert EncoderConfig(L=7).legendre_polys == 7
+    pts = np.array([[8.55, 47.37], [0.0, -90.0], [-180.0, 12.5]])
+    with pytest.warns(DeprecationWarning, match="baseline_features"):
+        old = baseline_features(pts, "sh", legendre_polys=4)
+    np.testing.assert_array_equal(old, satclip.spherical_harmonics(pts, 4))

@@ -12,12 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import CheckpointFactory, released_hyper_parameters
+from conftest import HUB_COMMIT, CheckpointFactory, fill_hub_cache, released_hyper_parameters
 from satclip import hub
 from satclip.checkpoint import MAX_PARAMETERS, MODELS, load
 from satclip.errors import CheckpointError
-
-COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 
 
 def _largest_record_data_offset(path: Path) -> tuple[str, int, int]:
@@ -92,16 +90,6 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path: Path, content: bytes) -> No
 # The Hub: recorded hashes, pinned revision, failing fast without network
 
 
-def _fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
-    (repo / "refs" / "main").write_text(COMMIT)
-    target = repo / "snapshots" / COMMIT / filename
-    target.parent.mkdir(parents=True)
-    shutil.copy(source, target)
-    return target
-
-
 def test_vit16_l40_is_pinned_to_torchgeos_commit() -> None:
     assert MODELS["vit16-l40"].revision == "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"
 
@@ -113,12 +101,12 @@ def test_released_file_is_recorded_then_verified(
     hub._HASHED.clear()
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    cached = _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
+    cached = fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
     assert load("resnet50-l40", cache_dir=cache).posenc.L == 40
     record = json.loads((cache / hub.INTEGRITY_FILE).read_text())
     import hashlib
 
-    assert record == {f"{entry.repo_id}/{entry.filename}@{COMMIT}": hashlib.sha256(cached.read_bytes()).hexdigest()}
+    assert record == {f"{entry.repo_id}/{entry.filename}@{HUB_COMMIT}": hashlib.sha256(cached.read_bytes()).hexdigest()}
     assert load("resnet50-l40", cache_dir=cache).posenc.L == 40  # verified, still loads
 
     # A different file under the same commit (the cache entry was replaced or damaged).
@@ -126,7 +114,7 @@ def test_released_file_is_recorded_then_verified(
     shutil.copy(make_checkpoint(40, seed=12), cached)
     with pytest.raises(CheckpointError, match="is damaged: its sha256") as info:
         load("resnet50-l40", cache_dir=cache)
-    assert COMMIT in str(info.value)
+    assert HUB_COMMIT in str(info.value)
 
 
 @pytest.fixture
@@ -166,7 +154,7 @@ def test_no_hub_access_uses_a_cached_file(
 ) -> None:
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l10"]
-    _fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10, seed=3))
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10, seed=3))
     assert load("resnet50-l10", cache_dir=cache).posenc.L == 10
     assert len(no_network) == 1
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,19 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from conftest import run_cli
 from satclip.checkpoint import MODELS
-from satclip.cli import main
-from satclip.encoding import clear_model_cache, encode
+from satclip.encoding import encode
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    clear_model_cache()
-
-
-@pytest.fixture
-def ckpt(released_l10: tuple[Path, dict[str, Any]]) -> str:
-    return str(released_l10[0])
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
 @pytest.fixture
@@ -43,12 +34,6 @@ def points() -> pd.DataFrame:
     )
 
 
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 def lonlat_of(frame: pd.DataFrame) -> np.ndarray:
     return frame[["Longitude", "Latitude"]].to_numpy()
 
@@ -58,7 +43,7 @@ def test_csv_to_parquet_list_column(
 ) -> None:
     src, dst = tmp_path / "points.csv", tmp_path / "emb.parquet"
     points.to_csv(src, index=False)
-    code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
     assert code == 0, err
     table = pq.read_table(dst)
     assert table.column_names == ["site", "Longitude", "Latitude", "value", "embedding"]
@@ -74,7 +59,7 @@ def test_parquet_to_wide_parquet_float64(
 ) -> None:
     src, dst = tmp_path / "points.parquet", tmp_path / "wide.parquet"
     points.rename(columns={"Longitude": "x_deg", "Latitude": "y_deg"}).to_parquet(src)
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys,
         "encode",
         str(src),
@@ -106,12 +91,12 @@ def test_npy_to_npy_and_npy_to_parquet(
 ) -> None:
     src = tmp_path / "points.npy"
     np.save(src, lonlat_of(points))
-    code, _, err = run(capsys, "encode", str(src), "-o", str(tmp_path / "emb.npy"), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / "emb.npy"), "--model", ckpt)
     assert code == 0, err
     expected = encode(lonlat_of(points), ckpt, device="cpu")
     np.testing.assert_array_equal(np.load(tmp_path / "emb.npy"), expected)
 
-    code, _, err = run(capsys, "encode", str(src), "-o", str(tmp_path / "emb.parquet"), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / "emb.parquet"), "--model", ckpt)
     assert code == 0, err
     table = pq.read_table(tmp_path / "emb.parquet")
     assert table.column_names == ["lon", "lat", "embedding"]
@@ -124,13 +109,13 @@ def test_refuses_to_overwrite(
     src, dst = tmp_path / "points.csv", tmp_path / "emb.npy"
     points.to_csv(src, index=False)
     dst.write_bytes(b"the user's own file")
-    code, _out, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
+    code, _out, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
     assert code == 2
     assert err.count("\n") == 1 and "already exists" in err and "--overwrite" in err and "Traceback" not in err
     assert dst.read_bytes() == b"the user's own file"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["emb.npy", "points.csv"]
 
-    code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--overwrite")
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--overwrite")
     assert code == 0, err
     assert np.load(dst).shape == (len(points), 256)
 
@@ -141,7 +126,7 @@ def test_bad_coordinates_fail_cleanly(
     points.loc[7, "Latitude"] = 123.0
     src, dst = tmp_path / "points.csv", tmp_path / "emb.parquet"
     points.to_csv(src, index=False)
-    code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
     assert code == 1
     assert "row 7" in err and "swapped" in err and "Traceback" not in err and err.count("\n") == 1
     assert not dst.exists()
@@ -181,14 +166,14 @@ def test_user_errors_are_one_line(
     args = [a.replace("{dir}", str(tmp_path)) for a in argv]
     if "--model" not in args:
         args += ["--model", ckpt]
-    got, _, err = run(capsys, *args)
+    got, _, err = run_cli(capsys, *args)
     assert got == code
     assert message in err and err.startswith("satclip: error:") and err.count("\n") == 1
     assert not (tmp_path / "o.npy").exists()
 
 
 def test_models_lists_the_registry(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "models")
+    code, out, _ = run_cli(capsys, "models")
     assert code == 0
     for name, entry in MODELS.items():
         assert name in out and entry.repo_id in out and entry.filename in out
@@ -198,10 +183,10 @@ def test_convert_then_encode(
     tmp_path: Path, ckpt: str, points: pd.DataFrame, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "model.safetensors"
-    code, _, err = run(capsys, "convert", ckpt, "-o", str(out))
+    code, _, err = run_cli(capsys, "convert", ckpt, "-o", str(out))
     assert code == 0, err
     np.testing.assert_array_equal(encode(lonlat_of(points), out), encode(lonlat_of(points), ckpt))
-    code, _, err = run(capsys, "convert", ckpt, "-o", str(out))
+    code, _, err = run_cli(capsys, "convert", ckpt, "-o", str(out))
     assert code == 2 and "already exists" in err
 
 

@@ -17,27 +17,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import run_cli
 from satclip.cli import main
-from satclip.encoding import clear_model_cache, encode
+from satclip.encoding import encode
 from satclip.publish import OutputExistsError, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    clear_model_cache()
-
-
-@pytest.fixture
-def ckpt(released_l10: tuple[Path, dict[str, Any]]) -> str:
-    return str(released_l10[0])
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
 def frame(n: int, seed: int, first_id: int = 0) -> pd.DataFrame:
@@ -66,7 +54,7 @@ def test_streamed_output_matches_encode_and_has_one_row_group_per_batch(
     points = frame(1000, 1)
     src, dst = tmp_path / f"in{suffix}", tmp_path / "out.parquet"
     points.to_csv(src, index=False) if suffix == ".csv" else points.to_parquet(src)
-    code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "128")
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "128")
     assert code == 0, err
     assert pq.ParquetFile(dst).metadata.num_row_groups == 8  # ceil(1000 / 128): written batch by batch
     out = pq.read_table(dst).to_pandas()
@@ -81,7 +69,7 @@ def test_npy_output_from_csv_is_streamed_into_the_right_rows(
     points = frame(300, 2)
     src, dst = tmp_path / "in.csv", tmp_path / "out.npy"
     points.to_csv(src, index=False)
-    assert run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "64")[0] == 0
+    assert run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "64")[0] == 0
     np.testing.assert_allclose(np.load(dst), encode(points[["lon", "lat"]].to_numpy(), ckpt), rtol=0, atol=2e-6)
 
 
@@ -92,7 +80,7 @@ def test_bad_coordinate_in_a_later_batch_names_its_row_in_the_file(
     points.loc[150, "lat"] = 95.0
     src = tmp_path / "in.parquet"
     points.to_parquet(src)
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "encode", str(src), "-o", str(tmp_path / "o.parquet"), "--model", ckpt, "--batch-size", "64"
     )
     assert code == 1
@@ -107,7 +95,7 @@ def test_bad_coordinate_in_a_later_batch_names_its_row_in_the_file(
 def test_non_numeric_cell_names_its_row(tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
     src = tmp_path / "in.csv"
     src.write_text("lon,lat\n1,2\n3,4\nabc,5\n")
-    code, _, err = run(capsys, "encode", str(src), "-o", str(tmp_path / "o.parquet"), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / "o.parquet"), "--model", ckpt)
     assert code == 1
     assert "row 2 (0-based, header not counted)" in err and "'lon'" in err and "'abc'" in err, err
 
@@ -122,7 +110,7 @@ def test_header_only_csv_and_empty_npy_both_say_no_rows(
     else:
         np.save(src, np.zeros((0, 2)))
     for out in ("o.parquet", "o.npy"):
-        code, _, err = run(capsys, "encode", str(src), "-o", str(tmp_path / out), "--model", ckpt)
+        code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / out), "--model", ckpt)
         assert code == 1 and "has no rows" in err, err
         assert not (tmp_path / out).exists()
     assert no_temporaries(tmp_path)
@@ -134,7 +122,7 @@ def test_missing_output_directory_is_reported_before_any_work(
     src = tmp_path / "in.csv"
     frame(10, 4).to_csv(src, index=False)
     # The model does not exist either: the directory must be the error, so nothing was loaded.
-    code, _, err = run(
+    code, _, err = run_cli(
         capsys, "encode", str(src), "-o", str(tmp_path / "nowhere" / "o.parquet"), "--model", "no-such.ckpt"
     )
     assert code == 1
@@ -183,7 +171,7 @@ def test_cli_does_not_clobber_an_output_created_meanwhile(
         dst.write_bytes(b"other")
 
     monkeypatch.setattr(streaming.ParquetEmbeddingWriter, "close", close_and_race)
-    code, _, err = run(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt)
     assert code == 2 and "created by something else" in err, err
     assert dst.read_bytes() == b"other" and no_temporaries(tmp_path)
 
@@ -235,7 +223,7 @@ def test_directory_of_geoparquet_and_csv_parts(tmp_path: Path, ckpt: str, capsys
     b.to_csv(parts / "b.csv", index=False)
     (parts / "notes.txt").write_text("ignored")
     out = tmp_path / "out"
-    code, _, err = run(capsys, "encode", str(parts), "-o", str(out), "--model", ckpt, "--batch-size", "50")
+    code, _, err = run_cli(capsys, "encode", str(parts), "-o", str(out), "--model", ckpt, "--batch-size", "50")
     assert code == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["a.parquet", "b.parquet"]
     table = pq.read_table(out / "a.parquet")
@@ -258,14 +246,16 @@ def test_glob_of_parts_wide_layout_and_skipping_finished_parts(
         frame(40, 10 + i).to_parquet(tmp_path / f"part-{i}.parquet")
     out = tmp_path / "out"
     pattern = str(tmp_path / "part-*.parquet")
-    assert run(capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--layout", "wide")[0] == 0
+    assert run_cli(capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--layout", "wide")[0] == 0
     assert pq.read_table(out / "part-0.parquet").column_names[:4] == ["id", "lon", "lat", "emb_0"]
     (out / "part-1.parquet").unlink()
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
-    code, stdout, _ = run(capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--layout", "wide")
+    code, stdout, _ = run_cli(capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--layout", "wide")
     assert code == 0 and "wrote 1 parts" in stdout and "2 already done" in stdout
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != "part-1.parquet"} == before
-    code, stdout, _ = run(capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--overwrite", "--layout", "wide")
+    code, stdout, _ = run_cli(
+        capsys, "encode", pattern, "-o", str(out), "--model", ckpt, "--overwrite", "--layout", "wide"
+    )
     assert code == 0 and "wrote 3 parts" in stdout
 
 

@@ -13,17 +13,6 @@ from satclip import embedding_map  # noqa: E402
 from satclip.cli import main  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    from conftest import released_checkpoint_dict
-
-    path = tmp_path_factory.mktemp("ds") / "l6.ckpt"
-    torch.save(released_checkpoint_dict(6), path)
-    return str(path)
-
-
 def _stations(tmp_path, n=400):
     rng = np.random.default_rng(0)
     lon, lat = rng.uniform(-180, 180, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
@@ -34,7 +23,7 @@ def _stations(tmp_path, n=400):
     return path
 
 
-def test_probe_table_compares_models_and_baselines(tmp_path, ckpt, capsys) -> None:
+def test_probe_table_compares_models_and_baselines(tmp_path, released_l6, capsys) -> None:
     csv = _stations(tmp_path)
     assert (
         main(
@@ -44,9 +33,9 @@ def test_probe_table_compares_models_and_baselines(tmp_path, ckpt, capsys) -> No
                 "--target",
                 "meanT",
                 "--model",
-                ckpt,
+                released_l6,
                 "--model",
-                ckpt,
+                released_l6,
                 "--cv",
                 "spatial",
                 "--sh-degree",
@@ -61,15 +50,15 @@ def test_probe_table_compares_models_and_baselines(tmp_path, ckpt, capsys) -> No
     assert "spatial CV" in out[0] and "400 points" in out[0]
     labels = [line.split("  ")[0].strip() for line in out[2:]]
     rows = {line.split("  ")[0].strip(): line for line in out[2:]}
-    assert labels == [ckpt, ckpt, "baseline: lonlat", "baseline: xyz", "baseline: sh (L=4, 16 features)"]
+    assert labels == [released_l6, released_l6, "baseline: lonlat", "baseline: xyz", "baseline: sh (L=4, 16 features)"]
     r2 = {k: float(v.split()[-6]) for k, v in rows.items()}
     assert r2["baseline: sh (L=4, 16 features)"] > 0.99  # the target is linear in these features
     assert r2["baseline: lonlat"] < 0.5
 
 
-def test_probe_errors(tmp_path, ckpt, capsys) -> None:
+def test_probe_errors(tmp_path, released_l6, capsys) -> None:
     csv = _stations(tmp_path)
-    assert main(["probe", str(csv), "--target", "temp", "--model", ckpt]) == 1
+    assert main(["probe", str(csv), "--target", "temp", "--model", released_l6]) == 1
     assert "no target column 'temp'" in capsys.readouterr().err
     frame = pd.read_csv(csv)
     frame.loc[5, "meanT"] = np.nan
@@ -81,17 +70,31 @@ def test_probe_errors(tmp_path, ckpt, capsys) -> None:
     assert exit_.value.code == 2
 
 
-def test_map_png_has_the_requested_size(tmp_path, ckpt) -> None:
+def test_map_png_has_the_requested_size(tmp_path, released_l6) -> None:
     from matplotlib.image import imread
 
     png = tmp_path / "map.png"
     assert (
-        main(["map", "--model", ckpt, "-o", str(png), "--resolution", "10", "--size", "320x170", "--device", "cpu"])
+        main(
+            [
+                "map",
+                "--model",
+                released_l6,
+                "-o",
+                str(png),
+                "--resolution",
+                "10",
+                "--size",
+                "320x170",
+                "--device",
+                "cpu",
+            ]
+        )
         == 0
     )
     assert imread(png).shape[:2] == (170, 320)
     with pytest.raises(SystemExit) as exit_:  # no --overwrite: a usage error, like a bad option
-        main(["map", "--model", ckpt, "-o", str(png), "--resolution", "10"])
+        main(["map", "--model", released_l6, "-o", str(png), "--resolution", "10"])
     assert exit_.value.code == 2
     region = tmp_path / "europe.png"
     assert (
@@ -99,7 +102,7 @@ def test_map_png_has_the_requested_size(tmp_path, ckpt) -> None:
             [
                 "map",
                 "--model",
-                ckpt,
+                released_l6,
                 "-o",
                 str(region),
                 "--resolution",
@@ -114,17 +117,17 @@ def test_map_png_has_the_requested_size(tmp_path, ckpt) -> None:
     assert imread(region).shape[:2] == (300, 400)
 
 
-def test_pca_rgb_is_bounded_and_streamed_bands_agree(ckpt, monkeypatch) -> None:
+def test_pca_rgb_is_bounded_and_streamed_bands_agree(released_l6, monkeypatch) -> None:
     grid = embedding_map.make_grid(5.0, (-30, -20, 30, 40))
-    one = embedding_map.pca_rgb(ckpt, grid, device="cpu")
+    one = embedding_map.pca_rgb(released_l6, grid, device="cpu")
     monkeypatch.setattr(embedding_map, "BAND_POINTS", 25)  # 2 rows per band
-    many = embedding_map.pca_rgb(ckpt, grid, device="cpu")
+    many = embedding_map.pca_rgb(released_l6, grid, device="cpu")
     assert one.shape == (12, 12, 3) and one.min() >= 0 and one.max() <= 1
     np.testing.assert_allclose(one, many, atol=1e-6)
     assert one.std(axis=(0, 1)).min() > 0.05  # three distinct, non-constant components
 
 
-def test_geotiff_export_georeference_round_trips(tmp_path, ckpt, monkeypatch) -> None:
+def test_geotiff_export_georeference_round_trips(tmp_path, released_l6, monkeypatch) -> None:
     rasterio = pytest.importorskip("rasterio")
     monkeypatch.setattr(embedding_map, "BAND_POINTS", 40)  # several bands of rows
     tif = tmp_path / "grid.tif"
@@ -133,7 +136,7 @@ def test_geotiff_export_georeference_round_trips(tmp_path, ckpt, monkeypatch) ->
             [
                 "map",
                 "--model",
-                ckpt,
+                released_l6,
                 "--export",
                 str(tif),
                 "--resolution",
@@ -152,32 +155,34 @@ def test_geotiff_export_georeference_round_trips(tmp_path, ckpt, monkeypatch) ->
         values = f.read()
         rows, cols = np.meshgrid(np.arange(10), np.arange(12), indexing="ij")
         lon, lat = f.xy(rows.ravel(), cols.ravel())  # rasterio's own pixel-centre coordinates
-    expected = satclip.encode(np.column_stack([lon, lat]), ckpt, device="cpu")
+    expected = satclip.encode(np.column_stack([lon, lat]), released_l6, device="cpu")
     np.testing.assert_allclose(values.reshape(256, -1).T, expected, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("suffix", [".zarr", ".nc"])
-def test_xarray_exports_hold_the_grid(tmp_path, ckpt, monkeypatch, suffix) -> None:
+def test_xarray_exports_hold_the_grid(tmp_path, released_l6, monkeypatch, suffix) -> None:
     xr = pytest.importorskip("xarray")
     monkeypatch.setattr(embedding_map, "BAND_POINTS", 30)
     out = tmp_path / f"grid{suffix}"
-    assert main(["map", "--model", ckpt, "--export", str(out), "--resolution", "5", "--region=100,-40,160,0"]) == 0
+    assert (
+        main(["map", "--model", released_l6, "--export", str(out), "--resolution", "5", "--region=100,-40,160,0"]) == 0
+    )
     ds = xr.open_zarr(out) if suffix == ".zarr" else xr.open_dataset(out)
     emb = ds["embeddings"]
     assert emb.dims == ("lat", "lon", "embedding") and emb.shape == (8, 12, 256)
     np.testing.assert_allclose(ds["lon"].values, np.arange(102.5, 160, 5))
     np.testing.assert_allclose(ds["lat"].values, np.arange(-2.5, -40, -5))
     lon, lat = np.meshgrid(ds["lon"].values, ds["lat"].values)
-    expected = satclip.encode(np.column_stack([lon.ravel(), lat.ravel()]), ckpt, device="cpu")
+    expected = satclip.encode(np.column_stack([lon.ravel(), lat.ravel()]), released_l6, device="cpu")
     np.testing.assert_allclose(emb.values.reshape(-1, 256), expected, rtol=1e-6, atol=1e-6)
     ds.close()
 
 
-def test_map_usage_errors(tmp_path, ckpt, capsys) -> None:
+def test_map_usage_errors(tmp_path, released_l6, capsys) -> None:
     with pytest.raises(SystemExit):
-        main(["map", "--model", ckpt])  # neither -o nor --export
+        main(["map", "--model", released_l6])  # neither -o nor --export
     with pytest.raises(SystemExit):
-        main(["map", "--model", ckpt, "--export", str(tmp_path / "g.csv")])
-    assert main(["map", "--model", ckpt, "-o", str(tmp_path / "m.png"), "--resolution", "7"]) == 1
+        main(["map", "--model", released_l6, "--export", str(tmp_path / "g.csv")])
+    assert main(["map", "--model", released_l6, "-o", str(tmp_path / "m.png"), "--resolution", "7"]) == 1
     assert "not a whole number" in capsys.readouterr().err
-    assert main(["map", "--model", ckpt, "-o", str(tmp_path / "m.png"), "--region=10,0,5,20"]) == 1
+    assert main(["map", "--model", released_l6, "-o", str(tmp_path / "m.png"), "--region=10,0,5,20"]) == 1

@@ -15,7 +15,7 @@ import satclip.encoding as encode_module
 from conftest import CheckpointFactory, location_state_dict
 from original_reference import original_embeddings, original_features, original_siren_forward
 from satclip.checkpoint import load
-from satclip.encoding import clear_model_cache, encode
+from satclip.encoding import encode
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
 from sh_reference import reference_features
 
@@ -53,9 +53,7 @@ def random_points(n: int, seed: int = 0) -> np.ndarray:
     return np.stack([rng.uniform(-180, 180, n), lat], axis=1)
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    clear_model_cache()
+pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
 
 @pytest.fixture

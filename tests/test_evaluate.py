@@ -46,7 +46,7 @@ def test_ridge_recovers_a_linear_function_of_the_sh_features() -> None:
     sh = satclip.spherical_harmonics(pts, 10)
     y = sh @ np.random.default_rng(5).normal(size=sh.shape[1])
     for cv in ("random", "spatial"):
-        res = probe(baseline_features(pts, "sh", legendre_polys=10), pts, y, head="ridge", cv=cv)
+        res = probe(baseline_features(pts, "sh", L=10), pts, y, head="ridge", cv=cv)
         assert res.mean["r2"] >= 0.99, (cv, res.mean)
         assert len(res.folds) == 5
         raw = probe(baseline_features(pts, "lonlat"), pts, y, head="ridge", cv=cv)

@@ -13,17 +13,6 @@ shapely = pytest.importorskip("shapely")
 pyproj = pytest.importorskip("pyproj")
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    from conftest import released_checkpoint_dict
-
-    path = tmp_path_factory.mktemp("geo") / "l6.ckpt"
-    torch.save(released_checkpoint_dict(6), path)
-    return str(path)
-
-
 PTS = np.array([[8.55, 47.37], [-122.42, 37.77], [151.21, -33.87], [-0.13, 51.51], [139.69, 35.69]])
 
 
@@ -32,52 +21,52 @@ def same(a, b) -> None:
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
 
 
-def enc(x, ckpt):
-    return satclip.encode(x, ckpt, device="cpu", dtype="float64")
+def enc(x, released_l6):
+    return satclip.encode(x, released_l6, device="cpu", dtype="float64")
 
 
-def test_geodataframe_in_a_projected_crs_equals_the_lonlat_array(ckpt) -> None:
-    expected = enc(PTS, ckpt)
+def test_geodataframe_in_a_projected_crs_equals_the_lonlat_array(released_l6) -> None:
+    expected = enc(PTS, released_l6)
     gdf = gpd.GeoDataFrame({"name": list("abcde")}, geometry=gpd.points_from_xy(PTS[:, 0], PTS[:, 1]), crs="EPSG:4326")
-    same(enc(gdf, ckpt), expected)
+    same(enc(gdf, released_l6), expected)
     # Web Mercator and a lat/lon-ordered CRS: pyproj (always_xy) undoes both; coordinates agree to ~1e-9 deg.
     for crs in ("EPSG:3857", "EPSG:3035", "EPSG:4258"):
         projected = gdf.to_crs(crs)
         assert not np.allclose(projected.geometry.x, PTS[:, 0]) or crs == "EPSG:4258"
-        np.testing.assert_allclose(enc(projected, ckpt), expected, atol=1e-6)
-        np.testing.assert_allclose(enc(projected.geometry, ckpt), expected, atol=1e-6)  # GeoSeries
+        np.testing.assert_allclose(enc(projected, released_l6), expected, atol=1e-6)
+        np.testing.assert_allclose(enc(projected.geometry, released_l6), expected, atol=1e-6)  # GeoSeries
 
 
-def test_non_point_geometries_use_their_representative_point(ckpt) -> None:
+def test_non_point_geometries_use_their_representative_point(released_l6) -> None:
     # A C-shaped polygon: its centroid lies outside it, the representative point inside.
     c_shape = shapely.Polygon([(0, 0), (10, 0), (10, 2), (2, 2), (2, 8), (10, 8), (10, 10), (0, 10)])
     line = shapely.LineString([(20, 5), (30, 5)])
     gs = gpd.GeoSeries([c_shape, line], crs="EPSG:4326")
     rep = np.array([[p.x, p.y] for p in (c_shape.representative_point(), line.representative_point())])
     assert c_shape.contains(shapely.Point(rep[0])) and not c_shape.contains(c_shape.centroid)
-    same(enc(gs, ckpt), enc(rep, ckpt))
+    same(enc(gs, released_l6), enc(rep, released_l6))
 
 
-def test_geopandas_errors_name_the_row(ckpt) -> None:
+def test_geopandas_errors_name_the_row(released_l6) -> None:
     no_crs = gpd.GeoDataFrame(geometry=gpd.points_from_xy([1.0], [2.0]))
     with pytest.raises(SatclipError, match="no CRS"):
-        enc(no_crs, ckpt)
+        enc(no_crs, released_l6)
     empty = gpd.GeoSeries([shapely.Point(1, 2), shapely.Point()], index=["ok", "bad"], crs="EPSG:4326")
     with pytest.raises(SatclipError, match="row 1 \\(index 'bad'\\) has a missing or empty"):
-        enc(empty, ckpt)
+        enc(empty, released_l6)
     missing = gpd.GeoSeries([shapely.Point(1, 2), None], crs="EPSG:4326")
     with pytest.raises(SatclipError, match="row 1"):
-        enc(missing, ckpt)
+        enc(missing, released_l6)
     bowtie = shapely.Polygon([(0, 0), (1, 1), (1, 0), (0, 1)])
     with pytest.raises(SatclipError, match=r"row 0 .*invalid geometry: Self-intersection"):
-        enc(gpd.GeoSeries([bowtie], crs="EPSG:4326"), ckpt)
+        enc(gpd.GeoSeries([bowtie], crs="EPSG:4326"), released_l6)
     # The swapped-column guard still applies: lat/lon typed into a lon/lat CRS.
     swapped = gpd.GeoSeries(gpd.points_from_xy([47.37, 37.77], [8.55, -122.42]), crs="EPSG:4326")
     with pytest.raises(CoordinateError, match="row 1"):
-        enc(swapped, ckpt)
+        enc(swapped, released_l6)
 
 
-def test_xarray_1d_grid_keeps_coords_and_attrs(ckpt) -> None:
+def test_xarray_1d_grid_keeps_coords_and_attrs(released_l6) -> None:
     xr = pytest.importorskip("xarray")
     lat = np.array([40.0, 45.0, 50.0])
     lon = np.array([-5.0, 0.0, 5.0, 10.0])
@@ -87,24 +76,24 @@ def test_xarray_1d_grid_keeps_coords_and_attrs(ckpt) -> None:
         coords={"time": [0, 1], "latitude": lat, "longitude": lon, "zone": ("latitude", ["s", "m", "n"])},
         attrs={"title": "test grid", "source": "unit test"},
     )
-    out = enc(da, ckpt)
+    out = enc(da, released_l6)
     assert isinstance(out, xr.DataArray)
     assert out.dims == ("latitude", "longitude", "embedding") and out.shape == (3, 4, 256)
     assert out.attrs == da.attrs
     np.testing.assert_array_equal(out["latitude"], lat)
     np.testing.assert_array_equal(out["zone"], ["s", "m", "n"])
     assert "time" not in out.coords
-    same(out.sel(latitude=45.0, longitude=5.0).values, enc(np.array([[5.0, 45.0]]), ckpt)[0])
+    same(out.sel(latitude=45.0, longitude=5.0).values, enc(np.array([[5.0, 45.0]]), released_l6)[0])
     grid = np.array([[x, y] for y in lat for x in lon])
-    same(out.values.reshape(-1, 256), enc(grid, ckpt))
+    same(out.values.reshape(-1, 256), enc(grid, released_l6))
     # A Dataset with the dims the other way round.
     ds = xr.Dataset({"t2m": (("lon", "lat"), np.zeros((4, 3)))}, coords={"lon": lon, "lat": lat}, attrs={"a": 1})
-    out2 = enc(ds, ckpt)
+    out2 = enc(ds, released_l6)
     assert out2.dims == ("lon", "lat", "embedding") and out2.attrs == {"a": 1}
     np.testing.assert_array_equal(out2.transpose("lat", "lon", "embedding").values, out.values)
 
 
-def test_xarray_curvilinear_grid_and_errors(ckpt) -> None:
+def test_xarray_curvilinear_grid_and_errors(released_l6) -> None:
     xr = pytest.importorskip("xarray")
     y, x = np.meshgrid(np.arange(3), np.arange(2), indexing="ij")
     lon2d = 10.0 + x * 2.0 + y * 0.5  # a rotated grid: lon varies along both dims
@@ -115,29 +104,29 @@ def test_xarray_curvilinear_grid_and_errors(ckpt) -> None:
         coords={"lon": (("y", "x"), lon2d), "lat": (("y", "x"), lat2d), "x": [100, 200]},
         attrs={"k": "v"},
     )
-    out = enc(da, ckpt)
+    out = enc(da, released_l6)
     assert out.dims == ("y", "x", "embedding") and out.attrs == {"k": "v"}
     np.testing.assert_array_equal(out["lon"].values, lon2d)
     np.testing.assert_array_equal(out["x"].values, [100, 200])
-    same(out.values.reshape(-1, 256), enc(np.column_stack([lon2d.ravel(), lat2d.ravel()]), ckpt))
+    same(out.values.reshape(-1, 256), enc(np.column_stack([lon2d.ravel(), lat2d.ravel()]), released_l6))
     with pytest.raises(ShapeError, match="longitude and latitude coordinates"):
-        enc(xr.DataArray(np.zeros(3), dims=("station",)), ckpt)
+        enc(xr.DataArray(np.zeros(3), dims=("station",)), released_l6)
     swapped = xr.DataArray(
         np.zeros((2, 2)), dims=("a", "b"), coords={"lon": ("a", [10.0, 20.0]), "lat": ("b", [100.0, 120.0])}
     )
     with pytest.raises(CoordinateError, match="latitude"):
-        enc(swapped, ckpt)
+        enc(swapped, released_l6)
 
 
-def test_h3_cells_embed_at_their_centres(ckpt) -> None:
+def test_h3_cells_embed_at_their_centres(released_l6) -> None:
     h3 = pytest.importorskip("h3")
     cells = [h3.latlng_to_cell(lat, lon, 7) for lon, lat in PTS]
     centres = np.array([h3.cell_to_latlng(c)[::-1] for c in cells])
     assert np.abs(centres - PTS).max() < 0.05  # resolution-7 cells are ~1.2 km across
-    same(enc(cells, ckpt), enc(centres, ckpt))
-    same(enc(np.array(cells), ckpt), enc(centres, ckpt))
+    same(enc(cells, released_l6), enc(centres, released_l6))
+    same(enc(np.array(cells), released_l6), enc(centres, released_l6))
     from satclip.geo_inputs import h3_to_lonlat
 
     np.testing.assert_array_equal(h3_to_lonlat([h3.str_to_int(c) for c in cells]), centres)
     with pytest.raises(CoordinateError, match="row 1: 'nonsense' is not a valid H3 cell"):
-        enc([cells[0], "nonsense"], ckpt)
+        enc([cells[0], "nonsense"], released_l6)

@@ -83,3 +83,19 @@ def test_plain_import_and_encode_import_no_geo_eval_or_plotting_stack(make_check
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert "HEAVY []" in run.stdout, run.stdout
+
+
+def test_model_registry_needs_no_torch() -> None:
+    """Naming a model (the registry, `satclip models`) is answered without importing torch."""
+    script = textwrap.dedent("""
+        import sys
+        import satclip
+        from satclip.registry import parse_source
+        assert "resnet50-l40" in satclip.MODELS
+        source = parse_source("microsoft/SatCLIP-ViT16-L40")
+        assert source.kind == "hub" and source.filename == "satclip-vit16-l40.ckpt", source
+        print("TORCH", "torch" in sys.modules)
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "TORCH False" in run.stdout, run.stdout

@@ -86,6 +86,7 @@ def test_default_grid_embeddings_are_computed_once_and_cached_on_disk(model, mon
     again = satclip.locate(images(1, seed=5), model, candidates=small, device="cpu", cache_dir=tmp_path)
     assert calls == [2000]  # the second image reused the candidates' embeddings
     assert len(list(tmp_path.glob("satclip-candidates-*.npy"))) == 1
+    assert len(list(tmp_path.iterdir())) == 1  # and no temporary file beside it
     locate_mod.clear_candidate_cache()
     from_disk = satclip.locate(images(1), model, candidates=small, device="cpu", cache_dir=tmp_path)
     assert calls == [2000]

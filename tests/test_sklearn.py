@@ -23,33 +23,22 @@ def _points(n: int, seed: int = 0) -> np.ndarray:
     return np.column_stack([rng.uniform(-180, 180, n), np.degrees(np.arcsin(rng.uniform(-1, 1, n)))])
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory):
-    import torch
-
-    from conftest import released_checkpoint_dict
-
-    path = tmp_path_factory.mktemp("sk") / "l6.ckpt"
-    torch.save(released_checkpoint_dict(6), path)
-    return str(path)
-
-
-def test_transform_is_encode_for_arrays_and_frames(ckpt) -> None:
+def test_transform_is_encode_for_arrays_and_frames(released_l6) -> None:
     pts = _points(50)
-    step = SatCLIPEmbedding(ckpt, device="cpu", dtype="float64")
-    expected = satclip.encode(pts, ckpt, device="cpu", dtype="float64")
+    step = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64")
+    expected = satclip.encode(pts, released_l6, device="cpu", dtype="float64")
     np.testing.assert_array_equal(step.fit(pts).transform(pts), expected)
     frame = pd.DataFrame({"station": range(50), "Latitude": pts[:, 1], "Longitude": pts[:, 0]})
     np.testing.assert_array_equal(step.fit_transform(frame), expected)
-    named = SatCLIPEmbedding(ckpt, device="cpu", dtype="float64", lon="station", lat="Latitude")
+    named = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64", lon="station", lat="Latitude")
     assert not np.allclose(named.fit_transform(frame), expected)  # the named columns are used
     assert step.get_feature_names_out()[[0, -1]].tolist() == ["satclip0", "satclip255"]
 
 
-def test_get_params_clone_and_grid_search(ckpt) -> None:
-    step = SatCLIPEmbedding(ckpt, device="cpu", dtype="float64", batch_size=7)
+def test_get_params_clone_and_grid_search(released_l6) -> None:
+    step = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64", batch_size=7)
     assert step.get_params() == {
-        "model": ckpt,
+        "model": released_l6,
         "device": "cpu",
         "dtype": "float64",
         "batch_size": 7,
@@ -62,14 +51,16 @@ def test_get_params_clone_and_grid_search(ckpt) -> None:
     pts = _points(700, seed=1)
     # A target that is a linear function of the embedding: a pipeline with ridge must recover it.
     w = np.random.default_rng(2).normal(size=256)
-    y = satclip.encode(pts, ckpt, device="cpu", dtype="float64") @ w
-    pipe = make_pipeline(SatCLIPEmbedding(ckpt, device="cpu", dtype="float64"), RidgeCV(alphas=[1e-8, 1e-6, 1e-3]))
+    y = satclip.encode(pts, released_l6, device="cpu", dtype="float64") @ w
+    pipe = make_pipeline(
+        SatCLIPEmbedding(released_l6, device="cpu", dtype="float64"), RidgeCV(alphas=[1e-8, 1e-6, 1e-3])
+    )
     pipe.fit(pts[:500], y[:500])
     assert pipe.score(pts[500:], y[500:]) > 0.999
 
     other = _points(5, seed=3)
     grid = GridSearchCV(
-        make_pipeline(SatCLIPEmbedding(ckpt, device="cpu"), Ridge()),
+        make_pipeline(SatCLIPEmbedding(released_l6, device="cpu"), Ridge()),
         {"satclipembedding__dtype": ["float32", "float64"], "ridge__alpha": [1e-6, 100.0]},
         cv=3,
     )
@@ -78,8 +69,8 @@ def test_get_params_clone_and_grid_search(ckpt) -> None:
     assert grid.predict(other).shape == (5,)
 
 
-def test_bad_inputs_are_clear_errors(ckpt) -> None:
-    step = SatCLIPEmbedding(ckpt, device="cpu")
+def test_bad_inputs_are_clear_errors(released_l6) -> None:
+    step = SatCLIPEmbedding(released_l6, device="cpu")
     with pytest.raises(ShapeError, match="3 feature"):
         step.fit(np.zeros((4, 3)))
     with pytest.raises(CoordinateError, match="NaN"):
@@ -90,12 +81,12 @@ def test_bad_inputs_are_clear_errors(ckpt) -> None:
         step.transform(pd.DataFrame({"lon": [1.0], "height": [2.0]}))
 
 
-def test_check_estimator_where_it_applies(ckpt) -> None:
+def test_check_estimator_where_it_applies(released_l6) -> None:
     """Every sklearn check passes except those that feed non-lon/lat data; those are listed with the
     reason in NOT_APPLICABLE_CHECKS, and each of them does fail (so the list stays honest)."""
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(SatCLIPEmbedding(ckpt, device="cpu"), on_fail=None)
+    results = check_estimator(SatCLIPEmbedding(released_l6, device="cpu"), on_fail=None)
     failed = {r["check_name"] for r in results if r["status"] == "failed"}
     passed = {r["check_name"] for r in results if r["status"] == "passed"}
     assert failed == set(NOT_APPLICABLE_CHECKS)

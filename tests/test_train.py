@@ -316,7 +316,7 @@ def test_released_configs_match_the_released_models(name: str) -> None:
     released = satclip.MODELS[name]
     model = yaml.safe_load((CONFIGS / f"{name}.yaml").read_text())["model"]
     assert model["image_encoder"] == released.vision_encoder.lower()
-    assert model["legendre_polys"] == released.legendre_polys
+    assert model["legendre_polys"] == released.L
     if released.capacity is not None:
         assert model["capacity"] == released.capacity
     # The ViT-S/16 is built for timm's 224-pixel input; the ResNets take the full 256-pixel patch.

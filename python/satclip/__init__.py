@@ -36,7 +36,7 @@ _LAZY = {
     "encode": "satclip.encoding",
     "load": "satclip.checkpoint",
     "save": "satclip.checkpoint",
-    "MODELS": "satclip.checkpoint",
+    "MODELS": "satclip.registry",
     "LocationEncoder": "satclip.nn",
     "SphericalHarmonics": "satclip.nn",
     "SirenNet": "satclip.nn",

@@ -1,4 +1,4 @@
-"""Loading and saving SatCLIP location encoders.
+"""Reading and writing SatCLIP location encoders: the file formats.
 
 Two file formats are read:
 
@@ -9,11 +9,11 @@ Two file formats are read:
 * satclip's own ``.safetensors`` files written by :func:`save`: the location weights plus a
   small JSON config in the file's metadata. Loading them involves no pickle at all.
 
-Models are named by a short name from :data:`MODELS` (``"resnet50-l40"``), the Hub repository
-of a released model (``"microsoft/SatCLIP-ResNet50-L40"``), an explicit Hub file
-(``"hf://owner/repo/path/in/repo.safetensors"``) or a local path. Hub files are fetched with
-``huggingface_hub.hf_hub_download`` (its cache, ``HF_HUB_OFFLINE`` and ``cache_dir`` apply),
-and only the one checkpoint file is downloaded.
+Every file is checked before its weights are used: zip CRCs, tensor shapes against the
+hyper-parameters, storage sizes, finiteness and a bound on the parameter count.
+
+Which file a model name means (short names, released Hub repositories, ``hf://`` files, paths)
+is :mod:`satclip.registry`'s job; its public names are re-exported here as before.
 
 dtype: :func:`load` returns float64 weights by default - the released checkpoints store
 float64 and the original code runs the location encoder in float64, so a loaded model is
@@ -25,77 +25,40 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from .dtypes import check_float_dtype
-from .errors import CheckpointError, DeviceError
+from .errors import CheckpointError, DeviceError, first_line
 from .harmonics import MAX_DEGREES
-from .hub import HUB_FILE
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 
-PathLike = Union[str, "os.PathLike[str]"]
+# Re-exported: these were defined here before the registry had its own module.
+from .registry import MODELS, ModelSource, PathLike, ReleasedModel, parse_source, released_model, resolve, source_path
 
-
-@dataclass(frozen=True)
-class ReleasedModel:
-    """A pretrained SatCLIP model published by Microsoft on the Hugging Face Hub."""
-
-    repo_id: str
-    filename: str
-    #: The revision downloaded: a commit where one is publicly pinned (ViT16-L40, torchgeo's pin),
-    #: else "main" - then the resolved commit and the file's sha256 are recorded at the first
-    #: download and checked on every later load (satclip.hub). ``revision=`` overrides it.
-    revision: str
-    vision_encoder: str
-    legendre_polys: int
-    #: Hidden width of the location encoder's SIREN where public evidence records it (torchgeo's
-    #: weights metadata: 512 for ViT16-L40), else None. Loading never relies on it - it reads
-    #: the checkpoint's own hyper-parameters - but training configs are checked against it.
-    capacity: int | None = None
-
-
-#: Released capacities with a public record (see ``ReleasedModel.capacity``).
-_KNOWN_CAPACITY = {("ViT16", 40): 512}
-
-
-#: Commits pinned where a public record exists: torchgeo pins ViT16-L40 to this commit.
-_PINNED_REVISION = {("ViT16", 40): "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"}
-
-
-def _released(vision: str, vision_file: str, L: int) -> ReleasedModel:
-    return ReleasedModel(
-        repo_id=f"microsoft/SatCLIP-{vision}-L{L}",
-        filename=f"satclip-{vision_file}-l{L}.ckpt",
-        revision=_PINNED_REVISION.get((vision, L), "main"),
-        vision_encoder=vision,
-        legendre_polys=L,
-        capacity=_KNOWN_CAPACITY.get((vision, L)),
-    )
-
-
-#: The six released models by short name.
-MODELS: dict[str, ReleasedModel] = {
-    f"{short}-l{L}": _released(vision, short, L)
-    for vision, short in (("ResNet18", "resnet18"), ("ResNet50", "resnet50"), ("ViT16", "vit16"))
-    for L in (10, 40)
-}
+#: The architecture's hyper-parameters as the released checkpoints (and satclip's safetensors
+#: metadata) name them; ``legendre_polys`` is the file format's name for ``L``.
+CONFIG_KEYS = ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers")
 
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """The hyper-parameters that define a location encoder's architecture."""
+    """The hyper-parameters that define a location encoder's architecture.
 
-    legendre_polys: int
+    ``L`` is the number of Legendre degrees; the files store it under the released checkpoints'
+    hyper-parameter name ``legendre_polys`` (:data:`CONFIG_KEYS`).
+    """
+
+    L: int
     embed_dim: int = 256
     capacity: int = 256
     num_hidden_layers: int = 2
@@ -103,14 +66,16 @@ class EncoderConfig:
 
     def __post_init__(self) -> None:
         for name, low, high in (
-            ("legendre_polys", 1, MAX_DEGREES),
+            ("L", 1, MAX_DEGREES),
             ("embed_dim", 1, 1 << 20),
             ("capacity", 1, 1 << 20),
             ("num_hidden_layers", 1, 1024),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise CheckpointError(f"hyper-parameter {name} must be an integer in [{low}, {high}], got {value!r}")
+                # Named as the file names it: a bad value almost always comes from a checkpoint.
+                label = "legendre_polys (L)" if name == "L" else name
+                raise CheckpointError(f"hyper-parameter {label} must be an integer in [{low}, {high}], got {value!r}")
         if self.basis not in ("satclip", "orthonormal"):
             raise CheckpointError(f'hyper-parameter basis must be "satclip" or "orthonormal", got {self.basis!r}')
 
@@ -126,7 +91,7 @@ class EncoderConfig:
                 f"only LocationEncoder(SphericalHarmonics, SirenNet) models can be saved, got {type(model).__name__}"
             )
         return cls(
-            legendre_polys=model.posenc.L,
+            L=model.posenc.L,
             embed_dim=model.nnet.last_layer.dim_out,
             capacity=model.nnet.dim_hidden,
             num_hidden_layers=model.nnet.num_layers,
@@ -135,17 +100,44 @@ class EncoderConfig:
 
     def build(self) -> LocationEncoder:
         return build_location_encoder(
-            self.legendre_polys,
+            self.L,
             self.embed_dim,
             self.capacity,
             self.num_hidden_layers,
             self.basis,  # type: ignore[arg-type]
         )
 
+    @classmethod
+    def from_hyper_parameters(cls, hparams: Mapping[str, Any], basis: str = "satclip") -> EncoderConfig:
+        """The config from file hyper-parameters (the :data:`CONFIG_KEYS`, all present)."""
+        return cls(
+            L=hparams["legendre_polys"],
+            embed_dim=hparams["embed_dim"],
+            capacity=hparams["capacity"],
+            num_hidden_layers=hparams["num_hidden_layers"],
+            basis=basis,
+        )
+
+    def to_hyper_parameters(self) -> dict[str, Any]:
+        """The config under the file's key names (``satclip_config`` of :func:`save`)."""
+        return {
+            "legendre_polys": self.L,
+            "embed_dim": self.embed_dim,
+            "capacity": self.capacity,
+            "num_hidden_layers": self.num_hidden_layers,
+            "basis": self.basis,
+        }
+
+    @property
+    def legendre_polys(self) -> int:
+        """Deprecated name of :attr:`L`."""
+        warnings.warn("EncoderConfig.legendre_polys is deprecated: use EncoderConfig.L", DeprecationWarning, 2)
+        return self.L
+
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names (relative to ``nnet.``) and shapes of every tensor of the network."""
         shapes: dict[str, tuple[int, ...]] = {}
-        dim_in = self.legendre_polys**2
+        dim_in = self.L**2
         for i in range(self.num_hidden_layers):
             shapes[f"layers.{i}.weight"] = (self.capacity, dim_in)
             shapes[f"layers.{i}.bias"] = (self.capacity,)
@@ -197,26 +189,19 @@ def load(
         # Checked first, before any download; the same message as encode(device="cuda").
         raise DeviceError(f"device {device!r} was requested but CUDA is not available here")
     source = parse_source(model, revision=revision)
-    if source.kind == "file":
-        path = Path(source.location)
-    else:
-        path = _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
+    path = source_path(source, cache_dir=cache_dir, local_files_only=local_files_only)
     tensors: Mapping[str, Any]
     if path.suffix.lower() == ".safetensors":
         config, tensors = _read_safetensors(path)
         prefix = "nnet."
     else:
         config, tensors, prefix = _read_lightning_checkpoint(path)
-    released = _RELEASED_BY_REPO.get(source.location.lower()) if source.kind == "hub" else None
-    if (
-        released is not None
-        and released.filename == source.filename
-        and config.legendre_polys != released.legendre_polys
-    ):
+    released = released_model(source)
+    if released is not None and config.L != released.L:
         # A damaged or substituted cache entry: better to stop than to encode with the wrong model.
         raise CheckpointError(
-            f"{path} says legendre_polys={config.legendre_polys}, but {released.repo_id} is an "
-            f"L={released.legendre_polys} model; the cached file is not the released one"
+            f"{path} says legendre_polys={config.L}, but {released.repo_id} is an "
+            f"L={released.L} model; the cached file is not the released one"
         )
     encoder = _build_from_tensors(config, tensors, prefix, source=str(path))
     return encoder.to(device=torch.device(device) if device is not None else None, dtype=dtype).eval()
@@ -243,7 +228,7 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
     tensors = {
         name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items() if name.startswith("nnet.")
     }
-    metadata = {"format": "pt", "satclip_config": json.dumps(asdict(config), sort_keys=True)}
+    metadata = {"format": "pt", "satclip_config": json.dumps(config.to_hyper_parameters(), sort_keys=True)}
     if image_encoder is not None:
         from .image_encoder import safetensors_entries
 
@@ -257,90 +242,13 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
     return publish(path, lambda tmp: save_file(tensors, str(tmp), metadata=metadata), overwrite=overwrite)
 
 
-def resolve(
-    model: PathLike,
-    *,
-    cache_dir: PathLike | None = None,
-    local_files_only: bool | None = None,
-    revision: str | None = None,
-) -> Path:
-    """The local file behind a model name (downloading it from the Hub if needed)."""
-    source = parse_source(model, revision=revision)
-    if source.kind == "file":
-        return Path(source.location)
-    return _hub_download(source, cache_dir=cache_dir, local_files_only=local_files_only)
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where a model comes from; hashable, so it can key caches without touching the network."""
-
-    kind: str  # "file" or "hub"
-    location: str  # absolute path, or Hub repo id
-    filename: str = ""
-    revision: str = ""
-
-
-def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource:
-    """Interprets a model name without downloading anything (see :func:`load`)."""
-    if not isinstance(model, (str, os.PathLike)):
-        raise CheckpointError(
-            f"a model is named by a string or path (or passed as a loaded LocationEncoder), got {type(model).__name__}"
-        )
-    text = os.fspath(model)
-    if not isinstance(text, str):
-        raise CheckpointError(f"model paths must be text, got {text!r}")
-    if isinstance(model, str):
-        released = MODELS.get(text.lower()) or _RELEASED_BY_REPO.get(text.lower())
-        if released is not None:
-            return ModelSource("hub", released.repo_id, released.filename, revision or released.revision)
-        match = _HUB_FILE.fullmatch(text)
-        if text.startswith("hf://"):
-            if match is None:
-                raise CheckpointError(f"Hub files are written hf://owner/repo/path/to/file, got {text!r}")
-            return ModelSource("hub", match["repo"], match["file"], revision or "main")
-    path = Path(text).expanduser()
-    if path.is_file():
-        return ModelSource("file", str(path.resolve()))
-    if path.exists():
-        raise CheckpointError(f"{text!r} is not a file (expected a .ckpt or .safetensors checkpoint)")
-    if isinstance(model, str) and _REPO_ID.fullmatch(text):
-        raise CheckpointError(
-            f"unknown model {text!r}: not a file, and not one of the released models "
-            f"({', '.join(MODELS)} or their Hub repositories); for another Hub repository "
-            "name the file: hf://owner/repo/file.safetensors"
-        )
-    if isinstance(model, str) and not Path(text).suffix and os.sep not in text:
-        raise CheckpointError(f"unknown model {text!r}: known models are {', '.join(MODELS)} (or pass a file path)")
-    raise CheckpointError(f"no such checkpoint file: {text!r}")
-
-
 # ----------------------------------------------------------------------------------------
 # Reading
 
 
-_RELEASED_BY_REPO = {m.repo_id.lower(): m for m in MODELS.values()}
-_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
-_HUB_FILE = HUB_FILE
-
 #: Where the location encoder's network lives in a Lightning checkpoint, most specific first:
 #: the released files hold it under ``model.location.nnet`` and alias it as ``model.nnet``.
 _NNET_PREFIXES = ("model.location.nnet.", "location.nnet.", "model.nnet.", "nnet.")
-
-
-def _hub_download(source: ModelSource, *, cache_dir: PathLike | None, local_files_only: bool | None) -> Path:
-    from .hub import download
-
-    # Released files are hash-checked against the record made at their first download.
-    released = _RELEASED_BY_REPO.get(source.location.lower())
-    return download(
-        source.location,
-        source.filename,
-        revision=source.revision,
-        cache_dir=cache_dir,
-        local_files_only=local_files_only,
-        verify=released is not None and released.filename == source.filename,
-    )
 
 
 def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
@@ -352,7 +260,7 @@ def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
             tensors = {name: f.get_tensor(name) for name in f.keys()}
     except Exception as err:  # SafetensorError, OSError: truncated or not a safetensors file
         raise CheckpointError(
-            f"{path} is not a readable safetensors file (truncated or corrupt?): {_first_line(err)}"
+            f"{path} is not a readable safetensors file (truncated or corrupt?): {first_line(err)}"
         ) from err
     if "satclip_config" not in metadata:
         raise CheckpointError(
@@ -364,12 +272,10 @@ def _read_safetensors(path: Path) -> tuple[EncoderConfig, dict[str, Tensor]]:
         raise CheckpointError(f"{path}: satclip_config metadata is not valid JSON: {err}") from err
     if not isinstance(raw, dict):
         raise CheckpointError(f"{path}: satclip_config metadata must be a JSON object")
-    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis") if k not in raw]
+    missing = [k for k in (*CONFIG_KEYS, "basis") if k not in raw]
     if missing:
         raise CheckpointError(f"{path}: satclip_config lacks {', '.join(missing)}")
-    return EncoderConfig(
-        **{k: raw[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers", "basis")}
-    ), tensors
+    return EncoderConfig.from_hyper_parameters(raw, basis=raw["basis"]), tensors
 
 
 def _read_lightning_checkpoint(path: Path) -> tuple[EncoderConfig, Mapping[str, Any], str]:
@@ -408,10 +314,10 @@ def _torch_load_safely(path: Path) -> Any:
                 "satclip only unpickles plain tensors and containers (torch.load weights_only=True); "
                 "a genuine SatCLIP checkpoint needs nothing else"
             ) from err
-        raise CheckpointError(f"{path} is not a checkpoint (corrupt?): {_first_line(err)}") from err
+        raise CheckpointError(f"{path} is not a checkpoint (corrupt?): {first_line(err)}") from err
     except Exception as err:  # torch raises RuntimeError, EOFError, KeyError... for damaged files
         raise CheckpointError(
-            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {_first_line(err)}"
+            f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {first_line(err)}"
         ) from err
 
 
@@ -473,12 +379,11 @@ def _config_from_hyper_parameters(hparams: Mapping[str, Any], *, source: str) ->
             f"{source}: harmonics_calculation={calculation!r} is not supported; "
             "satclip computes the 'analytic' basis the released models use"
         )
-    missing = [k for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers") if k not in hparams]
+    missing = [k for k in CONFIG_KEYS if k not in hparams]
     if missing:
         raise CheckpointError(f"{source}: hyper_parameters lack {', '.join(missing)}")
-    values = {k: hparams[k] for k in ("legendre_polys", "embed_dim", "capacity", "num_hidden_layers")}
     try:
-        return EncoderConfig(**values)
+        return EncoderConfig.from_hyper_parameters(hparams)
     except CheckpointError as err:
         raise CheckpointError(f"{source}: {err}") from None
 
@@ -509,7 +414,7 @@ def _build_from_tensors(
     parameters = sum(math.prod(shape) for shape in expected.values())
     if parameters > MAX_PARAMETERS:
         raise CheckpointError(
-            f"{source}: the hyper-parameters (legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+            f"{source}: the hyper-parameters (legendre_polys={config.L}, capacity={config.capacity}, "
             f"num_hidden_layers={config.num_hidden_layers}, embed_dim={config.embed_dim}) describe "
             f"{parameters:,} parameters; satclip builds at most {MAX_PARAMETERS:,}"
         )
@@ -524,7 +429,7 @@ def _build_from_tensors(
         if tuple(value.shape) != shape:
             raise CheckpointError(
                 f"{source}: tensor {key} has shape {tuple(value.shape)}, expected {shape} "
-                f"(from legendre_polys={config.legendre_polys}, capacity={config.capacity}, "
+                f"(from legendre_polys={config.L}, capacity={config.capacity}, "
                 f"embed_dim={config.embed_dim})"
             )
         if not value.is_floating_point():
@@ -541,11 +446,6 @@ def _build_from_tensors(
     encoder = config.build().double()
     encoder.load_state_dict(state, strict=True)
     return encoder
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = ["MODELS", "EncoderConfig", "ModelSource", "ReleasedModel", "load", "parse_source", "resolve", "save"]

@@ -312,7 +312,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_models(args: argparse.Namespace) -> int:
-    from .checkpoint import MODELS
+    from .registry import MODELS
 
     rows = [("name", "Hugging Face repository", "file", "revision")]
     rows += [(name, m.repo_id, m.filename, m.revision) for name, m in MODELS.items()]

@@ -99,7 +99,7 @@ def run_probe(args: argparse.Namespace) -> int:
     for model in args.model:
         rows.append((model, probe(model, lonlat, y, device=args.device, **common)))
     for kind in baselines:
-        feats = baseline_features(lonlat, kind, legendre_polys=args.sh_degree)
+        feats = baseline_features(lonlat, kind, L=args.sh_degree)
         label = f"baseline: {kind}" + (f" (L={args.sh_degree}, {feats.shape[1]} features)" if kind == "sh" else "")
         rows.append((label, probe(feats, lonlat, y, **common)))
     print(format_table(rows, args, n=len(y)))

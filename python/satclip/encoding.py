@@ -20,7 +20,6 @@ import numbers
 import os
 import sys
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -31,13 +30,15 @@ import torch
 from torch import Tensor, nn
 
 from . import triton_harmonics
-from .checkpoint import ModelSource, load, parse_source
+from .checkpoint import load
 from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns, frame_lonlat, is_dataframe
 from .coords import check_lonlat_tensor
 from .dtypes import check_float_dtype
 from .errors import CheckpointError, CoordinateError, DTypeError
 from .harmonics import as_lonlat_array, spherical_harmonics
+from .lru import LRUCache
 from .nn import LocationEncoder, Sine, SirenNet, SphericalHarmonics
+from .registry import ModelSource, cache_key
 from .torch_harmonics import torch_spherical_harmonics
 
 ModelLike = Union[str, "os.PathLike[str]", LocationEncoder]
@@ -210,8 +211,7 @@ def _encode_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype
 
 def clear_model_cache() -> None:
     """Forgets the models :func:`encode` has loaded."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 # ----------------------------------------------------------------------------------------
@@ -266,29 +266,18 @@ def _pick_device(device: torch.device | str | None, input_device: torch.device) 
     return chosen
 
 
-_CACHE: OrderedDict[tuple[ModelSource, str, torch.dtype], _SirenRunner | _ModuleRunner] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 8
+_CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], _SirenRunner | _ModuleRunner] = LRUCache(8)
 
 
 def _runner_for(model: ModelLike, device: torch.device, dtype: torch.dtype) -> _SirenRunner | _ModuleRunner:
     if isinstance(model, nn.Module):
         # A model the user holds may change between calls, so it is not cached.
         return _make_runner(model, device, dtype)
-    source = parse_source(model)
-    key = (source, str(device), dtype)
-    if source.kind == "file":
-        stat = os.stat(source.location)
-        key = (ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size)), str(device), dtype)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    runner = _make_runner(load(model), device, dtype)
-    with _CACHE_LOCK:
-        _CACHE[key] = runner
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    key = (cache_key(model), str(device), dtype)
+    runner = _CACHE.get(key)
+    if runner is None:
+        runner = _make_runner(load(model), device, dtype)
+        _CACHE.put(key, runner)
     return runner
 
 

@@ -67,3 +67,10 @@ __all__ = [
     "SatclipError",
     "ShapeError",
 ]
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message (its type's name when it has none), for quoting a
+    third-party error inside one of satclip's own messages."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

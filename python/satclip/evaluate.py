@@ -111,10 +111,13 @@ def assign_folds(
     return test_fold, block
 
 
-def baseline_features(lonlat: Any, kind: str, *, legendre_polys: int = 10) -> np.ndarray:
+def baseline_features(lonlat: Any, kind: str, *, L: int = 10, legendre_polys: int | None = None) -> np.ndarray:
     """Raw-coordinate features to compare embeddings against: ``"lonlat"`` (degrees), ``"xyz"``
-    (unit vectors) or ``"sh"`` (the real spherical harmonics up to ``legendre_polys``, the encoder's
-    input without its network)."""
+    (unit vectors) or ``"sh"`` (the real spherical harmonics with ``L`` Legendre degrees, the
+    encoder's input without its network). ``legendre_polys`` is the deprecated name of ``L``."""
+    from .harmonics import renamed_legendre_polys
+
+    L = renamed_legendre_polys(L, legendre_polys, "baseline_features")  # type: ignore[assignment]
     points = _check_lonlat(lonlat)
     if kind == "lonlat":
         return points.copy()
@@ -123,7 +126,7 @@ def baseline_features(lonlat: Any, kind: str, *, legendre_polys: int = 10) -> np
     if kind == "sh":
         from .harmonics import spherical_harmonics
 
-        return np.asarray(spherical_harmonics(np.ascontiguousarray(points), legendre_polys))
+        return np.asarray(spherical_harmonics(np.ascontiguousarray(points), L))
     raise ValueError(f"unknown baseline {kind!r}: use lonlat, xyz or sh")
 
 

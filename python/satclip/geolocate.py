@@ -26,9 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Union
@@ -39,9 +36,10 @@ from torch import Tensor
 
 from .errors import SatclipError, ShapeError
 from .image_encoder import ImageEncoder
+from .lru import LRUCache
 from .nn import LocationEncoder
+from .registry import PathLike
 
-PathLike = Union[str, "os.PathLike[str]"]
 #: A model name/path (both halves come from it), or the two halves as (image, location) encoders.
 SatCLIPLike = Union[PathLike, "tuple[ImageEncoder, LocationEncoder]"]
 
@@ -265,10 +263,9 @@ def candidate_embeddings(
 ) -> np.ndarray:
     """float32 location embeddings of ``candidates``, cached per (weights, candidates)."""
     key = (fingerprint(location_encoder), _array_digest(candidates))
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
+    cached = _CACHE.get(key)
+    if cached is not None:
+        return cached
     path = Path(cache_dir) / f"satclip-candidates-{key[0][:16]}-{key[1][:16]}.npy" if cache_dir is not None else None
     emb: np.ndarray | None = None
     if path is not None and path.is_file():
@@ -280,24 +277,19 @@ def candidate_embeddings(
 
         emb = np.asarray(encode(candidates, location_encoder, device=device), dtype=np.float32)
         if path is not None:
+            from .publish import publish
+
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npy")
-            try:
-                np.save(tmp, emb)
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
-    with _CACHE_LOCK:
-        _CACHE[key] = emb
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+            computed = emb
+            # Replaced in one step: a reader in another process never sees a half-written file.
+            publish(path, lambda tmp: np.save(tmp, computed), overwrite=True)
+    _CACHE.put(key, emb)
     return emb
 
 
 def clear_candidate_cache() -> None:
     """Forgets the candidate embeddings kept in memory (files in ``cache_dir`` stay)."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -342,10 +334,8 @@ def fingerprint(module: torch.nn.Module) -> str:
 # ----------------------------------------------------------------------------------------
 
 
-_CACHE: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 4
-_LOCATION: OrderedDict[Any, LocationEncoder] = OrderedDict()
+_CACHE: LRUCache[tuple[str, str], np.ndarray] = LRUCache(4)
+_LOCATION: LRUCache[Any, LocationEncoder] = LRUCache(4)
 
 
 def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
@@ -360,21 +350,14 @@ def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
         raise SatclipError(
             f"locate needs both halves: a model name/path, or (image_encoder, location_encoder); got a {type(model).__name__}"
         )
-    from .checkpoint import ModelSource, load, parse_source
+    from .checkpoint import load
+    from .registry import cache_key
 
-    source = parse_source(model)
-    if source.kind == "file":
-        stat = os.stat(source.location)
-        source = ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size))
-    with _CACHE_LOCK:
-        if source in _LOCATION:
-            _LOCATION.move_to_end(source)
-            return model, _LOCATION[source]
-    location = load(model)
-    with _CACHE_LOCK:
-        _LOCATION[source] = location
-        while len(_LOCATION) > 4:
-            _LOCATION.popitem(last=False)
+    source = cache_key(model)
+    location = _LOCATION.get(source)
+    if location is None:
+        location = load(model)
+        _LOCATION.put(source, location)
     return model, location
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numbers
 import os
 import sys
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -85,6 +86,22 @@ def check_degrees(L: object) -> int:
     if not 1 <= L <= MAX_DEGREES:
         raise DegreeError(f"L must be between 1 and {MAX_DEGREES}, got {L}")
     return L
+
+
+def renamed_legendre_polys(L: object, legendre_polys: object | None, where: str) -> object:
+    """``L``, or the value of the ``legendre_polys=`` keyword that ``where`` took in 0.1.
+
+    The public API names the number of Legendre degrees ``L`` everywhere; ``legendre_polys``
+    stays only the key of the released checkpoints' hyper-parameters.
+    """
+    if legendre_polys is None:
+        return L
+    warnings.warn(
+        f"{where}(legendre_polys=...) is deprecated: the number of Legendre degrees is L=...",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return legendre_polys
 
 
 def spherical_harmonics(

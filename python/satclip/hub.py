@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .errors import CheckpointError
+from .errors import CheckpointError, first_line
 
 #: Seconds the connection probe waits: long enough for a slow link, short enough to fail fast.
 PROBE_TIMEOUT_S = 2.5
@@ -34,6 +34,17 @@ INTEGRITY_FILE = "satclip-integrity.json"
 
 #: ``hf://owner/repo/path/in/repo``: one file of any Hub repository.
 HUB_FILE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>\S+)")
+
+
+def parse_hub_file(text: str) -> tuple[str, str] | None:
+    """``(repo_id, filename)`` of an ``hf://owner/repo/path/in/repo`` address; None for text that is
+    not one (a path). Raises :class:`CheckpointError` for text that starts ``hf://`` but is malformed."""
+    if not text.startswith("hf://"):
+        return None
+    match = HUB_FILE.fullmatch(text)
+    if match is None:
+        raise CheckpointError(f"Hub files are written hf://owner/repo/path/to/file, got {text!r}")
+    return match["repo"], match["file"]
 
 
 def offline_requested() -> bool:
@@ -98,7 +109,7 @@ def download(
     except Exception as err:  # huggingface_hub raises many types (HTTP, offline, not found)
         raise CheckpointError(
             f"could not get {filename} from the Hugging Face Hub repository {repo_id} "
-            f"at revision {revision!r}{note}: {type(err).__name__}: {_first_line(err)}"
+            f"at revision {revision!r}{note}: {type(err).__name__}: {first_line(err)}"
         ) from err
     if verify:
         verify_recorded_hash(path, repo_id, filename, cache)
@@ -187,17 +198,13 @@ def _write_records(path: Path, records: dict[str, str]) -> None:
         pass  # a read-only cache: the file still loads, it just cannot be checked next time
 
 
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 __all__ = [
     "HUB_FILE",
     "PROBE_TIMEOUT_S",
     "download",
     "hub_reachable",
     "offline_requested",
+    "parse_hub_file",
     "sha256_of",
     "verify_recorded_hash",
 ]

@@ -42,9 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from . import checkpoint as _ckpt
-from .checkpoint import PathLike
 from .dtypes import check_float_dtype
 from .errors import CheckpointError, SatclipError
+from .registry import PathLike, resolve
 
 #: ``hyper_parameters["vision_layers"]`` of the released checkpoints -> satclip's encoder name.
 RELEASED_VISION_LAYERS: dict[str, str] = {
@@ -169,7 +169,7 @@ def load_image_encoder(
         the wrong shape or holds NaN/inf (the message names it).
     """
     dtype = check_float_dtype(dtype)
-    path = _ckpt.resolve(model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
+    path = resolve(model, cache_dir=cache_dir, local_files_only=local_files_only, revision=revision)
     if path.suffix.lower() == ".safetensors":
         config, tensors = _read_safetensors(path)
     else:

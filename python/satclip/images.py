@@ -32,22 +32,20 @@ import contextlib
 import numbers
 import os
 import sys
-import threading
 import warnings
-from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .checkpoint import ModelSource, parse_source
-from .errors import DTypeError, ImageError, SatclipError, ShapeError
+from .errors import DTypeError, ImageError, SatclipError, ShapeError, first_line
 from .image_encoder import ImageEncoder, load_image_encoder
+from .lru import LRUCache
+from .registry import ModelSource, PathLike, cache_key
 
-PathLike = Union[str, "os.PathLike[str]"]
 ImageModelLike = PathLike | ImageEncoder
 
 #: Sentinel-2 bands in an S2-100K file, and where the missing B10 goes among them.
@@ -216,15 +214,14 @@ def read_image(path: PathLike) -> np.ndarray:
         ) from None
     except Exception as err:  # tifffile raises TiffFileError, ValueError, OSError, KeyError for bad files
         raise ImageError(
-            f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {_first_line(err)}); "
+            f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {first_line(err)}); "
             f"expected a TIFF with {FILE_BANDS} uint16 bands (B01..B12 without B10)"
         ) from None
 
 
 def clear_image_model_cache() -> None:
     """Forgets the image encoders :func:`encode_images` has loaded."""
-    with _CACHE_LOCK:
-        _CACHE.clear()
+    _CACHE.clear()
 
 
 # ----------------------------------------------------------------------------------------
@@ -387,10 +384,8 @@ def _first_where(mask: np.ndarray | Tensor) -> tuple[int, int]:
 # Model
 
 
-_CACHE: OrderedDict[tuple[ModelSource, str, torch.dtype], ImageEncoder] = OrderedDict()
-_CACHE_LOCK = threading.Lock()
 #: A ResNet50 is ~100 MB: keep few.
-_CACHE_SIZE = 3
+_CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], ImageEncoder] = LRUCache(3)
 
 
 def _encoder_for(model: ImageModelLike, device: torch.device, dtype: torch.dtype) -> ImageEncoder:
@@ -407,20 +402,11 @@ def _encoder_for(model: ImageModelLike, device: torch.device, dtype: torch.dtype
             f"model must be a name, a path or a satclip ImageEncoder, got a {type(model).__name__} "
             "(a LocationEncoder has no image half)"
         )
-    source = parse_source(model)
-    if source.kind == "file":
-        stat = os.stat(source.location)
-        source = ModelSource("file", source.location, str(stat.st_mtime_ns), str(stat.st_size))
-    key = (source, str(device), dtype)
-    with _CACHE_LOCK:
-        if key in _CACHE:
-            _CACHE.move_to_end(key)
-            return _CACHE[key]
-    encoder = load_image_encoder(model, device=device, dtype=dtype)
-    with _CACHE_LOCK:
-        _CACHE[key] = encoder
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+    key = (cache_key(model), str(device), dtype)
+    encoder = _CACHE.get(key)
+    if encoder is None:
+        encoder = load_image_encoder(model, device=device, dtype=dtype)
+        _CACHE.put(key, encoder)
     return encoder
 
 
@@ -436,11 +422,6 @@ def _exact_float32(device: torch.device) -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 __all__ = ["MAX_REFLECTANCE", "UNITS", "clear_image_model_cache", "encode_images", "preprocess", "read_image"]

@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from . import triton_harmonics
 from .coords import as_dense_real_tensor, lonlat_tensor_for_sh
-from .harmonics import Basis, check_degrees, spherical_harmonics
+from .harmonics import Basis, check_degrees, renamed_legendre_polys, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
 from .torch_harmonics import torch_spherical_harmonics
 
@@ -31,16 +31,16 @@ class SphericalHarmonics(nn.Module):
     (:mod:`satclip.sh_autograd`); otherwise no Jacobian is computed.
     """
 
-    def __init__(self, legendre_polys: int = 10, basis: Basis = "satclip"):
+    def __init__(self, L: int = 10, basis: Basis = "satclip", *, legendre_polys: int | None = None):
         super().__init__()
-        self.L = check_degrees(legendre_polys)
+        self.L = check_degrees(renamed_legendre_polys(L, legendre_polys, "SphericalHarmonics"))
         if basis not in ("satclip", "orthonormal"):
             raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
         self.basis: Basis = basis
         self.embedding_dim = self.L * self.L
 
     def extra_repr(self) -> str:
-        return f"legendre_polys={self.L}, basis={self.basis!r}"
+        return f"L={self.L}, basis={self.basis!r}"
 
     def forward(self, lonlat: Tensor) -> Tensor:
         lonlat = as_dense_real_tensor(lonlat)  # sparse, float16/bfloat16, meta -> usable or DTypeError
@@ -196,13 +196,13 @@ class LocationEncoder(nn.Module):
 
 
 def build_location_encoder(
-    legendre_polys: int,
+    L: int,
     embed_dim: int = 256,
     capacity: int = 256,
     num_hidden_layers: int = 2,
     basis: Basis = "satclip",
 ) -> LocationEncoder:
     """A SatCLIP location encoder with the given hyper-parameters (defaults as released)."""
-    posenc = SphericalHarmonics(legendre_polys, basis=basis)
+    posenc = SphericalHarmonics(L, basis=basis)
     nnet = SirenNet(dim_in=posenc.embedding_dim, dim_hidden=capacity, dim_out=embed_dim, num_layers=num_hidden_layers)
     return LocationEncoder(posenc, nnet)

@@ -194,13 +194,14 @@ def shift_row(err: CoordinateError, first_row: int, path: Path) -> CoordinateErr
 # Writers
 
 
-def output_metadata(model: str, legendre_polys: int, embed_dim: int, dtype: str, layout: str) -> dict[bytes, bytes]:
-    """Parquet key/value metadata saying how the embeddings were made."""
+def output_metadata(model: str, L: int, embed_dim: int, dtype: str, layout: str) -> dict[bytes, bytes]:
+    """Parquet key/value metadata saying how the embeddings were made (``L`` under the key
+    ``legendre_polys``, the name the released checkpoints give it)."""
     from . import __version__ as satclip_version  # one version source (rust/Cargo.toml, via metadata)
 
     info = {
         "model": model,
-        "legendre_polys": legendre_polys,
+        "legendre_polys": L,
         "embed_dim": embed_dim,
         "dtype": dtype,
         "layout": layout,

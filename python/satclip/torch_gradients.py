@@ -21,34 +21,21 @@ from functools import lru_cache
 import torch
 
 from .harmonics import Basis, check_degrees
+from .torch_harmonics import recurrence_tables
 
 
 @lru_cache(maxsize=32)
 def _tables(L: int) -> tuple[torch.Tensor, ...]:
-    """float64 CPU tables: recurrence A, B (L x L), diagonal D (L), derivative U, W (L x L)."""
-    A = torch.zeros(L, L, dtype=torch.float64)
-    B = torch.zeros(L, L, dtype=torch.float64)
+    """float64 CPU tables: the values' recurrence A, B (L x L) and diagonal D (L), shared with
+    :mod:`satclip.torch_harmonics`, plus the derivative identity's U, W (L x L)."""
+    A, B, D = recurrence_tables(L)
     U = torch.zeros(L, L, dtype=torch.float64)  # coefficient of Pbar_l^(m-1)
     W = torch.zeros(L, L, dtype=torch.float64)  # coefficient of Pbar_l^(m+1)
     for l in range(L):
-        for m in range(l + 1):
-            if m < l:
-                if m == l - 1:
-                    A[l, m] = math.sqrt(2 * m + 3)
-                else:
-                    a = math.sqrt((4 * l * l - 1) / (l * l - m * m))
-                    lp = l - 1
-                    A[l, m] = a
-                    B[l, m] = a * math.sqrt((lp * lp - m * m) / (4 * lp * lp - 1))
-            if m == 0:
-                W[l, 0] = -math.sqrt(l * (l + 1))
-            else:
-                U[l, m] = 0.5 * math.sqrt((l + m) * (l - m + 1))
-                W[l, m] = -0.5 * math.sqrt((l - m) * (l + m + 1))
-    D = torch.empty(L, dtype=torch.float64)
-    D[0] = 0.5 / math.sqrt(math.pi)
-    for m in range(1, L):
-        D[m] = D[m - 1] * math.sqrt((2 * m + 1) / (2 * m))
+        W[l, 0] = -math.sqrt(l * (l + 1))
+        for m in range(1, l + 1):
+            U[l, m] = 0.5 * math.sqrt((l + m) * (l - m + 1))
+            W[l, m] = -0.5 * math.sqrt((l - m) * (l + m + 1))
     return A, B, D, U, W
 
 

@@ -24,7 +24,7 @@ from .harmonics import Basis, check_degrees
 
 
 @lru_cache(maxsize=32)
-def _tables(L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def recurrence_tables(L: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Recurrence coefficients A, B (L x L) and diagonal factors D (L), float64 on the CPU."""
     A = torch.zeros(L, L, dtype=torch.float64)
     B = torch.zeros(L, L, dtype=torch.float64)
@@ -55,7 +55,7 @@ def torch_spherical_harmonics(
     """
     L = check_degrees(L)
     dtype, device = lonlat.dtype, lonlat.device
-    A, B, D = (t.to(device=device, dtype=dtype) for t in _tables(L))
+    A, B, D = (t.to(device=device, dtype=dtype) for t in recurrence_tables(L))
     n = lonlat.shape[0]
     if out is None:
         out = torch.empty(n, L * L, device=device, dtype=dtype)

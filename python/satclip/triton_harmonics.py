@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from .harmonics import Basis, check_degrees
-from .torch_harmonics import _tables
+from .torch_harmonics import recurrence_tables
 
 #: Points per program: 128 keeps the ~6 live float64 registers per point per order well below spills.
 BLOCK_POINTS = 128
@@ -112,7 +112,7 @@ def _kernel() -> Any:
 
 @lru_cache(maxsize=64)
 def _device_tables(L: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    A, B, _ = _tables(L)
+    A, B, _ = recurrence_tables(L)
     # ratio[m] = D[m+1] / D[m] = sqrt((2m+3)/(2m+2)): one multiply per order for the diagonal.
     ratio = torch.tensor([math.sqrt((2 * m + 3) / (2 * m + 2)) for m in range(L)], dtype=torch.float64)
 

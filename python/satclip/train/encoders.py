@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..hub import HUB_FILE as _HUB_FILE  # one hf:// syntax (and one downloader) for load and training
 from .errors import TrainingConfigError
 
 #: Short name -> timm architecture. The ViT's patch size is 16; its input size is a parameter.
@@ -67,15 +66,17 @@ def classifier_prefix(encoder: nn.Module) -> str:
 
 def resolve_weights_file(reference: str) -> Path:
     """The local file for ``reference``: a path, or ``hf://owner/repo/file`` downloaded on request."""
-    match = _HUB_FILE.fullmatch(reference)
-    if match:
-        from ..errors import CheckpointError
-        from ..hub import download  # HF_HUB_OFFLINE honoured, fails fast without Hub access
+    # One hf:// syntax and one downloader (HF_HUB_OFFLINE honoured, fast failure without Hub access)
+    # for satclip.load and training.
+    from ..errors import CheckpointError
+    from ..hub import download, parse_hub_file
 
-        try:
-            return download(match["repo"], match["file"])
-        except CheckpointError as err:  # network, auth, missing file: all mean "cannot use these weights"
-            raise TrainingConfigError(f"could not get pretrained weights {reference}: {err}") from err
+    try:
+        hub_file = parse_hub_file(reference)
+        if hub_file is not None:
+            return download(*hub_file)
+    except CheckpointError as err:  # malformed, network, auth, missing file: cannot use these weights
+        raise TrainingConfigError(f"could not get pretrained weights {reference}: {err}") from err
     path = Path(reference).expanduser()
     if not path.is_file():
         raise TrainingConfigError(
