@@ -115,3 +115,18 @@ def test_dataframe_target_column_and_bad_inputs() -> None:
         probe(X, pts, np.zeros(199))
     with pytest.raises(ValueError, match="at least 5 occupied blocks"):
         probe(X[:20], pts[:20] * 0.001, np.arange(20.0), cv="spatial")  # all in one small region
+
+
+@pytest.mark.parametrize("bad", [(200.0, 10.0), (10.0, -95.0), (np.nan, 0.0), (0.0, np.inf)])
+def test_bad_coordinates_are_reported_as_encode_reports_them(bad: tuple[float, float]) -> None:
+    # One owner of coordinate errors: the probe's message, row and column are the Rust core's.
+    pts = _points(40, seed=3)
+    pts[23] = bad
+    X = baseline_features(_points(40, seed=3), "xyz")
+    with pytest.raises(satclip.errors.CoordinateError) as from_probe:
+        probe(X, pts, np.arange(40.0))
+    with pytest.raises(satclip.errors.CoordinateError) as from_core:
+        satclip.spherical_harmonics(pts, 2)
+    assert str(from_probe.value) == str(from_core.value)
+    assert from_core.value.row == 23
+    assert (from_probe.value.row, from_probe.value.column) == (from_core.value.row, from_core.value.column)

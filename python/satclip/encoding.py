@@ -31,11 +31,11 @@ from torch import Tensor, nn
 
 from . import triton_harmonics
 from .checkpoint import load
-from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns, frame_lonlat, is_dataframe
-from .coords import check_lonlat_tensor
+from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns
 from .dtypes import check_float_dtype
-from .errors import CheckpointError, CoordinateError, DTypeError
-from .harmonics import as_lonlat_array, spherical_harmonics
+from .errors import CheckpointError, DTypeError
+from .harmonics import spherical_harmonics
+from .inputs import as_points, pick_device
 from .lru import LRUCache
 from .nn import LocationEncoder, Sine, SirenNet, SphericalHarmonics
 from .registry import ModelSource, cache_key
@@ -105,8 +105,8 @@ def encode(
         return shape_like_input(
             encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         )
-    points, input_device = _as_points(lonlat)
-    compute_device = _pick_device(device, input_device)
+    points, input_device = as_points(lonlat)
+    compute_device = pick_device(device, input_device)
     dtype = _encode_dtype(dtype, compute_device)
     runner = _runner_for(model, compute_device, dtype)
     n = points.shape[0]
@@ -215,55 +215,7 @@ def clear_model_cache() -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# Input
-
-
-def _as_points(lonlat: Any) -> tuple[Tensor, torch.device]:
-    """Validated float64 (N, 2) points as a tensor (CPU unless the input was a CUDA tensor)."""
-    if isinstance(lonlat, Tensor):
-        check_lonlat_tensor(lonlat)
-        return lonlat.detach().to(torch.float64).contiguous(), lonlat.device
-    index = None
-    if is_dataframe(lonlat):
-        index = lonlat.index
-        array = frame_lonlat(lonlat)
-    else:
-        if isinstance(lonlat, (str, bytes)):
-            raise DTypeError(f"lonlat must be numbers, got a {type(lonlat).__name__}")
-        array = as_lonlat_array(lonlat).astype(np.float64, copy=False)
-    points = torch.from_numpy(np.ascontiguousarray(array))
-    try:
-        check_lonlat_tensor(points)
-    except CoordinateError as err:
-        if index is not None and err.row is not None and index[err.row] != err.row:
-            new = CoordinateError(f"{err} (DataFrame index label {index[err.row]!r})")
-            new.row, new.column = err.row, err.column
-            raise new from None
-        raise
-    return points, torch.device("cpu")
-
-
-# ----------------------------------------------------------------------------------------
-# Device and model
-
-
-def _pick_device(device: torch.device | str | None, input_device: torch.device) -> torch.device:
-    if device is None:
-        if input_device.type == "cuda":
-            return input_device
-        return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        chosen = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"not a device: {device!r} ({err})") from None
-    if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available here")
-    if chosen.type not in ("cpu", "cuda"):
-        raise ValueError(f"satclip encodes on 'cpu' or 'cuda', got {device!r}")
-    if chosen.type == "cuda" and chosen.index is None:
-        # "cuda" and "cuda:0" must compare equal to a tensor's device (cuda:0) later on.
-        chosen = torch.device("cuda", torch.cuda.current_device())
-    return chosen
+# Model
 
 
 _CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], _SirenRunner | _ModuleRunner] = LRUCache(8)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CoordinateError, SatclipError, ShapeError
+from . import _core
+from .errors import InternalError, SatclipError, ShapeError
 
 TASKS = ("regression", "classification")
 HEADS = ("ridge", "logistic", "knn", "mlp")
@@ -225,14 +226,13 @@ def _check_lonlat(lonlat: Any) -> np.ndarray:
         raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees: {err}") from None
     if points.ndim != 2 or points.shape[1] != 2:
         raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees, got shape {points.shape}")
-    bad = ~np.isfinite(points)
+    lon, lat = points[:, 0], points[:, 1]
+    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
     if bad.any():
-        row, col = np.argwhere(bad)[0]
-        raise CoordinateError(f"row {row}: {('longitude', 'latitude')[col]} is {points[row, col]}")
-    out_lat = np.abs(points[:, 1]) > 90
-    if out_lat.any():
-        row = int(np.argmax(out_lat))
-        raise CoordinateError(f"row {row}: latitude {points[row, 1]} is outside [-90, 90] (are the columns swapped?)")
+        # The Rust core owns what a bad coordinate is and its message (as for every entry point).
+        row = int(np.argmax(bad))
+        _core.check_lonlat_row(row, float(lon[row]), float(lat[row]))
+        raise InternalError(f"row {row} of lonlat failed the check but passed the core's")  # unreachable
     return points
 
 

@@ -166,9 +166,9 @@ def locate(
     if refine is True:
         refine = refine_by_gradient_ascent
     if refine is not None and refine is not False:
-        from .encoding import _pick_device
+        from .inputs import pick_device
 
-        result = refine(result, location_encoder=location_encoder, device=_pick_device(device, torch.device("cpu")))
+        result = refine(result, location_encoder=location_encoder, device=pick_device(device, torch.device("cpu")))
     return result
 
 
@@ -362,9 +362,9 @@ def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
 
 
 def _as_lonlat(candidates: Any) -> np.ndarray:
-    from .encoding import _as_points
+    from .inputs import as_points
 
-    points, _ = _as_points(candidates)  # validates shape, finiteness and ranges like encode
+    points, _ = as_points(candidates)  # validates shape, finiteness and ranges like encode
     return points.cpu().numpy().astype(np.float64, copy=False)
 
 

@@ -122,9 +122,9 @@ def encode_images(
     if units not in UNITS:
         raise ValueError(f"units must be one of {', '.join(UNITS)}, got {units!r}")
     source = _as_source(images, units)
-    from .encoding import _pick_device
+    from .inputs import pick_device
 
-    compute_device = _pick_device(device, source.device)
+    compute_device = pick_device(device, source.device)
     encoder = _encoder_for(model, compute_device, dtype)
     n = len(source)
     embed_dim = encoder.config.embed_dim
