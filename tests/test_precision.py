@@ -89,6 +89,36 @@ def test_results_do_not_depend_on_the_thread_count(make_checkpoint: CheckpointFa
     assert _relative(results[0][::97], ref) <= 2e-5  # and it is the right answer, not just a stable one
 
 
+def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
+    make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from satclip import encoding
+
+    path = make_checkpoint(10, seed=8)
+    points = _random(9 * 2560 + 5, seed=9)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        encode(points, path, device="cpu", progress=True)
+        assert f"{len(points) / 1000:.1f}k/{len(points) / 1000:.1f}k" in capsys.readouterr().err  # tqdm's n/total
+        calls = [0]
+        features = encoding._SirenRunner._features
+
+        def failing(self, lonlat, buffers):  # type: ignore[no-untyped-def]
+            calls[0] += 1
+            if calls[0] == 3:
+                raise RuntimeError("chunk 3 failed")
+            return features(self, lonlat, buffers)
+
+        monkeypatch.setattr(encoding._SirenRunner, "_features", failing)
+        with pytest.raises(RuntimeError, match="chunk 3 failed"):
+            encode(points, path, device="cpu")
+        assert calls[0] < 10  # the other worker stopped instead of finishing the whole input
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def _encode_in_child(path: str) -> np.ndarray:
     return encode(_random(3000, seed=6), path, dtype=torch.float32, device="cpu")
 

@@ -20,8 +20,8 @@ import numbers
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Union
 
@@ -87,8 +87,11 @@ def encode(
         bit-faithful path to the original. On CUDA also ``torch.bfloat16`` / ``torch.float16``
         (float32 features, GEMMs in reduced precision; NumPy results are then float32).
     batch_size:
-        Points per batch; default sized so one batch needs ~256 MiB on CPU, and on CUDA up to
-        8 GiB or a quarter of the free device memory, whichever is less.
+        Points per batch on CUDA (each batch's lon/lat in and embeddings out are the host <->
+        device transfers; default 16 chunks of 65,536 points). On CPU a SatCLIP model's points go
+        through in fixed cache-sized chunks shared out to one worker per torch thread
+        (``torch.get_num_threads()``), and ``batch_size`` only paces other models. Results never
+        depend on it.
     progress:
         Show a tqdm progress bar on stderr. ``None``: only for long jobs when stderr is a terminal.
 
@@ -136,8 +139,13 @@ def encode(
         torch.inference_mode(),
         tqdm(total=n, unit="pt", unit_scale=True, desc="satclip encode", disable=not progress, file=sys.stderr) as bar,
     ):
-        buffers = runner.buffers(batch_size)
         direct = output_device == compute_device and out_t.dtype == dtype
+        if direct and compute_device.type == "cpu" and isinstance(runner, _SirenRunner):
+            # One call for everything: the workers share out the chunks of the whole input, so
+            # batch_size does not matter here (memory is per chunk; progress moves per chunk).
+            runner.run(points, runner.buffers(n), out=out_t, progress=bar.update)
+            return result
+        buffers = runner.buffers(batch_size)
         if compute_device.type == "cuda" and output_device.type == "cpu":
             _encode_via_pinned(runner, points, buffers, out_t, batch_size, bar)
             return result
@@ -339,34 +347,74 @@ class _SirenRunner:
             features.copy_(torch_spherical_harmonics(lonlat.to(torch.float64), self.L, self.basis))
         return features if self.dtype in (torch.float32, torch.float64) else features.to(self.dtype)
 
-    def run(self, lonlat: Tensor, buffers: list[dict[str, Tensor]], out: Tensor | None) -> Tensor:
+    def run(
+        self,
+        lonlat: Tensor,
+        buffers: list[dict[str, Tensor]],
+        out: Tensor | None,
+        progress: Callable[[int], object] | None = None,
+    ) -> Tensor:
+        """Embeddings of ``lonlat`` (into ``out`` if given); ``progress(rows)`` is called on the
+        calling thread as chunks finish."""
         n, c = lonlat.shape[0], self.chunk
         if out is None:
             out = torch.empty(n, self.embed_dim, dtype=self.dtype, device=self.device)
         lonlat = lonlat.to(self.device, non_blocking=True)
-        chunks = -(-n // c)
-        workers = min(len(buffers), chunks)
+        workers = min(len(buffers), -(-n // c))
         if workers <= 1:
-            self._run_chunks(lonlat, 0, n, buffers[0], out)
+            self._run_chunks(lonlat, iter(range(0, n, c)), buffers[0], out, progress or (lambda rows: None))
             return out
-        span = -(-chunks // workers) * c
+        # Chunks are handed out one at a time from a shared iterator (so workers stay busy to the
+        # end); the calling thread waits, reports progress and stops the workers on an error or
+        # Ctrl-C (each finishes the chunk it is on).
+        starts, lock, stop = iter(range(0, n, c)), threading.Lock(), threading.Event()
+        done = [0]
+
+        def next_start() -> Iterator[int]:
+            while not stop.is_set():
+                with lock:
+                    start = next(starts, None)
+                if start is None:
+                    return
+                yield start
+
+        def count(rows: int) -> None:
+            with lock:
+                done[0] += rows
+
         with _one_torch_thread():
             pool = _chunk_workers(workers)
-            jobs = [
-                pool.submit(self._run_chunks, lonlat, start, min(start + span, n), buffers[i], out)
-                for i, start in enumerate(range(0, n, span))
-            ]
-            for job in jobs:
-                job.result()
+            jobs = [pool.submit(self._run_chunks, lonlat, next_start(), buffers[i], out, count) for i in range(workers)]
+            reported = 0
+            try:
+                while jobs:
+                    finished, pending = wait(jobs, timeout=0.1, return_when=FIRST_EXCEPTION)
+                    for job in finished:
+                        job.result()  # raises a worker's error here
+                    jobs = list(pending)
+                    if progress is not None and done[0] > reported:
+                        progress(done[0] - reported)
+                        reported = done[0]
+            except BaseException:
+                stop.set()
+                wait(jobs)
+                raise
         return out
 
-    def _run_chunks(self, lonlat: Tensor, begin: int, end: int, buffers: dict[str, Tensor], out: Tensor) -> None:
-        """Rows ``begin:end`` of ``lonlat`` (``begin`` a multiple of the chunk) into ``out``."""
-        c = self.chunk
+    def _run_chunks(
+        self,
+        lonlat: Tensor,
+        starts: Iterator[int],
+        buffers: dict[str, Tensor],
+        out: Tensor,
+        progress: Callable[[int], object],
+    ) -> None:
+        """The chunks of ``lonlat`` beginning at ``starts`` (multiples of the chunk) into ``out``."""
+        c, n = self.chunk, lonlat.shape[0]
         hidden = (buffers["hidden"], buffers["hidden2"])
         with torch.inference_mode():  # thread-local: workers must enter it themselves
-            for start in range(begin, end, c):
-                stop = min(start + c, end)
+            for start in starts:
+                stop = min(start + c, n)
                 if stop - start == c:
                     chunk_in, chunk_out = lonlat[start:stop], out[start:stop]
                 else:  # the tail: padded to a full chunk (zeros are valid points) so shapes stay fixed
@@ -378,6 +426,7 @@ class _SirenRunner:
                 self.nnet.forward_into(features, hidden, chunk_out)
                 if chunk_out is buffers["out"]:
                     out[start:stop].copy_(chunk_out[: stop - start])
+                progress(stop - start)
 
 
 _WORKERS_LOCK = threading.Lock()
