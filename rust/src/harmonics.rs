@@ -18,9 +18,25 @@ use crate::simd::SimdLevel;
 /// more than it saves.
 const SERIAL_POINTS: usize = 256;
 
-/// Outputs of at least this size are written with streaming stores (see `stream.rs`): they
-/// cannot stay in the cache anyway. Smaller ones stay cached for the matmul that follows.
+/// Outputs of at least this size are written with streaming stores (see `stream.rs`) when they
+/// go into memory the caller has used before: they cannot stay in the cache anyway. Smaller
+/// ones stay cached for the matmul that follows.
 const STREAM_BYTES: usize = 16 << 20;
+
+/// Where the output memory comes from, which decides how it is best written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Destination {
+    /// A buffer the caller has written before (`out=`): large outputs take streaming stores,
+    /// which skip reading every line before it is overwritten.
+    Reused,
+    /// Memory just allocated for the result: the OS zeroes each page as it is first touched,
+    /// which leaves the page's lines in the cache, so ordinary stores hit them; streaming stores
+    /// would write past them, and measured 25-45% slower on fresh arrays (an A/B of the two store
+    /// kinds, L = 40 float64, 1 thread, N from 2e3 to 1e5; the benchmark that keeps watching
+    /// this is `rust_fresh` against `sphericart` and `write_floor` in
+    /// `benches/bench_spherical_harmonics.py`).
+    Fresh,
+}
 
 /// Fills `out` (row-major, `n x L*L`) with the spherical harmonics of the `n` points in
 /// `lonlat` (interleaved lon, lat in degrees). Checks the input first and names the first bad
@@ -31,7 +47,7 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
     out: &mut [O],
 ) -> Result<()> {
     validate(lonlat)?;
-    let result = compute_validated(plan, lonlat, out);
+    let result = compute_validated(plan, lonlat, out, Destination::Reused);
     release_large_workspaces(plan.num_features());
     result
 }
@@ -43,6 +59,7 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
     plan: &Plan,
     lonlat: &[I],
     out: &mut [O],
+    destination: Destination,
 ) -> Result<()> {
     let n = lonlat.len() / 2;
     let nf = plan.num_features();
@@ -53,7 +70,10 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
-    let store = store_for::<O>(out.len());
+    let store = match destination {
+        Destination::Reused => store_for::<O>(out.len()),
+        Destination::Fresh => Store::Cached,
+    };
     if n <= SERIAL_POINTS {
         return encode_rows(plan, lonlat, out, level, store);
     }

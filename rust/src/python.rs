@@ -8,7 +8,7 @@ use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
 use crate::error::{Column, Error};
-use crate::harmonics::{compute_validated, Basis, Plan};
+use crate::harmonics::{compute_validated, Basis, Destination, Plan};
 use crate::kernel::LANES;
 use crate::parallel;
 use crate::python_args::{
@@ -91,12 +91,13 @@ fn run<I: Float, O: Float>(
     plan: &Plan,
     lonlat: &Bound<'_, PyArray2<I>>,
     out: &Bound<'_, PyArray2<O>>,
+    destination: Destination,
 ) -> PyResult<()> {
     let input = copy_input(lonlat, "lonlat")?;
     let mut guard = borrow_output(out, "`out`")?;
     let output = output_slice(&mut guard, "`out`")?;
     let nf = plan.num_features();
-    let result = compute_in_batches(py, plan, &input, output, nf);
+    let result = compute_in_batches(py, plan, &input, output, nf, destination);
     crate::harmonics::release_large_workspaces(nf);
     result
 }
@@ -107,13 +108,14 @@ fn compute_in_batches<I: Real, O: Real>(
     input: &[I],
     output: &mut [O],
     nf: usize,
+    destination: Destination,
 ) -> PyResult<()> {
     // Validate everything first, so that nothing is written when a row is bad.
     detach_catching(py, || crate::coords::validate(input))?;
     let row_bytes = (nf * std::mem::size_of::<O>()).max(1);
     let rows = (SIGNAL_CHECK_BYTES / row_bytes).max(LANES).div_ceil(LANES) * LANES;
     for (pts, o) in input.chunks(2 * rows).zip(output.chunks_mut(rows * nf)) {
-        detach_catching(py, || compute_validated(plan, pts, o))?;
+        detach_catching(py, || compute_validated(plan, pts, o, destination))?;
         // Lets Ctrl-C (KeyboardInterrupt) and other signal handlers run during long calls.
         py.check_signals()?;
     }
@@ -170,7 +172,7 @@ fn spherical_harmonics<'py>(
                 dispatch_float!(lonlat, PyArray2, |a: I| {
                     let n = check_pairs(a.shape())?;
                     check_shape("`out`", o.shape(), &[n, nf])?;
-                    run(py, &plan, a, o)
+                    run(py, &plan, a, o, Destination::Reused)
                 }, else lonlat_error())
             }, else not_float_array("`out`", 2))?;
             Ok(out.clone())
@@ -181,7 +183,7 @@ fn spherical_harmonics<'py>(
         None => dispatch_float!(lonlat, PyArray2, |a: T| {
             let n = check_pairs(a.shape())?;
             let o = new_output::<T>(py, n, nf, T::NUMPY_NAME)?;
-            run(py, &plan, a, &o)?;
+            run(py, &plan, a, &o, Destination::Fresh)?;
             Ok(o.into_any())
         }, else lonlat_error()),
     }
