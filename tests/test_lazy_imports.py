@@ -99,3 +99,18 @@ def test_model_registry_needs_no_torch() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
     assert "TORCH False" in run.stdout, run.stdout
+
+
+def test_submodules_are_reachable_from_a_plain_import() -> None:
+    # `satclip.nn.build_location_encoder(...)` after `import satclip` alone, like any package whose
+    # submodules are imported on first use; unknown names still raise AttributeError.
+    script = textwrap.dedent("""
+        import sys
+        import satclip
+        assert "satclip.nn" not in sys.modules
+        print(satclip.nn.build_location_encoder(4).posenc.L, satclip.errors.CoordinateError.__name__)
+        print(hasattr(satclip, "no_such_thing"))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["4", "CoordinateError", "False"], run.stdout

@@ -12,6 +12,7 @@ so ``import satclip`` stays fast for users who only need the encoding.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.util import find_spec
 from typing import Any
 
 from . import errors
@@ -58,6 +59,10 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if not name.startswith("_") and find_spec(f"satclip.{name}") is not None:
+        # Submodules too (``satclip.nn.build_location_encoder`` after a plain ``import satclip``),
+        # imported on first use like the names above.
+        return import_module(f"satclip.{name}")
     raise AttributeError(f"module 'satclip' has no attribute {name!r}")
 
 
