@@ -29,6 +29,7 @@ def spherical_harmonics_with_gradient(
     basis: str,
     values: npt.NDArray[np.float32] | npt.NDArray[np.float64],
     gradients: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    fresh: bool = False,
 ) -> None: ...
 def check_lonlat_row(row: int, lon: float, lat: float) -> None:
     """Raises the CoordinateError the core raises for row ``row`` holding (lon, lat) if either is invalid (same message, ``.row``, ``.column``); returns None otherwise."""

@@ -79,5 +79,5 @@ def spherical_harmonics_with_gradient(
                 f"out arrays must both be float32 or both float64, got {values.dtype} and {gradients.dtype}"
             )
     # The core checks shapes, layout, writeability and overlap (rust/src/python_gradient.rs).
-    _core.spherical_harmonics_with_gradient(arr, L, basis, values, gradients)
+    _core.spherical_harmonics_with_gradient(arr, L, basis, values, gradients, fresh=out is None)
     return values, gradients

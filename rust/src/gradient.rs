@@ -37,6 +37,7 @@ use crate::block::{
 use crate::block::{Avx2, Avx512};
 use crate::coords::validate;
 use crate::error::{Error, Result};
+use crate::harmonics::Destination;
 use crate::parallel::{pool, rows_per_task};
 use crate::plan::Plan;
 use crate::real::Real;
@@ -62,6 +63,18 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
     values: &mut [O],
     gradients: &mut [O],
 ) -> Result<()> {
+    compute_with_gradient(plan, lonlat, values, gradients, Destination::Reused)
+}
+
+/// [`spherical_harmonics_with_gradient_into`], told where the output memory comes from (see
+/// `harmonics::Destination`: outputs just allocated are written with ordinary stores).
+pub(crate) fn compute_with_gradient<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    destination: Destination,
+) -> Result<()> {
     validate(lonlat)?;
     let n = lonlat.len() / 2;
     let nf = plan.num_features();
@@ -78,8 +91,8 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
-    let streaming =
-        std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
+    let streaming = destination == Destination::Reused
+        && std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
     if n <= SERIAL_POINTS {
         rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
         release_large_scratch(nf);

@@ -9,7 +9,8 @@
 use numpy::{PyArray2, PyArray3, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::gradient::spherical_harmonics_with_gradient_into;
+use crate::gradient::compute_with_gradient;
+use crate::harmonics::Destination;
 use crate::plan::Plan;
 use crate::python::{detach_catching, plan_for, DTypeError};
 use crate::python_args::{
@@ -23,6 +24,7 @@ fn compute<I: Float, O: Float>(
     lonlat: &Bound<'_, PyArray2<I>>,
     values: &Bound<'_, PyArray2<O>>,
     gradients: &Bound<'_, PyArray3<O>>,
+    destination: Destination,
 ) -> PyResult<()> {
     let (n, nf) = (check_pairs(lonlat.shape())?, plan.num_features());
     check_shape("`values`", values.shape(), &[n, nf])?;
@@ -35,16 +37,18 @@ fn compute<I: Float, O: Float>(
     let vals = output_slice(&mut vals, "`values`")?;
     let grads = output_slice(&mut grads, "`gradients`")?;
     detach_catching(py, || {
-        spherical_harmonics_with_gradient_into(plan, &input, vals, grads)
+        compute_with_gradient(plan, &input, vals, grads, destination)
     })
 }
 
-/// spherical_harmonics_with_gradient(lonlat, L, basis, values, gradients)
+/// spherical_harmonics_with_gradient(lonlat, L, basis, values, gradients, fresh=False)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics_with_gradient` for the documented
-/// API. Writes values (N, L*L) and per-degree gradients (N, L*L, 2) into the given arrays.
+/// API. Writes values (N, L*L) and per-degree gradients (N, L*L, 2) into the given arrays;
+/// `fresh=True` says the caller has just allocated them (they are then written with ordinary
+/// stores, see `harmonics::Destination`).
 #[pyfunction]
-#[pyo3(signature = (lonlat, L, basis, values, gradients))]
+#[pyo3(signature = (lonlat, L, basis, values, gradients, fresh = false))]
 // `L` as in the Python API (see `python::spherical_harmonics`).
 #[allow(non_snake_case)]
 fn spherical_harmonics_with_gradient<'py>(
@@ -54,13 +58,19 @@ fn spherical_harmonics_with_gradient<'py>(
     basis: &str,
     values: &Bound<'py, PyAny>,
     gradients: &Bound<'py, PyAny>,
+    fresh: bool,
 ) -> PyResult<()> {
     let plan = plan_for(py, L, basis)?;
+    let destination = if fresh {
+        Destination::Fresh
+    } else {
+        Destination::Reused
+    };
     dispatch_float!(values, PyArray2, |v: O| {
         let g = gradients.cast::<PyArray3<O>>().map_err(|_| {
             DTypeError::new_err("`gradients` must be a 3-D array of the same dtype as `values`")
         })?;
-        dispatch_float!(lonlat, PyArray2, |a: I| compute(py, &plan, a, v, g),
+        dispatch_float!(lonlat, PyArray2, |a: I| compute(py, &plan, a, v, g, destination),
             else lonlat_dtype_error("satclip.spherical_harmonics_with_gradient"))
     }, else not_float_array("`values`", 2))
 }
