@@ -306,7 +306,8 @@ class _SirenRunner:
             self.chunk = 1 << 16  # large GEMMs keep the GPU busy; the features are on the device
 
     def auto_batch_size(self) -> int:
-        # Batches only pace the progress bar and the host<->device copies; memory is per chunk.
+        # Batches pace the host<->device copies on CUDA (memory is per chunk); on CPU encode runs
+        # the whole input in one call and the workers share out its chunks.
         if self.device.type == "cuda":
             return 16 * self.chunk
         return 64 * self.chunk
