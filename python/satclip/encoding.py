@@ -431,7 +431,7 @@ class _SirenRunner:
 
 
 _WORKERS_LOCK = threading.Lock()
-_WORKERS: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+_WORKERS: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid that made it, threads, pool)
 _TORCH_THREADS: list[int] = [0, 0]  # [callers inside _one_torch_thread, torch threads to restore]
 
 
@@ -440,9 +440,12 @@ def _chunk_workers(count: int) -> ThreadPoolExecutor:
     forked child (whose copy of the parent's pool has no threads behind it)."""
     global _WORKERS
     with _WORKERS_LOCK:
-        if _WORKERS is None or _WORKERS[0] != os.getpid() or _WORKERS[1]._max_workers < count:
-            _WORKERS = (os.getpid(), ThreadPoolExecutor(count, thread_name_prefix="satclip-encode"))
-        return _WORKERS[1]
+        pid = os.getpid()
+        if _WORKERS is None or _WORKERS[0] != pid or _WORKERS[1] < count:
+            if _WORKERS is not None and _WORKERS[0] == pid:
+                _WORKERS[2].shutdown(wait=False)  # its threads end once jobs already given to it finish
+            _WORKERS = (pid, count, ThreadPoolExecutor(count, thread_name_prefix="satclip-encode"))
+        return _WORKERS[2]
 
 
 @contextmanager
