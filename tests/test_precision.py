@@ -119,6 +119,34 @@ def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
         torch.set_num_threads(before)
 
 
+def test_concurrent_encodes_take_turns_and_agree(make_checkpoint: CheckpointFactory) -> None:
+    import threading
+
+    path = make_checkpoint(10, seed=10)
+    points = _random(6 * 2560, seed=11)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        want = encode(points, path, device="cpu")
+        results: dict[int, np.ndarray] = {}
+
+        def one(i: int) -> None:
+            results[i] = encode(points, path, device="cpu")
+
+        workers = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+        for w in workers:
+            w.start()
+        results[3] = encode(points, path, device="cpu")
+        for w in workers:
+            w.join(timeout=120)
+        assert torch.get_num_threads() == 2  # the calling thread's own setting is put back
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(results) == [0, 1, 2, 3]
+    for got in results.values():
+        np.testing.assert_array_equal(got, want)
+
+
 def _encode_in_child(path: str) -> np.ndarray:
     return encode(_random(3000, seed=6), path, dtype=torch.float32, device="cpu")
 

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from typing import Any, Union
 
@@ -176,8 +176,8 @@ def _encode_via_pinned(
     says when its device -> host copy is done, which also means its input slot is free again.
     """
     n = points.shape[0]
-    slots_in = [torch.empty(batch, 2, dtype=points.dtype).pin_memory() for _ in range(2)]
-    slots_out = [torch.empty(batch, out.shape[1], dtype=runner.dtype).pin_memory() for _ in range(2)]
+    slots_in = [torch.empty(batch, 2, dtype=points.dtype, pin_memory=True) for _ in range(2)]
+    slots_out = [torch.empty(batch, out.shape[1], dtype=runner.dtype, pin_memory=True) for _ in range(2)]
     pending: list[tuple[torch.cuda.Event, int, int] | None] = [None, None]
 
     def drain(k: int) -> None:
@@ -385,9 +385,11 @@ class _SirenRunner:
 
         with _one_torch_thread():
             pool = _chunk_workers(workers)
-            jobs = [pool.submit(self._run_chunks, lonlat, next_start(), buffers[i], out, count) for i in range(workers)]
+            jobs: list[Future[None]] = []
             reported = 0
             try:
+                for i in range(workers):
+                    jobs.append(pool.submit(self._run_chunks, lonlat, next_start(), buffers[i], out, count))
                 while jobs:
                     finished, pending = wait(jobs, timeout=0.1, return_when=FIRST_EXCEPTION)
                     for job in finished:
@@ -432,7 +434,7 @@ class _SirenRunner:
 
 _WORKERS_LOCK = threading.Lock()
 _WORKERS: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid that made it, threads, pool)
-_TORCH_THREADS: list[int] = [0, 0]  # [callers inside _one_torch_thread, torch threads to restore]
+_RUN_LOCK = threading.Lock()  # one multi-worker run at a time (see _one_torch_thread)
 
 
 def _chunk_workers(count: int) -> ThreadPoolExecutor:
@@ -451,20 +453,18 @@ def _chunk_workers(count: int) -> ThreadPoolExecutor:
 @contextmanager
 def _one_torch_thread() -> Iterator[None]:
     """torch's intra-op threads set to 1 while chunk workers run (each worker is a core's worth
-    of work already), restored when the last concurrent caller leaves. The setting is
-    process-wide in torch, so other threads' torch calls also run on one thread meanwhile."""
-    with _WORKERS_LOCK:
-        if _TORCH_THREADS[0] == 0:
-            _TORCH_THREADS[1] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _TORCH_THREADS[0] += 1
-    try:
-        yield
-    finally:
-        with _WORKERS_LOCK:
-            _TORCH_THREADS[0] -= 1
-            if _TORCH_THREADS[0] == 0:
-                torch.set_num_threads(_TORCH_THREADS[1])
+    of work already), and put back afterwards by the same thread. Calls take turns (each would
+    use every core anyway), so set/restore pairs never overlap. Known limit: torch's setting is
+    partly per thread and partly process-wide (measured here: lowering it on one thread lowers
+    it for threads that have run torch ops, raising it does not), so another thread's torch
+    calls run on one thread meanwhile and may stay there (see README "Status and known limits")."""
+    with _RUN_LOCK:
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)
 
 
 def _itemsize(dtype: torch.dtype) -> int:
