@@ -98,8 +98,12 @@ fn run<I: Float, O: Float>(
     let output = output_slice(&mut guard, "`out`")?;
     let nf = plan.num_features();
     let result = compute_in_batches(py, plan, &input, output, nf, destination);
-    crate::harmonics::release_large_workspaces(nf);
-    result
+    // The release waits for every pool thread: without the GIL, like the computation.
+    let released = detach_catching(py, || {
+        crate::harmonics::release_large_workspaces(nf);
+        Ok(())
+    });
+    result.and(released)
 }
 
 fn compute_in_batches<I: Real, O: Real>(
