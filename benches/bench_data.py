@@ -87,7 +87,7 @@ def bench_train_loader(benchmark: Any, mode: Mode, layout: tuple[Path, str], wor
     timed(
         benchmark,
         one_pass,
-        Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20}),
+        mode.few_rounds(),
         kind="data",
         workers=workers,
         batch_size=BATCH,

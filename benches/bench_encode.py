@@ -180,7 +180,7 @@ def bench_encode(benchmark: Any, mode: Mode, encode_case: tuple[str, int, int, s
         benchmark,
         _make_call(variant, L, n, device),
         # At most a few rounds: the slow variants take tens of seconds per call.
-        Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20}),
+        mode.few_rounds(),
         kind="encode",
         variant=variant,
         L=L,

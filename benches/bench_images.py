@@ -105,7 +105,7 @@ def bench_images(benchmark: Any, mode: Mode, image_case: tuple[str, str, int, st
     timed(
         benchmark,
         _make_call(variant, arch, n, device),
-        Mode(**{**mode.__dict__, "min_rounds": 3, "max_rounds": 20, "budget_s": min(mode.budget_s, 1.0)}),
+        mode.few_rounds(budget_s=min(mode.budget_s, 1.0)),
         kind="images",
         variant=variant,
         architecture=arch,

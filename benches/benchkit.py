@@ -5,6 +5,7 @@ Kept out of conftest.py so that bench modules and gate.py can import it like any
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable
@@ -30,6 +31,10 @@ class Mode:
     budget_s: float  # target time spent on one benchmark's timed rounds
     min_rounds: int
     max_rounds: int
+
+    def few_rounds(self, **changes: Any) -> Mode:
+        """This mode with 3-20 rounds, for benchmarks whose single call already takes long."""
+        return dataclasses.replace(self, min_rounds=3, max_rounds=20, **changes)
 
 
 MODES: dict[str, Mode] = {
