@@ -37,20 +37,15 @@ use crate::block::{
 use crate::block::{Avx2, Avx512};
 use crate::coords::validate;
 use crate::error::{Error, Result};
-use crate::harmonics::Destination;
+use crate::harmonics::{Destination, SERIAL_POINTS, STREAM_BYTES};
 use crate::parallel::{pool, rows_per_task};
 use crate::plan::Plan;
 use crate::real::Real;
 use crate::simd::SimdLevel;
 use crate::stream;
 
-/// Below this many points the work runs on the calling thread (as in `harmonics.rs`).
-const SERIAL_POINTS: usize = 256;
-
-/// Outputs (values + gradients) of at least this size are written with streaming stores, as
-/// in `harmonics.rs`: they cannot stay in the cache, and skipping the read-for-ownership of
-/// every line matters more here, where three times as many bytes are written.
-const STREAM_BYTES: usize = 16 << 20;
+// The serial cut-off and the streaming threshold are the value path's (`harmonics.rs`); for
+// gradients the threshold applies to values + gradients together.
 
 const DEG: f64 = std::f64::consts::PI / 180.0;
 
@@ -94,9 +89,9 @@ pub(crate) fn compute_with_gradient<I: Real, O: Real>(
     let streaming = destination == Destination::Reused
         && std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
     if n <= SERIAL_POINTS {
-        rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
+        let result = rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
         release_large_scratch(nf);
-        return Ok(());
+        return result;
     }
     let pool = pool();
     let rows = rows_per_task(
@@ -105,15 +100,15 @@ pub(crate) fn compute_with_gradient<I: Real, O: Real>(
         pool.current_num_threads(),
         LANES,
     );
-    pool.install(|| {
+    let result = pool.install(|| {
         values
             .par_chunks_mut(rows * nf)
             .zip(gradients.par_chunks_mut(rows * 2 * nf))
             .zip(lonlat.par_chunks(rows * 2))
-            .for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level, streaming));
+            .try_for_each(|((v, g), pts)| rows_with_gradient(plan, pts, v, g, level, streaming))
     });
     release_large_scratch(nf);
-    Ok(())
+    result
 }
 
 /// Convenience for Rust callers: allocates and returns `(values, gradients)`.
@@ -142,6 +137,28 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Room for one call at `nf` features, reserved fallibly (see `rows_with_gradient`).
+    fn reserve(&mut self, nf: usize, streaming: bool) -> Result<()> {
+        let staged = if streaming { LANES * nf } else { 0 };
+        let lanes = std::mem::size_of::<Lanes>();
+        let oom = |_| Error::OutOfMemory {
+            bytes: (3 * nf).saturating_mul(lanes) + (3 * staged).saturating_mul(8),
+        };
+        self.values
+            .try_reserve_exact(nf.saturating_sub(self.values.len()))
+            .map_err(oom)?;
+        self.gradients
+            .try_reserve_exact((2 * nf).saturating_sub(self.gradients.len()))
+            .map_err(oom)?;
+        self.staging_values
+            .try_reserve_exact(staged.saturating_sub(self.staging_values.len()))
+            .map_err(oom)?;
+        self.staging_gradients
+            .try_reserve_exact((2 * staged).saturating_sub(self.staging_gradients.len()))
+            .map_err(oom)?;
+        Ok(())
+    }
+
     fn bytes(&self) -> usize {
         (self.values.capacity() + self.gradients.capacity()) * std::mem::size_of::<Lanes>()
             + (self.staging_values.capacity() + self.staging_gradients.capacity())
@@ -184,9 +201,27 @@ fn rows_with_gradient<I: Real, O: Real>(
     gradients: &mut [O],
     level: SimdLevel,
     streaming: bool,
+) -> Result<()> {
+    // As in kernel.rs: the thread-local is reached outside the target-feature functions, and
+    // its buffers grow fallibly here so that running out of memory is an error (MemoryError in
+    // Python), not an abort inside `Vec::resize`.
+    SCRATCH.with_borrow_mut(|ws| {
+        ws.reserve(plan.num_features(), streaming)?;
+        rows_at_level(plan, lonlat, values, gradients, level, streaming, ws);
+        Ok(())
+    })
+}
+
+fn rows_at_level<I: Real, O: Real>(
+    plan: &Plan,
+    lonlat: &[I],
+    values: &mut [O],
+    gradients: &mut [O],
+    level: SimdLevel,
+    streaming: bool,
+    ws: &mut Scratch,
 ) {
-    // As in kernel.rs: the thread-local is reached outside the target-feature functions.
-    SCRATCH.with_borrow_mut(|ws| match level {
+    match level {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `SimdLevel::Avx512` is only active when the CPU reports these features.
         SimdLevel::Avx512 => unsafe { rows_avx512(plan, lonlat, values, gradients, streaming, ws) },
@@ -194,7 +229,7 @@ fn rows_with_gradient<I: Real, O: Real>(
         // SAFETY: as above, for AVX2 + FMA.
         SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, streaming, ws) },
         _ => rows_with::<I, O, Portable>(plan, lonlat, values, gradients, streaming, ws),
-    })
+    }
 }
 
 #[cfg(target_arch = "x86_64")]

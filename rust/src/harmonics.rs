@@ -16,12 +16,12 @@ use crate::simd::SimdLevel;
 
 /// Below this many points the work runs on the calling thread: handing it to the pool costs
 /// more than it saves.
-const SERIAL_POINTS: usize = 256;
+pub(crate) const SERIAL_POINTS: usize = 256;
 
 /// Outputs of at least this size are written with streaming stores (see `stream.rs`) when they
 /// go into memory the caller has used before: they cannot stay in the cache anyway. Smaller
 /// ones stay cached for the matmul that follows.
-const STREAM_BYTES: usize = 16 << 20;
+pub(crate) const STREAM_BYTES: usize = 16 << 20;
 
 /// Where the output memory comes from, which decides how it is best written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
