@@ -30,8 +30,6 @@ def _installed_version() -> str:
         return "0+unknown"
 
 
-__version__ = _installed_version()
-
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {
     "encode": "satclip.encoding",
@@ -55,6 +53,9 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read on first use: importlib.metadata costs ~30 ms at import
+        value = globals()[name] = _installed_version()
+        return value
     if name in _LAZY:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
