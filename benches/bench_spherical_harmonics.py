@@ -10,7 +10,12 @@ Implementations (``impl`` in extra_info):
 * ``torch_vectorised`` (a) benches/sh_baselines.vectorised_torch_sh into a reused tensor
 * ``torch_per_lm``     (b) per-(l, m) columns + torch.stack, original-code structure (small N, 1 thread)
 * ``sphericart``       sphericart.SphericalHarmonics(l_max=L-1) into a reused buffer, xyz input
+* ``sphericart_fresh`` the same through sphericart's public ``compute``, a new array every call
 * ``write_floor``      ndarray.fill on an output of the same size: the memory-write floor (1 thread)
+* ``fresh_floor``      numpy.empty of the output's shape + fill, every call: the floor of any fresh
+                       result (issue 9's "page-zeroing floor"; 1 thread)
+* ``fault_floor``      numpy.empty + one store per 4 KiB page: the operating system's page zeroing
+                       alone, the part of ``fresh_floor`` no kernel can avoid (1 thread)
 """
 
 from __future__ import annotations
@@ -27,7 +32,20 @@ from benchkit import THREADS, Mode, sample_lonlat, set_threads, timed, usable_cp
 from conftest import get_mode
 from sh_baselines import SphericartSH, check_against_satclip, lonlat_to_xyz, per_lm_torch_sh, vectorised_torch_sh
 
-IMPLS = ("rust_out", "rust_fresh", "torch_vectorised", "torch_per_lm", "sphericart", "write_floor")
+IMPLS = (
+    "rust_out",
+    "rust_fresh",
+    "torch_vectorised",
+    "torch_per_lm",
+    "sphericart",
+    "sphericart_fresh",
+    "write_floor",
+    "fresh_floor",
+    "fault_floor",
+)
+#: Floors are what NumPy does on one thread.
+SINGLE_THREAD_ONLY = ("torch_per_lm", "write_floor", "fresh_floor", "fault_floor")
+PAGE_BYTES = 4096
 DEGREES = (10, 40)
 DTYPES = ("float32", "float64")
 
@@ -42,8 +60,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             for L in DEGREES:
                 for dtype in DTYPES:
                     for impl in IMPLS:
-                        single_thread_only = impl in ("torch_per_lm", "write_floor")
-                        if single_thread_only and threads != 1:
+                        if impl in SINGLE_THREAD_ONLY and threads != 1:
                             continue
                         if impl == "torch_per_lm" and n not in mode.per_lm_sizes:
                             continue  # O(L^3) tiny ops: minutes per call at large N
@@ -68,15 +85,26 @@ def _make_call(impl: str, L: int, dtype: str, n: int) -> Callable[[], Any]:
             return lambda: per_lm_torch_sh(t, L)
         tbuf = torch.empty(n, L * L, dtype=t.dtype)
         return lambda: vectorised_torch_sh(t, L, out=tbuf)
-    if impl == "sphericart":
+    if impl in ("sphericart", "sphericart_fresh"):
         pytest.importorskip("sphericart", reason="sphericart (external reference) is not installed")
         calc = SphericartSH(L)
         xyz = lonlat_to_xyz(lonlat.astype(np.float64)).astype(np_dtype)
+        if impl == "sphericart_fresh":
+            return lambda: calc.compute(xyz)
         buf = np.empty((n, L * L), dtype=np_dtype)
         return lambda: calc.compute_into(xyz, buf)
     if impl == "write_floor":
         buf = np.empty((n, L * L), dtype=np_dtype)
         return lambda: buf.fill(1.0)
+    if impl == "fresh_floor":
+        return lambda: np.empty((n, L * L), dtype=np_dtype).fill(1.0)
+    if impl == "fault_floor":
+        per_page = PAGE_BYTES // np_dtype.itemsize
+
+        def fault_pages() -> None:
+            np.empty((n, L * L), dtype=np_dtype).reshape(-1)[::per_page] = 1.0
+
+        return fault_pages
     raise ValueError(impl)
 
 

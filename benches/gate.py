@@ -45,7 +45,7 @@ GATED_THREADS = (1,)
 
 @dataclass
 class Ratio:
-    kind: str  # vs_torch, vs_sphericart, vs_per_lm, fresh_over_out, over_floor, threads_2_over_1, ...
+    kind: str  # vs_torch, vs_sphericart, vs_per_lm, fresh_over_out, over_floor, fresh_over_fresh_floor, ...
     case: str  # e.g. "L=40 float64 N=10000 t=1"
     value: float
     threads: int | None = None
@@ -165,6 +165,14 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
             ratios.append(Ratio("fresh_over_out", label, m["rust_fresh"] / rust, threads, higher_is_better=False))
         if "write_floor" in m:
             ratios.append(Ratio("over_floor", label, rust / m["write_floor"], threads, higher_is_better=False))
+        # issue 9 item 4: a fresh result against sphericart's fresh result (goal >= 1) and against
+        # NumPy's fresh-array floor, which is measured on one thread (goal <= 1.2 at N >= 1e5).
+        fresh = m.get("rust_fresh")
+        if fresh and "sphericart_fresh" in m:
+            ratios.append(Ratio("fresh_vs_sphericart_fresh", label, m["sphericart_fresh"] / fresh, threads))
+        fresh_floor = sh.get((L, dtype, n, 1), {}).get("fresh_floor")
+        if fresh and fresh_floor:
+            ratios.append(Ratio("fresh_over_fresh_floor", label, fresh / fresh_floor, threads, higher_is_better=False))
     for (L, dtype, n, threads), m in sorted(sh.items()):
         if threads == 1 and "rust_out" in m and "rust_out" in sh.get((L, dtype, n, 2), {}):
             two = sh[(L, dtype, n, 2)]["rust_out"]
@@ -226,14 +234,28 @@ def sh_markdown(medians: dict[tuple, float]) -> str:
     cases = sorted({k[2:] for k in medians if k[0] == "sh"})
     if not cases:
         return ""
-    cols = ["rust_out", "rust_fresh", "torch_vectorised", "torch_per_lm", "sphericart", "write_floor"]
+    cols = [
+        "rust_out",
+        "rust_fresh",
+        "torch_vectorised",
+        "torch_per_lm",
+        "sphericart",
+        "sphericart_fresh",
+        "write_floor",
+        "fresh_floor",
+        "fault_floor",
+    ]
     lines = [
         "| L | dtype | N | threads | Rust out= | Rust fresh | torch (a) vectorised | torch (b) per-(l,m) | sphericart "
-        "| write floor | (a)/Rust | (b)/Rust | sphericart/Rust | fresh/out= | Rust/floor |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| sphericart fresh | write floor | fresh floor | page-zeroing floor | (a)/Rust | (b)/Rust | sphericart/Rust "
+        "| fresh/out= | Rust/floor | sphericart fresh/Rust fresh | Rust fresh/fresh floor |",
+        "|" + "---|" * 20,
     ]
     for L, dtype, n, threads in cases:
         m = {c: medians.get(("sh", c, L, dtype, n, threads)) for c in cols}
+        # The floors are measured on one thread; every thread count is compared with them.
+        for floor in ("write_floor", "fresh_floor", "fault_floor"):
+            m[floor] = medians.get(("sh", floor, L, dtype, n, 1))
         rust = m["rust_out"]
 
         def r(num: float | None, den: float | None) -> str:
@@ -244,7 +266,8 @@ def sh_markdown(medians: dict[tuple, float]) -> str:
             f"| {L} | {dtype} | {n:,} | {threads} | "
             + " | ".join(cells)
             + f" | {r(m['torch_vectorised'], rust)} | {r(m['torch_per_lm'], rust)} | {r(m['sphericart'], rust)}"
-            + f" | {r(m['rust_fresh'], rust)} | {r(rust, m['write_floor'])} |"
+            + f" | {r(m['rust_fresh'], rust)} | {r(rust, m['write_floor'])}"
+            + f" | {r(m['sphericart_fresh'], m['rust_fresh'])} | {r(m['rust_fresh'], m['fresh_floor'])} |"
         )
     return "\n".join(lines)
 
