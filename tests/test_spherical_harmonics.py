@@ -157,12 +157,17 @@ def test_threads_and_large_outputs_give_identical_results() -> None:
     try:
         satclip.set_num_threads(1)
         assert satclip.get_num_threads() == 1
-        one = satclip.spherical_harmonics(points, 40)  # 38 MB: takes the streaming-store path
+        one = satclip.spherical_harmonics(points, 40)
         satclip.set_num_threads(2)
         two = satclip.spherical_harmonics(points, 40)
+        # 38 MB into memory written before: larger than any streaming threshold (45% of the
+        # last-level cache), so this takes the streaming-store path.
+        streamed = np.ones_like(one)
+        satclip.spherical_harmonics(points, 40, out=streamed)
     finally:
         satclip.set_num_threads(previous)
     np.testing.assert_array_equal(one, two)
+    np.testing.assert_array_equal(one, streamed)
     # Small calls run on the calling thread, with ordinary stores.
     for start in (0, 1000, 2990):
         np.testing.assert_array_equal(

@@ -37,7 +37,8 @@ use crate::block::{
 use crate::block::{Avx2, Avx512};
 use crate::coords::validate;
 use crate::error::{Error, Result};
-use crate::harmonics::{Destination, SERIAL_POINTS, STREAM_BYTES};
+use crate::harmonics::{Destination, SERIAL_POINTS};
+use crate::kernel::Store;
 use crate::parallel::{pool, rows_per_task};
 use crate::plan::Plan;
 use crate::real::Real;
@@ -62,7 +63,7 @@ pub fn spherical_harmonics_with_gradient_into<I: Real, O: Real>(
 }
 
 /// [`spherical_harmonics_with_gradient_into`], told where the output memory comes from (see
-/// `harmonics::Destination`: outputs just allocated are written with ordinary stores).
+/// `harmonics::Destination`).
 pub(crate) fn compute_with_gradient<I: Real, O: Real>(
     plan: &Plan,
     lonlat: &[I],
@@ -86,8 +87,9 @@ pub(crate) fn compute_with_gradient<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
-    let streaming = destination == Destination::Reused
-        && std::mem::size_of_val(values) + std::mem::size_of_val(gradients) >= STREAM_BYTES;
+    // Values and gradients are allocated together: the values speak for both.
+    let bytes = std::mem::size_of_val(values) + std::mem::size_of_val(gradients);
+    let streaming = destination.store(values.as_ptr() as *const u8, bytes) == Store::Streaming;
     if n <= SERIAL_POINTS {
         let result = rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
         release_large_scratch(nf);

@@ -18,24 +18,40 @@ use crate::simd::SimdLevel;
 /// more than it saves.
 pub(crate) const SERIAL_POINTS: usize = 256;
 
-/// Outputs of at least this size are written with streaming stores (see `stream.rs`) when they
-/// go into memory the caller has used before: they cannot stay in the cache anyway. Smaller
-/// ones stay cached for the matmul that follows.
-pub(crate) const STREAM_BYTES: usize = 16 << 20;
-
 /// Where the output memory comes from, which decides how it is best written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Destination {
     /// A buffer the caller has written before (`out=`): large outputs take streaming stores,
     /// which skip reading every line before it is overwritten.
     Reused,
-    /// Memory just allocated for the result: the OS zeroes each page as it is first touched,
-    /// which leaves the page's lines in the cache, so ordinary stores hit them; streaming stores
-    /// would write past them, and measured 25-45% slower on fresh arrays (an A/B of the two store
-    /// kinds, L = 40 float64, 1 thread, N from 2e3 to 1e5; the benchmark that keeps watching
-    /// this is `rust_fresh` against `sphericart` and `write_floor` in
-    /// `benches/bench_spherical_harmonics.py`).
+    /// Memory just allocated for the result. Two cases, told apart by asking the OS whether the
+    /// page in its middle is mapped yet (`stream::is_mapped`; not the first page, which the
+    /// allocator's own header shares):
+    /// * not mapped (large allocations get new pages): the OS zeroes each page as it is first
+    ///   touched, which leaves the page's lines in the cache, so ordinary stores hit them;
+    ///   streaming stores would write past them, and measured 25-45% slower (an A/B of the two
+    ///   store kinds, L = 40 float64, 1 thread, N from 2e3 to 1e5);
+    /// * mapped (the allocator handed back memory a previous result used): it is cold, and is
+    ///   written like a reused buffer.
+    ///
+    /// The benchmarks that keep watching this are `rust_fresh` against `sphericart_fresh` and
+    /// `fresh_floor` in `benches/bench_spherical_harmonics.py`.
     Fresh,
+}
+
+impl Destination {
+    /// How an output of `bytes` bytes starting at `first` is best written.
+    pub(crate) fn store(self, first: *const u8, bytes: usize) -> Store {
+        let cold = match self {
+            Destination::Reused => true,
+            Destination::Fresh => crate::stream::is_mapped(first.wrapping_add(bytes / 2)),
+        };
+        if cold && bytes >= crate::stream::streaming_threshold() {
+            Store::Streaming
+        } else {
+            Store::Cached
+        }
+    }
 }
 
 /// Fills `out` (row-major, `n x L*L`) with the spherical harmonics of the `n` points in
@@ -70,10 +86,7 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
-    let store = match destination {
-        Destination::Reused => store_for::<O>(out.len()),
-        Destination::Fresh => Store::Cached,
-    };
+    let store = destination.store(out.as_ptr() as *const u8, std::mem::size_of_val(out));
     if n <= SERIAL_POINTS {
         return encode_rows(plan, lonlat, out, level, store);
     }
@@ -89,14 +102,6 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
             .zip(lonlat.par_chunks(rows * 2))
             .try_for_each(|(o, pts)| encode_rows(plan, pts, o, level, store))
     })
-}
-
-fn store_for<O>(elements: usize) -> Store {
-    if elements.saturating_mul(std::mem::size_of::<O>()) >= STREAM_BYTES {
-        Store::Streaming
-    } else {
-        Store::Cached
-    }
 }
 
 /// After a call at `nf` features: frees the per-thread workspaces if they grew above the
