@@ -42,14 +42,15 @@ pub(crate) enum Destination {
 impl Destination {
     /// How an output of `bytes` bytes starting at `first` is best written.
     pub(crate) fn store(self, first: *const u8, bytes: usize) -> Store {
-        let cold = match self {
-            Destination::Reused => true,
-            Destination::Fresh => crate::stream::is_mapped(first.wrapping_add(bytes / 2)),
-        };
-        if cold && bytes >= crate::stream::streaming_threshold() {
-            Store::Streaming
-        } else {
-            Store::Cached
+        if bytes < crate::stream::streaming_threshold() {
+            return Store::Cached;
+        }
+        match self {
+            Destination::Reused => Store::Streaming,
+            Destination::Fresh if crate::stream::is_mapped(first.wrapping_add(bytes / 2)) => {
+                Store::Streaming
+            }
+            Destination::Fresh => Store::Cached,
         }
     }
 }
