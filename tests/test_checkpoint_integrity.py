@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import zipfile
@@ -42,6 +43,35 @@ def test_flipped_bytes_are_found_by_the_zip_crcs(make_checkpoint: CheckpointFact
     with pytest.raises(CheckpointError, match="CRC-32") as info:
         load(damaged)
     assert repr(name) in str(info.value)
+
+
+def test_crcs_are_checked_once_per_file_version(
+    make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = make_checkpoint(10)
+    calls = []
+    real_testzip = zipfile.ZipFile.testzip
+
+    def counting_testzip(self: zipfile.ZipFile) -> str | None:
+        calls.append(self.filename)
+        return real_testzip(self)
+
+    monkeypatch.setattr(zipfile.ZipFile, "testzip", counting_testzip)
+    first = load(path)
+    second = load(path)
+    assert len(calls) == 1
+    lonlat = torch.tensor([[10.0, 50.0], [-120.0, -33.0]], dtype=torch.float64)
+    torch.testing.assert_close(first(lonlat), second(lonlat), rtol=0, atol=0)
+    # The same file damaged afterwards, in place and keeping its size: checked again, and caught.
+    _, start, size = _largest_record_data_offset(path)
+    data = bytearray(path.read_bytes())
+    data[start + size // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        load(path)
+    assert len(calls) == 2
 
 
 def _crafted(tmp_path: Path, legendre_polys: int, capacity: int) -> Path:

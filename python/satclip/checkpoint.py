@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import pickle
 import re
 import warnings
@@ -325,15 +326,24 @@ def _torch_load_safely(path: Path) -> Any:
 _PICKLE_START = b"\x80"
 
 
+#: Zip checkpoints whose CRC-32s this process has checked, by (device, inode, size, mtime in ns):
+#: the location and image encoders of one file (``satclip locate``), or repeated loads, read a
+#: released file (100s of MB) through zlib once, and a file that is rewritten is checked again.
+_CRC_CHECKED: set[tuple[int, int, int, int]] = set()
+
+
 def _check_container(path: Path) -> bool:
     """Whether ``path`` is a zip checkpoint, after checking every record's CRC-32 (torch.load does
-    not, so flipped bytes would load as wrong weights). Raises CheckpointError naming a damaged
-    record, or saying the file is no checkpoint at all."""
+    not, so flipped bytes would load as wrong weights; once per file version and process, see
+    ``_CRC_CHECKED``). Raises CheckpointError naming a damaged record, or saying the file is no
+    checkpoint at all."""
     try:
         with open(path, "rb") as f:
             head = f.read(4)
+            st = os.fstat(f.fileno())
     except OSError as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
+    version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
     if not zipfile.is_zipfile(path):
         if not head:
             raise CheckpointError(f"{path} is empty (truncated or corrupt?)")
@@ -345,6 +355,8 @@ def _check_container(path: Path) -> bool:
                 f"(it starts with the bytes {head!r})"
             )
         return False
+    if version in _CRC_CHECKED:
+        return True
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
@@ -355,6 +367,7 @@ def _check_container(path: Path) -> bool:
             f"{path} is a damaged checkpoint: the CRC-32 of its record {bad!r} does not match its bytes "
             "(a corrupt download or disk?); download or copy it again"
         )
+    _CRC_CHECKED.add(version)
     return True
 
 
