@@ -28,23 +28,11 @@ import pytest
 import torch
 
 import satclip
-from benchkit import THREADS, Mode, sample_lonlat, set_threads, timed, usable_cpus
+from benchkit import SH_FLOORS, SH_IMPLS, THREADS, Mode, sample_lonlat, set_threads, timed, usable_cpus
 from conftest import get_mode
 from sh_baselines import SphericartSH, check_against_satclip, lonlat_to_xyz, per_lm_torch_sh, vectorised_torch_sh
 
-IMPLS = (
-    "rust_out",
-    "rust_fresh",
-    "torch_vectorised",
-    "torch_per_lm",
-    "sphericart",
-    "sphericart_fresh",
-    "write_floor",
-    "fresh_floor",
-    "fault_floor",
-)
-#: Floors are what NumPy does on one thread.
-SINGLE_THREAD_ONLY = ("torch_per_lm", "write_floor", "fresh_floor", "fault_floor")
+SINGLE_THREAD_ONLY = ("torch_per_lm", *SH_FLOORS)
 PAGE_BYTES = 4096
 DEGREES = (10, 40)
 DTYPES = ("float32", "float64")
@@ -59,7 +47,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         for threads in THREADS:
             for L in DEGREES:
                 for dtype in DTYPES:
-                    for impl in IMPLS:
+                    for impl in SH_IMPLS:
                         if impl in SINGLE_THREAD_ONLY and threads != 1:
                             continue
                         if impl == "torch_per_lm" and n not in mode.per_lm_sizes:

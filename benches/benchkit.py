@@ -48,6 +48,22 @@ MODES: dict[str, Mode] = {
 
 THREADS: tuple[int, ...] = (1, 2)
 
+#: The spherical-harmonics implementations `bench_spherical_harmonics.py` times, in the order
+#: gate.py's table shows them (see that module's docstring for what each one is).
+SH_IMPLS: tuple[str, ...] = (
+    "rust_out",
+    "rust_fresh",
+    "torch_vectorised",
+    "torch_per_lm",
+    "sphericart",
+    "sphericart_fresh",
+    "write_floor",
+    "fresh_floor",
+    "fault_floor",
+)
+#: The floors among them: what NumPy does, timed on one thread and compared with every thread count.
+SH_FLOORS: tuple[str, ...] = ("write_floor", "fresh_floor", "fault_floor")
+
 
 def usable_cpus() -> int:
     try:

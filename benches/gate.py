@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from benchkit import SH_FLOORS, SH_IMPLS
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 DEFAULT_BASELINE = HERE / "baseline.json"
@@ -234,17 +236,7 @@ def sh_markdown(medians: dict[tuple, float]) -> str:
     cases = sorted({k[2:] for k in medians if k[0] == "sh"})
     if not cases:
         return ""
-    cols = [
-        "rust_out",
-        "rust_fresh",
-        "torch_vectorised",
-        "torch_per_lm",
-        "sphericart",
-        "sphericart_fresh",
-        "write_floor",
-        "fresh_floor",
-        "fault_floor",
-    ]
+    cols = SH_IMPLS
     lines = [
         "| L | dtype | N | threads | Rust out= | Rust fresh | torch (a) vectorised | torch (b) per-(l,m) | sphericart "
         "| sphericart fresh | write floor | fresh floor | page-zeroing floor | (a)/Rust | (b)/Rust | sphericart/Rust "
@@ -254,7 +246,7 @@ def sh_markdown(medians: dict[tuple, float]) -> str:
     for L, dtype, n, threads in cases:
         m = {c: medians.get(("sh", c, L, dtype, n, threads)) for c in cols}
         # The floors are measured on one thread; every thread count is compared with them.
-        for floor in ("write_floor", "fresh_floor", "fault_floor"):
+        for floor in SH_FLOORS:
             m[floor] = medians.get(("sh", floor, L, dtype, n, 1))
         rust = m["rust_out"]
 
