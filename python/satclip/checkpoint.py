@@ -344,6 +344,8 @@ def _check_container(path: Path) -> bool:
     except OSError as err:
         raise CheckpointError(f"cannot read {path}: {err}") from None
     version = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    if version in _CRC_CHECKED:
+        return True
     if not zipfile.is_zipfile(path):
         if not head:
             raise CheckpointError(f"{path} is empty (truncated or corrupt?)")
@@ -355,8 +357,6 @@ def _check_container(path: Path) -> bool:
                 f"(it starts with the bytes {head!r})"
             )
         return False
-    if version in _CRC_CHECKED:
-        return True
     try:
         with zipfile.ZipFile(path) as archive:
             bad = archive.testzip()
