@@ -153,21 +153,24 @@ def test_all_values_finite_and_bounded(lon: float, lat: float, L: int) -> None:
 
 def test_threads_and_large_outputs_give_identical_results() -> None:
     points = random_points(3001)  # not a multiple of the SIMD block
+    many = random_points(12001)
     previous = satclip.get_num_threads()
     try:
         satclip.set_num_threads(1)
         assert satclip.get_num_threads() == 1
         one = satclip.spherical_harmonics(points, 40)
+        one_many = satclip.spherical_harmonics(many, 16)
         satclip.set_num_threads(2)
         two = satclip.spherical_harmonics(points, 40)
-        # 38 MB into memory written before: larger than any streaming threshold (45% of the
-        # last-level cache), so this takes the streaming-store path.
-        streamed = np.ones_like(one)
-        satclip.spherical_harmonics(points, 40, out=streamed)
+        # 24.6 MB into memory written before, above the streaming threshold (45% of the
+        # last-level cache, 16 MiB where unknown), from a kernel whose blocks are small enough
+        # to stream (16 KiB at L = 16): this takes the streaming-store path.
+        streamed = np.ones_like(one_many)
+        satclip.spherical_harmonics(many, 16, out=streamed)
     finally:
         satclip.set_num_threads(previous)
     np.testing.assert_array_equal(one, two)
-    np.testing.assert_array_equal(one, streamed)
+    np.testing.assert_array_equal(one_many, streamed)
     # Small calls run on the calling thread, with ordinary stores.
     for start in (0, 1000, 2990):
         np.testing.assert_array_equal(

@@ -89,7 +89,9 @@ pub(crate) fn compute_with_gradient<I: Real, O: Real>(
     let level = SimdLevel::active();
     // Values and gradients are allocated together: the values speak for both.
     let bytes = std::mem::size_of_val(values) + std::mem::size_of_val(gradients);
-    let streaming = destination.store(values.as_ptr() as *const u8, bytes) == Store::Streaming;
+    let block = LANES * 3 * nf * std::mem::size_of::<O>();
+    let streaming =
+        destination.store(values.as_ptr() as *const u8, bytes, block) == Store::Streaming;
     if n <= SERIAL_POINTS {
         let result = rows_with_gradient(plan, lonlat, values, gradients, level, streaming);
         release_large_scratch(nf);
@@ -525,23 +527,51 @@ mod tests {
     }
 
     #[test]
-    fn large_outputs_take_the_streaming_path_and_agree() {
-        // 1000 points x 40^2 features x 3 x 8 bytes = 38 MB is above the streaming threshold.
-        let pts = points(1000, 5);
-        let plan = Plan::new(40, Basis::Satclip).unwrap();
-        let (mut v, mut g) = (vec![0.0f64; 1000 * 1600], vec![0.0f64; 1000 * 3200]);
-        spherical_harmonics_with_gradient_into(&plan, &pts, &mut v, &mut g).unwrap();
-        for start in [0usize, 517, 990] {
-            let (mut v1, mut g1) = (vec![0.0f64; 10 * 1600], vec![0.0f64; 10 * 3200]);
-            spherical_harmonics_with_gradient_into(
+    fn streaming_and_ordinary_stores_write_the_same_bits() {
+        // Which store kind a call takes depends on the machine's caches (see
+        // `harmonics::Destination`), so both are driven here directly, at every SIMD level
+        // this CPU runs, with a row count that leaves a partial last block.
+        use crate::simd::SimdLevel;
+        let n = 203;
+        let pts = points(n, 5);
+        for degrees in [10, 40] {
+            let plan = Plan::new(degrees, Basis::Satclip).unwrap();
+            let nf = plan.num_features();
+            let (mut v_ref, mut g_ref) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+            rows_with_gradient(
                 &plan,
-                &pts[2 * start..2 * start + 20],
-                &mut v1,
-                &mut g1,
+                &pts,
+                &mut v_ref,
+                &mut g_ref,
+                SimdLevel::Baseline,
+                false,
             )
             .unwrap();
-            assert_eq!(v1[..], v[start * 1600..(start + 10) * 1600]);
-            assert_eq!(g1[..], g[start * 3200..(start + 10) * 3200]);
+            for level in [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512] {
+                if level > SimdLevel::supported() {
+                    continue;
+                }
+                for streaming in [false, true] {
+                    let (mut v, mut g) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+                    rows_with_gradient(&plan, &pts, &mut v, &mut g, level, streaming).unwrap();
+                    stream::fence();
+                    let close =
+                        |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12);
+                    assert!(close(&v, &v_ref), "{level:?} streaming={streaming} values");
+                    assert!(
+                        close(&g, &g_ref),
+                        "{level:?} streaming={streaming} gradients"
+                    );
+                    if level == SimdLevel::active() && !streaming {
+                        // The public entry point computes the same (any store kind).
+                        let (mut v1, mut g1) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+                        spherical_harmonics_with_gradient_into(&plan, &pts, &mut v1, &mut g1)
+                            .unwrap();
+                        assert_eq!(v1, v);
+                        assert_eq!(g1, g);
+                    }
+                }
+            }
         }
     }
 

@@ -21,8 +21,9 @@ pub(crate) const SERIAL_POINTS: usize = 256;
 /// Where the output memory comes from, which decides how it is best written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Destination {
-    /// A buffer the caller has written before (`out=`): large outputs take streaming stores,
-    /// which skip reading every line before it is overwritten.
+    /// A buffer the caller has written before (`out=`): large outputs take streaming stores
+    /// (where the kernel's blocks are small enough), which skip reading every line before it
+    /// is overwritten.
     Reused,
     /// Memory just allocated for the result. Two cases, told apart by asking the OS whether the
     /// page in its middle is mapped yet (`stream::is_mapped`; not the first page, which the
@@ -40,9 +41,12 @@ pub(crate) enum Destination {
 }
 
 impl Destination {
-    /// How an output of `bytes` bytes starting at `first` is best written.
-    pub(crate) fn store(self, first: *const u8, bytes: usize) -> Store {
-        if bytes < crate::stream::streaming_threshold() {
+    /// How an output of `bytes` bytes starting at `first` is best written by a kernel whose
+    /// blocks of `LANES` rows take `block_bytes` (see `stream::STREAMED_BLOCK_BYTES`).
+    pub(crate) fn store(self, first: *const u8, bytes: usize, block_bytes: usize) -> Store {
+        if bytes < crate::stream::streaming_threshold()
+            || block_bytes > crate::stream::STREAMED_BLOCK_BYTES
+        {
             return Store::Cached;
         }
         match self {
@@ -87,7 +91,11 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
         });
     }
     let level = SimdLevel::active();
-    let store = destination.store(out.as_ptr() as *const u8, std::mem::size_of_val(out));
+    let store = destination.store(
+        out.as_ptr() as *const u8,
+        std::mem::size_of_val(out),
+        LANES * nf * std::mem::size_of::<O>(),
+    );
     if n <= SERIAL_POINTS {
         return encode_rows(plan, lonlat, out, level, store);
     }

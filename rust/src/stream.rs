@@ -67,8 +67,25 @@ pub(crate) unsafe fn copy_streaming_avx512<O: Copy>(src: &[O], dst: &mut [O]) {
     });
 }
 
+/// Streaming stores are used only by kernels whose blocks (`LANES` output rows, staged in
+/// row-major order before they are streamed) take at most this many bytes, the size of a
+/// typical L1 data cache.
+///
+/// The staging copy is what streaming costs: the transposes write a block's image, then a
+/// burst of streaming stores copies it out while the arithmetic waits. For a block that fits
+/// in L1 that copy is nearly free and streaming halves the memory traffic of a large output;
+/// for a larger block the copy reads its image back from L2 and the bursts get long, while
+/// ordinary stores let the caches write back in the background as the next block is computed.
+/// Measured on Zen 2 (32 KiB L1d, 1 thread, `out=` buffers of 64-384 MB, float64, ns per point
+/// streaming vs ordinary): values at L = 14 (12.5 KB blocks) 167 vs 243, L = 18 (21 KB) 272 vs
+/// 315, L = 22 (31 KB) 439 vs 395, L = 40 (102 KB) 1310-1480 vs 1120-1150; values with
+/// gradients at L = 14 (37.5 KB) 530 vs 565, L = 18 (62 KB) 823 vs 780, L = 40 (410 KB)
+/// 4350 vs 3350-3410. The limit sits where the two cross.
+pub(crate) const STREAMED_BLOCK_BYTES: usize = 32 << 10;
+
 /// Outputs of at least this many bytes are written with streaming stores when they go into
-/// memory that is already mapped (see `harmonics::Destination`); smaller ones stay cached for
+/// memory that is already mapped (see `harmonics::Destination`) and the kernel's blocks are at
+/// most [`STREAMED_BLOCK_BYTES`]; smaller ones stay cached for
 /// whatever reads them next (the matmul of `satclip.encode`).
 ///
 /// The threshold is 45% of the last-level cache (read once from Linux's sysfs; 16 MiB where it
