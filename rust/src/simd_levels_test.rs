@@ -3,11 +3,14 @@
 //! The dispatcher picks one level per process, so the other tests only ever exercise the best
 //! level of the machine they run on (an AVX-512 machine never runs the AVX2 kernel). Here each
 //! level up to `SimdLevel::supported()` runs explicitly, for both output types and both store
-//! paths, on block sizes that do and do not fill the SIMD lanes.
+//! paths, on block sizes that do and do not fill the SIMD lanes; the same for the kernel of
+//! values with gradients.
 
+use crate::gradient::{rows_with_gradient, spherical_harmonics_with_gradient_into};
 use crate::kernel::{encode_rows, Store, LANES};
 use crate::plan::{Basis, Plan};
 use crate::simd::SimdLevel;
+use crate::test_points::random_points;
 
 const LEVELS: [SimdLevel; 3] = [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512];
 
@@ -92,6 +95,50 @@ fn every_supported_level_agrees_with_the_portable_kernel() {
         }
     }
     assert!(compared >= 4 * 5 * 2, "compared {compared} runs");
+}
+
+#[test]
+fn gradient_kernel_writes_the_same_with_either_store_at_every_level() {
+    // Which store kind a call takes depends on the machine's caches (see
+    // `harmonics::Destination`), so both are driven here directly, with a row count that leaves
+    // a partial last block.
+    let n = 203;
+    let pts = random_points(n, 5);
+    for degrees in [10, 40] {
+        let plan = Plan::new(degrees, Basis::Satclip).unwrap();
+        let nf = plan.num_features();
+        let (mut v_ref, mut g_ref) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+        rows_with_gradient(
+            &plan,
+            &pts,
+            &mut v_ref,
+            &mut g_ref,
+            SimdLevel::Baseline,
+            false,
+        )
+        .unwrap();
+        for level in levels_here() {
+            for streaming in [false, true] {
+                let (mut v, mut g) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+                rows_with_gradient(&plan, &pts, &mut v, &mut g, level, streaming).unwrap();
+                crate::stream::fence();
+                let close =
+                    |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12);
+                assert!(close(&v, &v_ref), "{level:?} streaming={streaming} values");
+                assert!(
+                    close(&g, &g_ref),
+                    "{level:?} streaming={streaming} gradients"
+                );
+                if level == SimdLevel::active() && !streaming {
+                    // The public entry point computes the same (any store kind).
+                    let (mut v1, mut g1) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+                    spherical_harmonics_with_gradient_into(&plan, &pts, &mut v1, &mut g1).unwrap();
+                    assert_eq!(v1, v);
+                    assert_eq!(g1, g);
+                }
+            }
+        }
+    }
 }
 
 #[test]
