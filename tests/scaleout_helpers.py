@@ -27,7 +27,9 @@ def points_frame(n: int, seed: int = 0) -> pd.DataFrame:
     return frame
 
 
-def as_matrix(column: pd.Series) -> np.ndarray:
-    """(N, D) from an Arrow fixed-size-list column."""
+def as_matrix(column) -> np.ndarray:
+    """(N, D) from an Arrow fixed-size-list column or a pandas column of one array per row."""
+    if isinstance(column, pd.Series) and column.dtype == object:
+        return np.stack(column.to_numpy())
     array = pa.array(column)
     return array.flatten().to_numpy().reshape(len(array), array.type.list_size)

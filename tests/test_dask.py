@@ -85,7 +85,10 @@ def test_cluster_embeddings_equal_one_process_and_model_loads_once_per_worker(cl
     pd.testing.assert_index_equal(result.index, frame.index)
     pd.testing.assert_frame_equal(result[list(frame.columns)], frame)
     assert list(result.columns) == [*frame.columns, "embedding"]
-    assert result.dtypes.equals(lazy._meta.dtypes)  # meta told the truth
+    # meta told the truth, except that the list column's meta is the Parquet type to_parquet writes
+    # (the computed column holds one array per row; see satclip.dask.list_column)
+    assert result.dtypes.drop("embedding").equals(lazy._meta.dtypes.drop("embedding"))
+    assert lazy._meta.dtypes["embedding"] == pd.ArrowDtype(pa.list_(pa.float32(), EMBED_DIM))
     # Same rows, batched differently: equal to float32 rounding (row results do not depend on
     # the batch in exact arithmetic; BLAS may block batches differently).
     np.testing.assert_allclose(as_matrix(result["embedding"]), expected, rtol=0, atol=1e-6)
@@ -163,3 +166,56 @@ def test_bad_arguments_fail_on_the_client_before_any_task(make_checkpoint, tmp_p
         satclip.dask.encode(ddf, model=tmp_path / "missing.ckpt", keep_columns=False)
     with pytest.raises(TypeError, match="dask DataFrame"):
         satclip.dask.encode(ddf.compute(), model=ckpt)
+
+
+def _read_back(path: Path) -> dict[str, pd.DataFrame]:
+    """The directory ``path`` read by each reader with its default settings."""
+    import pyarrow.parquet as pq
+
+    readers = {
+        "pandas": lambda: pd.read_parquet(path),
+        "dask": lambda: dd.read_parquet(path).compute(),
+        "pyarrow": lambda: pq.read_table(path).to_pandas(),
+    }
+    out = {name: read() for name, read in readers.items()}
+    try:
+        import duckdb
+    except ImportError:
+        pass
+    else:
+        out["duckdb"] = duckdb.sql(f"SELECT * FROM read_parquet('{path}/*.parquet')").df()
+    return out
+
+
+@pytest.mark.parametrize("geo", [False, True], ids=["dask", "dask-geopandas"])
+def test_parquet_written_by_dask_reads_back_with_every_reader(make_checkpoint, tmp_path: Path, geo: bool) -> None:
+    import dask
+
+    ckpt = tiny_checkpoint(make_checkpoint, 4, seed=2)
+    frame = points_frame(40, seed=4)
+    if geo:
+        gpd = pytest.importorskip("geopandas")
+        dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
+        gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["Longitude"], frame["Latitude"]), crs=4326)
+        ddf = dgpd.from_geopandas(gdf, npartitions=2)
+    else:
+        ddf = dd.from_pandas(frame, npartitions=2)
+    expected = satclip.encode(frame[["Longitude", "Latitude"]].to_numpy(), ckpt)
+    with dask.config.set(scheduler="synchronous"):
+        satclip.dask.encode(ddf, ckpt, lon="Longitude", lat="Latitude").to_parquet(tmp_path / "d")
+
+    import pyarrow.parquet as pq
+
+    # The same column type as `satclip encode` writes (a fixed-size float list).
+    assert pq.read_schema(next((tmp_path / "d").glob("*.parquet"))).field("embedding").type == pa.list_(
+        pa.float32(), EMBED_DIM
+    )
+    tables = _read_back(tmp_path / "d")
+    if geo:
+        tables["geopandas"] = gpd.read_parquet(tmp_path / "d")
+        assert tables["geopandas"].crs == gdf.crs
+    for name, table in tables.items():
+        table = table.sort_values("site")
+        np.testing.assert_array_equal(table["site"].to_numpy(), frame["site"].to_numpy(), err_msg=name)
+        got = np.stack(table["embedding"].to_numpy())
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=name)

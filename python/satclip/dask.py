@@ -15,9 +15,11 @@ Design choices:
   system), and a Hub name needs the Hub (or its cache) there.
 * A :class:`~satclip.nn.LocationEncoder` object is refused: Dask would pickle its weights into
   every task of the graph. Save it once with :func:`satclip.save` and pass the file.
-* The output is the input partition plus the embeddings, either one fixed-size-list float column
-  ``embedding`` (``layout="list"``, what ``satclip encode`` writes to Parquet) or columns
-  ``emb_0 .. emb_{d-1}`` (``layout="wide"``). ``meta`` is built from the input's meta, so
+* The output is the input partition plus the embeddings, either one column ``embedding``
+  (``layout="list"``) or columns ``emb_0 .. emb_{d-1}`` (``layout="wide"``). ``to_parquet`` writes
+  the list column as the fixed-size float list ``satclip encode`` writes, and pandas, Dask,
+  GeoPandas and DuckDB read it back with their defaults (see :func:`list_column`). ``meta`` is built
+  from the input's meta, so
   nothing is computed to learn the output's schema; the client loads the model once (on CPU)
   to learn the embedding size and to fail early on a bad model.
 * dask-geopandas frames (unless ``lon``/``lat`` are named) are embedded at their point geometries,
@@ -76,8 +78,9 @@ def encode(
     batch_size:
         Points per batch within a partition (default: :func:`satclip.encode`'s).
     layout:
-        ``"list"``: one column ``embedding`` of fixed-size lists (Arrow-backed); ``"wide"``:
-        columns ``emb_0 .. emb_{d-1}``.
+        ``"list"``: one column ``embedding`` holding one float array per row (what
+        ``pandas.read_parquet`` gives for the list column ``satclip encode`` writes); its Parquet
+        type is that same fixed-size float list. ``"wide"``: columns ``emb_0 .. emb_{d-1}``.
     keep_columns:
         Keep the input columns (default) or return only the embeddings (same index).
 
@@ -108,7 +111,7 @@ def encode(
 
     options = {"device": device, "dtype": dtype, "batch_size": batch_size}
     empty: np.ndarray = np.empty((0, embed_dim), dtype=np_dtype)
-    out_meta = _attach(meta, empty, names, layout, keep_columns, pd)
+    out_meta = _attach(meta, empty, names, layout, keep_columns, pd, meta=True)
     return frame.map_partitions(
         _encode_partition,
         model=model,
@@ -226,10 +229,13 @@ def _partition_points(part: Any, columns: tuple[str, str] | None, pd: Any) -> An
     return pd.DataFrame({"lon": geometry.x.to_numpy(), "lat": geometry.y.to_numpy()}, index=part.index)
 
 
-def _attach(part: Any, embeddings: np.ndarray, names: list[str], layout: str, keep_columns: bool, pd: Any) -> Any:
-    """``part`` (or just its index) with the embeddings as a list column or wide columns."""
+def _attach(
+    part: Any, embeddings: np.ndarray, names: list[str], layout: str, keep_columns: bool, pd: Any, *, meta: bool = False
+) -> Any:
+    """``part`` (or just its index) with the embeddings as a list column or wide columns; ``meta``:
+    build the output's Dask meta rather than a partition."""
     if layout == "list":
-        added = pd.DataFrame({"embedding": list_series(embeddings, part.index, pd)})
+        added = pd.DataFrame({"embedding": list_column(embeddings, part.index, pd, as_meta=meta)})
     else:
         added = pd.DataFrame(embeddings, index=part.index, columns=names)
     if not keep_columns:
@@ -238,14 +244,28 @@ def _attach(part: Any, embeddings: np.ndarray, names: list[str], layout: str, ke
     return pd.concat([part, added], axis=1)
 
 
-def list_series(embeddings: np.ndarray, index: Any, pd: Any) -> Any:
-    """An Arrow-backed pandas Series of fixed-size lists, one embedding per row, no per-row objects."""
+def list_column(embeddings: np.ndarray, index: Any, pd: Any, *, as_meta: bool) -> Any:
+    """The ``embedding`` column: in the meta, the Arrow fixed-size float list type; in a partition,
+    one float array per row (views of one contiguous block).
+
+    Why the two differ: Dask's ``to_parquet`` takes the Parquet schema from the meta, so the meta
+    must name the fixed-size list (an object meta makes Dask write each array's repr as a string).
+    But the partitions must not be Arrow-backed lists: pyarrow stores a pandas column's dtype name
+    in the file's pandas metadata, and no pandas version can parse a nested Arrow dtype name
+    (``fixed_size_list<...>[256][pyarrow]``) back, so ``pandas.read_parquet``, ``dask.read_parquet``
+    and ``pyarrow.Table.to_pandas`` would all fail on the file. An object column of arrays is
+    converted to the meta's list type on write and recorded as ``object``, which every reader
+    turns back into one array per row.
+    """
     import pyarrow as pa
 
-    dim = embeddings.shape[1]
-    values = pa.array(np.ascontiguousarray(embeddings).reshape(-1))
-    array = pa.FixedSizeListArray.from_arrays(values, dim)
-    return pd.Series(pd.arrays.ArrowExtensionArray(array), index=index, name="embedding")
+    if as_meta:
+        dtype = pd.ArrowDtype(pa.list_(pa.from_numpy_dtype(embeddings.dtype), embeddings.shape[1]))
+        return pd.Series([], index=index, name="embedding", dtype=dtype)
+    rows = np.empty(len(embeddings), dtype=object)
+    for i, row in enumerate(np.ascontiguousarray(embeddings)):
+        rows[i] = row
+    return pd.Series(rows, index=index, name="embedding", dtype=object)
 
 
 __all__ = ["LAYOUTS", "encode"]
