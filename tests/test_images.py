@@ -140,6 +140,25 @@ def test_geotiff_paths_equal_arrays(released_with_visual, tmp_path):
     )
 
 
+@pytest.mark.parametrize("height, width", [(12, 64), (12, 12), (64, 12)])
+@pytest.mark.parametrize("planar", ["contig", "separate"])
+def test_band_axis_comes_from_the_tiff_layout_not_the_shape(released_with_visual, tmp_path, height, width, planar):
+    # 12 pixels high (or wide) with 12 bands: the shape alone cannot say which axis holds the bands.
+    import tifffile
+
+    path, _ = released_with_visual("moco_resnet18")
+    dn = s2_digital_numbers(1, height, width, seed=height + width)
+    tif = tmp_path / f"p-{planar}.tif"
+    if planar == "contig":  # pixel-interleaved (height, width, bands), as S2-100K stores patches
+        tifffile.imwrite(tif, np.moveaxis(dn[0], 0, -1), photometric="minisblack", planarconfig="contig")
+    else:
+        tifffile.imwrite(tif, dn[0], photometric="minisblack", planarconfig="separate")
+    np.testing.assert_array_equal(satclip.images.read_image(tif)[[*range(10), *range(11, 13)]], dn[0])
+    np.testing.assert_allclose(
+        satclip.encode_images(tif, path, device="cpu"), satclip.encode_images(dn, path, device="cpu"), atol=1e-6
+    )
+
+
 @pytest.mark.skipif(not EXAMPLE_S2.is_dir(), reason="shared S2-100K example patches not present")
 def test_real_patches_read_as_rasterio_reads_them(released_with_visual):
     rasterio = pytest.importorskip("rasterio")

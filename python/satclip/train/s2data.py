@@ -137,11 +137,14 @@ def read_s2_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
 
     # maxworkers=1: each data-loading worker decodes one file on one thread; parallelism comes
     # from the workers, and more threads per worker would only oversubscribe the CPUs.
-    data = tifffile.imread(path, maxworkers=1)
-    if data.ndim != 3:
-        raise ValueError(f"expected a 3-D image (bands, height, width), got shape {data.shape}")
-    if data.shape[-1] == S2_FILE_BANDS and data.shape[0] != S2_FILE_BANDS:
-        data = data.transpose(2, 0, 1)  # pixel-interleaved (H, W, bands), as S2-100K stores it
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        # The band axis comes from the file's own layout (tifffile derives the series axes from
+        # SamplesPerPixel and PlanarConfiguration: "YXS" pixel-interleaved, "SYX" planar, "QYX"/"IYX"
+        # one band per page), never from the shape: a 12-pixel-high patch has 12 at both ends.
+        axes = series.axes
+        data = tif.asarray(series=0, maxworkers=1)
+    data = _bands_height_width(data, axes)
     if data.shape[0] != S2_FILE_BANDS:
         raise ValueError(f"expected {S2_FILE_BANDS} bands, got an image of shape {data.shape}")
     if data.dtype != np.uint16:
@@ -153,3 +156,17 @@ def read_s2_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
     out[:ZERO_BAND_INDEX] = data[:ZERO_BAND_INDEX]
     out[ZERO_BAND_INDEX + 1 :] = data[ZERO_BAND_INDEX:]
     return out
+
+
+def _bands_height_width(data: np.ndarray, axes: str) -> np.ndarray:
+    """``data`` (with tifffile's axis letters ``axes``) as (bands, height, width)."""
+    if data.ndim != len(axes):
+        raise ValueError(f"the TIFF's axes {axes!r} do not match its pixel array of shape {data.shape}")
+    keep = [i for i, axis in enumerate(axes) if axis in "YX" or data.shape[i] != 1]
+    shape = tuple(data.shape[i] for i in keep)
+    axes = "".join(axes[i] for i in keep)
+    if len(axes) != 3 or "Y" not in axes or "X" not in axes:
+        raise ValueError(f"expected a 3-D image (bands, height, width), got axes {axes!r} of shape {shape}")
+    data = data.reshape(shape)
+    band = next(i for i, axis in enumerate(axes) if axis not in "YX")
+    return data.transpose(band, axes.index("Y"), axes.index("X"))
