@@ -340,7 +340,8 @@ def test_released_configs_build(tmp_path: Path, name: str) -> None:
 
 def test_read_s2_image_inserts_zero_band_at_position_10(tmp_path: Path) -> None:
     bands = np.stack([np.full((16, 16), 100 * (b + 1), np.uint16) for b in range(12)], axis=-1)
-    tifffile.imwrite(tmp_path / "p.tif", bands, compression="lzw", photometric="minisblack")
+    # pixel-interleaved, as S2-100K stores patches (without planarconfig tifffile would write 16 pages)
+    tifffile.imwrite(tmp_path / "p.tif", bands, compression="lzw", photometric="minisblack", planarconfig="contig")
     image = read_s2_image(tmp_path / "p.tif")
     assert image.shape == (13, 16, 16) and image.dtype == np.uint16
     assert [int(image[c, 0, 0]) for c in range(13)] == [
