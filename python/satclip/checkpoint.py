@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from .dtypes import check_float_dtype
-from .errors import CheckpointError, DeviceError, first_line
+from .errors import CheckpointError, DeviceError, OutputExistsError, first_line
 from .harmonics import MAX_DEGREES
 from .nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 
@@ -224,7 +224,7 @@ def save(model: LocationEncoder, path: PathLike, *, overwrite: bool = False, ima
     if path.suffix.lower() != ".safetensors":
         raise CheckpointError(f"satclip saves .safetensors files; got the path {str(path)!r}")
     if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
     config = EncoderConfig.of(model)
     tensors = {
         name: t.detach().to("cpu").contiguous() for name, t in model.state_dict().items() if name.startswith("nnet.")

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import SatclipError
+from .errors import OutputExistsError, SatclipError
 
 #: Points embedded per band (~64 MiB of float32 embeddings for 256 dimensions).
 BAND_POINTS = 1 << 16
@@ -130,13 +130,43 @@ def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool
 
 
 def export_grid(
-    model: Any, grid: Grid, path: Path, *, device: str | None = None, progress: bool = False, model_name: str = ""
+    model: Any,
+    grid: Grid,
+    path: Path,
+    *,
+    device: str | None = None,
+    progress: bool = False,
+    model_name: str = "",
+    overwrite: bool = False,
 ) -> Path:
-    """Writes the grid's full embeddings to ``path`` (.zarr, .nc or .tif), one band of rows at a time."""
+    """Writes the grid's full embeddings to ``path`` (.zarr, .nc or .tif), one band of rows at a time.
+
+    The export is written under a temporary name next to ``path`` and renamed when complete, so
+    an interrupted export leaves nothing under ``path``. An existing ``path`` (file or Zarr
+    directory) raises :class:`~satclip.errors.OutputExistsError` before any work unless
+    ``overwrite=True``; with it, the old output is replaced only once the new one is complete.
+    """
+    from .publish import publish
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in EXPORT_SUFFIXES:
         raise SatclipError(f"export format {path.suffix!r} unknown: use {', '.join(EXPORT_SUFFIXES)}")
+    if not overwrite and (path.exists() or path.is_symlink()):
+        raise OutputExistsError(f"{path} already exists; pass overwrite=True to replace it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise FileNotFoundError(f"the output directory {parent} does not exist")
+    publish(
+        path,
+        lambda tmp: _export(model, grid, tmp, device=device, progress=progress, model_name=model_name),
+        overwrite=overwrite,
+    )
+    return path
+
+
+def _export(model: Any, grid: Grid, path: Path, *, device: str | None, progress: bool, model_name: str) -> None:
+    suffix = path.suffix.lower()
     writer = {".zarr": _ZarrWriter, ".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
     attrs = {"satclip_model": str(model_name or model), "resolution_deg": grid.resolution, "crs": "EPSG:4326"}
     out: Any = None  # the writer, created with the first band (its shape fixes the layout)
@@ -150,7 +180,6 @@ def export_grid(
             bar.update(emb.shape[0])
     assert out is not None
     out.close()
-    return path
 
 
 def _need(module: str) -> Any:

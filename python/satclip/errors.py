@@ -56,6 +56,11 @@ class ImageError(SatclipError, ValueError):
     that are not Sentinel-2 reflectances."""
 
 
+class OutputExistsError(SatclipError, FileExistsError):
+    """An output file or directory exists and replacing it was not asked for (``overwrite=True``
+    in the Python API, ``--overwrite`` on the command line). Nothing was written over it."""
+
+
 __all__ = [
     "CheckpointError",
     "CoordinateError",
@@ -64,6 +69,7 @@ __all__ = [
     "DeviceError",
     "ImageError",
     "InternalError",
+    "OutputExistsError",
     "SatclipError",
     "ShapeError",
 ]

@@ -27,9 +27,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
-class OutputExistsError(FileExistsError):
-    """The output name is taken and replacing it was not asked for."""
+from .errors import OutputExistsError
 
 
 class Terminated(BaseException):

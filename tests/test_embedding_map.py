@@ -1,0 +1,58 @@
+"""satclip.embedding_map through the Python API: exports never replace an existing output unasked,
+and the PCA colours of models with fewer than three embedding dimensions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import satclip
+from satclip import embedding_map
+from satclip.errors import OutputExistsError, SatclipError
+
+
+@pytest.fixture
+def grid() -> embedding_map.Grid:
+    return embedding_map.make_grid(30.0, (-180, -90, 180, 90))  # 12 x 6 cells
+
+
+def test_export_refuses_to_replace_an_existing_zarr_store(released_l6, grid, tmp_path: Path) -> None:
+    pytest.importorskip("zarr")
+    xr = pytest.importorskip("xarray")
+    store = tmp_path / "mine.zarr"
+    store.mkdir()
+    (store / "notes.txt").write_text("my notes")
+    with pytest.raises(OutputExistsError, match=r"mine\.zarr already exists; pass overwrite=True"):
+        embedding_map.export_grid(released_l6, grid, store, device="cpu")
+    assert (store / "notes.txt").read_text() == "my notes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.zarr"]  # no temporary left behind
+
+    embedding_map.export_grid(released_l6, grid, store, device="cpu", overwrite=True)
+    assert not (store / "notes.txt").exists()
+    exported = xr.open_zarr(store)["embeddings"].to_numpy()
+    lon, lat = np.meshgrid(grid.lon, grid.lat)
+    expected = satclip.encode(np.column_stack([lon.ravel(), lat.ravel()]), released_l6, device="cpu")
+    np.testing.assert_allclose(exported.reshape(-1, exported.shape[-1]), expected, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("suffix", [".tif", ".nc"])
+def test_export_refuses_to_replace_an_existing_file(released_l6, grid, tmp_path: Path, suffix: str) -> None:
+    pytest.importorskip("rasterio" if suffix == ".tif" else "h5netcdf")
+    target = tmp_path / f"mine{suffix}"
+    target.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match=f"mine{suffix} already exists") as info:
+        embedding_map.export_grid(released_l6, grid, target, device="cpu")
+    assert isinstance(info.value, FileExistsError) and isinstance(info.value, SatclipError)
+    assert target.read_bytes() == b"precious"
+    embedding_map.export_grid(released_l6, grid, target, device="cpu", overwrite=True)
+    assert target.stat().st_size > 1000
+
+
+def test_save_refuses_to_replace_with_a_satclip_error(released_l6, tmp_path: Path) -> None:
+    target = tmp_path / "m.safetensors"
+    target.write_bytes(b"precious")
+    with pytest.raises(OutputExistsError, match="m.safetensors already exists"):
+        satclip.save(satclip.load(released_l6), target)
+    assert target.read_bytes() == b"precious"
