@@ -130,3 +130,56 @@ def test_bad_coordinates_are_reported_as_encode_reports_them(bad: tuple[float, f
     assert str(from_probe.value) == str(from_core.value)
     assert from_core.value.row == 23
     assert (from_probe.value.row, from_probe.value.column) == (from_core.value.row, from_core.value.column)
+
+
+def _labels(pts: np.ndarray) -> np.ndarray:
+    return np.where(pts[:, 1] > 0, "north", "south").astype(object)
+
+
+def test_missing_class_labels_are_named_by_row_before_any_fitting() -> None:
+    pts = _points(120, seed=11)
+    X = baseline_features(pts, "xyz")
+    for missing in (np.nan, None, "", pd.NA):
+        y = _labels(pts)
+        y[7] = missing
+        with pytest.raises(satclip.errors.ProbeError, match=r"1 missing target\(s\).*row 7"):
+            probe(X, pts, y, task="classification")
+    # The same through a DataFrame column read from a CSV with one empty cell.
+    frame = pd.DataFrame({"lon": pts[:, 0], "lat": pts[:, 1], "biome": _labels(pts)})
+    frame.loc[frame.index[9], "biome"] = np.nan
+    with pytest.raises(satclip.errors.ProbeError, match="row 9"):
+        probe(X, frame, "biome", task="classification")
+    nullable = pd.array(np.where(pts[:, 1] > 0, 1, 0), dtype="Int64")
+    nullable[3] = pd.NA
+    with pytest.raises(satclip.errors.ProbeError, match="row 3"):
+        probe(X, pts, nullable, task="classification")
+
+
+def test_target_kind_must_match_the_task() -> None:
+    pts = _points(120, seed=12)
+    X = baseline_features(pts, "xyz")
+    with pytest.raises(satclip.errors.DTypeError, match=r"continuous numbers \(row 0: .*task='regression'"):
+        probe(X, pts, pts[:, 1], task="classification")
+    with pytest.raises(satclip.errors.DTypeError, match=r"regression.*row 0 is 'south'.*task='classification'"):
+        probe(X, pts, _labels(pts))
+    mixed = _labels(pts)
+    mixed[5] = 3
+    with pytest.raises(satclip.errors.DTypeError, match="mixes label types.*int at row 5"):
+        probe(X, pts, mixed, task="classification")
+    # Labels of one type work whatever the type: strings score as their integer codes do.
+    codes = (pts[:, 1] > 0).astype(int)
+    as_text = probe(X, pts, _labels(pts), task="classification", head="logistic")
+    as_codes = probe(X, pts, codes, task="classification", head="logistic")
+    assert as_text.folds == as_codes.folds
+    assert probe(X, pts, codes.astype(float), task="classification").mean["accuracy"] > 0.9
+
+
+@pytest.mark.parametrize("head", ["ridge", "logistic", "knn", "mlp"])
+def test_a_training_fold_with_one_class_is_named(head: str) -> None:
+    pts = _points(60, seed=13)
+    X = baseline_features(pts, "xyz")
+    test_fold, _ = assign_folds(pts, 3, cv="random", seed=0)
+    # Class "b" only in fold 1: fold 1's training points are all "a".
+    y = np.where(test_fold == 1, "b", "a")
+    with pytest.raises(satclip.errors.ProbeError, match=r"fold 1 \(trained on the 40 points.*only the class 'a'"):
+        probe(X, pts, y, task="classification", head=head, folds=3, cv="random", seed=0)

@@ -56,6 +56,11 @@ class ImageError(SatclipError, ValueError):
     that are not Sentinel-2 reflectances."""
 
 
+class ProbeError(SatclipError, ValueError):
+    """A probe cannot run: a target that is missing (the row is named) or of the wrong kind for
+    the task, or a cross-validation fold whose training part cannot be fitted (the fold is named)."""
+
+
 class OutputExistsError(SatclipError, FileExistsError):
     """An output file or directory exists and replacing it was not asked for (``overwrite=True``
     in the Python API, ``--overwrite`` on the command line). Nothing was written over it."""
@@ -70,6 +75,7 @@ __all__ = [
     "ImageError",
     "InternalError",
     "OutputExistsError",
+    "ProbeError",
     "SatclipError",
     "ShapeError",
 ]

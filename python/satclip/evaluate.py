@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from . import _core
-from .errors import InternalError, SatclipError, ShapeError
+from .errors import DTypeError, InternalError, ProbeError, SatclipError, ShapeError, first_line
 
 TASKS = ("regression", "classification")
 HEADS = ("ridge", "logistic", "knn", "mlp")
@@ -192,9 +192,26 @@ def probe(
     scores = []
     for k in range(int(test_fold.max()) + 1):
         test = test_fold == k
-        model = _make_head(task, head, seed, n_train=int((~test).sum()))
-        model.fit(X[~test], target[~test])
-        scores.append(_score(task, target[test], model.predict(X[test])))
+        train = ~test
+        n_train = int(train.sum())
+        where = f"fold {k} (trained on the {n_train} points outside it, {cv} CV)"
+        if task == "classification":
+            classes = np.unique(target[train])
+            if len(classes) < 2:
+                # Every head would fail or, worse, learn to predict one class for everything.
+                raise ProbeError(
+                    f"{where}: the training points hold only the class {_plain(classes[0])!r}, a classifier "
+                    f"needs at least two; use fewer folds, more spatial blocks, or cv='random'"
+                )
+        model = _make_head(task, head, seed, n_train=n_train)
+        try:
+            model.fit(X[train], target[train])
+            predicted = model.predict(X[test])
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+            raise ProbeError(
+                f"{where}: head {head!r} could not be fitted: {type(err).__name__}: {first_line(err)}"
+            ) from None
+        scores.append(_score(task, target[test], predicted))
     mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
     return ProbeResult(task, head, cv, scores, mean, test_fold, block)
 
@@ -237,30 +254,106 @@ def _check_lonlat(lonlat: Any) -> np.ndarray:
 
 
 def _check_target(y: Any, n: int, task: str) -> np.ndarray:
-    target = np.asarray(y)
+    target = _as_label_array(y)
     if target.ndim != 1 or len(target) != n:
         raise ShapeError(f"y must be one value per point: expected shape ({n},), got {target.shape}")
+    missing = _missing(target)
+    if missing.any():
+        raise ProbeError(
+            f"y has {int(missing.sum())} missing target(s) (empty, None or NaN), the first at row "
+            f"{int(np.argmax(missing))}; drop or fill them first"
+        )
     if task == "regression":
-        try:
+        if target.dtype.kind in "iufb":
             target = target.astype(np.float64)
-        except (TypeError, ValueError):
-            raise ValueError(f"regression targets must be numbers, got dtype {target.dtype}") from None
-        bad = ~np.isfinite(target)
-        if bad.any():
-            raise ValueError(
-                f"y has {int(bad.sum())} missing or non-finite target(s) (NaN/inf), the first at row "
-                f"{int(np.argmax(bad))}; drop or fill them first"
+        else:
+            numbers = [_as_number(v) for v in target]
+            bad = [i for i, v in enumerate(numbers) if v is None]
+            if bad:
+                raise DTypeError(
+                    f"task='regression' needs numeric targets, but y at row {bad[0]} is {_plain(target[bad[0]])!r}; "
+                    "for class labels use task='classification'"
+                )
+            target = np.asarray(numbers, dtype=np.float64)
+        bad_rows = ~np.isfinite(target)
+        if bad_rows.any():
+            raise ProbeError(
+                f"y has {int(bad_rows.sum())} non-finite target(s) (inf), the first at row "
+                f"{int(np.argmax(bad_rows))}; drop or fill them first"
             )
-    else:
-        if target.dtype.kind == "f" and np.isnan(target).any():
-            raise ValueError(
-                f"y has {int(np.isnan(target).sum())} missing label(s) (NaN), the first at row {int(np.argmax(np.isnan(target)))}"
+        return target
+    if target.dtype.kind == "O":
+        kinds: dict[str, int] = {}
+        for i, v in enumerate(target):
+            kinds.setdefault(type(v).__name__, i)
+        if len({"str" if isinstance(v, str) else "number" for v in target}) > 1:
+            raise DTypeError(
+                f"y mixes label types ({', '.join(f'{k} at row {i}' for k, i in kinds.items())}); "
+                "give every label the same type (e.g. all strings)"
             )
-        if target.dtype.kind == "O" and any(v is None for v in target):
-            raise ValueError("y has missing labels (None)")
-        if len(np.unique(target)) < 2:
-            raise ValueError("classification needs at least two classes in y")
+    if target.dtype.kind == "f":
+        fractional = target != np.round(target)
+        if fractional.any():
+            row = int(np.argmax(fractional))
+            raise DTypeError(
+                f"task='classification' needs class labels, but y holds continuous numbers "
+                f"(row {row}: {_plain(target[row])!r}); use task='regression' for them"
+            )
+    if target.dtype.kind == "c" or target.dtype.kind == "V":
+        raise DTypeError(f"y must hold class labels (strings or integers), got dtype {target.dtype}")
+    if len(np.unique(target)) < 2:
+        raise ProbeError("classification needs at least two classes in y")
     return target
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (so messages show ``'a'``, not ``np.str_('a')``)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _as_label_array(y: Any) -> np.ndarray:
+    """``y`` as a NumPy array; pandas' nullable and Arrow-backed columns become object arrays
+    with None for their missing values."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(y, (pandas.Series, pandas.Index, pandas.api.extensions.ExtensionArray)):
+        values = pandas.Series(y)
+        if isinstance(values.dtype, pandas.api.extensions.ExtensionDtype):
+            return np.asarray(values.astype(object).where(values.notna(), None).to_numpy(dtype=object))
+        return values.to_numpy()
+    return np.asarray(y)
+
+
+def _missing(target: np.ndarray) -> np.ndarray:
+    """Which entries of ``target`` are missing: NaN, None, pandas' NA/NaT, or an empty string
+    (what an empty CSV cell becomes)."""
+    if target.dtype.kind == "f":
+        return np.isnan(target)
+    if target.dtype.kind in "US":
+        return np.char.strip(target.astype(str)) == ""
+    if target.dtype.kind != "O":
+        return np.zeros(target.shape, dtype=bool)
+    return np.fromiter((_is_missing(v) for v in target), dtype=bool, count=len(target))
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, str):
+        return value.strip() == ""
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ in ("NAType", "NaTType")
+
+
+def _as_number(value: Any) -> float | None:
+    if isinstance(value, (bool, np.bool_, int, np.integer, float, np.floating)):
+        return float(value)
+    if isinstance(value, str):  # numbers read from text, e.g. an object column of a CSV
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
 
 
 def _make_head(task: str, head: str, seed: int, n_train: int) -> Any:
