@@ -219,3 +219,19 @@ def test_parquet_written_by_dask_reads_back_with_every_reader(make_checkpoint, t
         np.testing.assert_array_equal(table["site"].to_numpy(), frame["site"].to_numpy(), err_msg=name)
         got = np.stack(table["embedding"].to_numpy())
         np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6, err_msg=name)
+
+
+def test_a_missing_geometry_is_named_as_missing(make_checkpoint) -> None:
+    import dask
+
+    dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
+    gpd = pytest.importorskip("geopandas")
+    from shapely.geometry import Point
+
+    ckpt = tiny_checkpoint(make_checkpoint, 4, seed=1)
+    gdf = gpd.GeoDataFrame({"k": range(4)}, geometry=[Point(0, 0), Point(1, 1), None, Point(2, 2)], crs=4326)
+    gdf.index = [5, 6, 7, 8]
+    with dask.config.set(scheduler="synchronous"):
+        with pytest.raises(CoordinateError, match=r"row 7 has a missing geometry \(None\)") as info:
+            satclip.dask.encode(dgpd.from_geopandas(gdf, npartitions=2), model=ckpt).compute()
+    assert "representative_point" not in str(info.value)

@@ -19,6 +19,11 @@ from .errors import DTypeError, ShapeError
 #: Column names recognised in pandas DataFrames (compared case-insensitively).
 LON_NAMES = ("lon", "lng", "long", "longitude", "x")
 LAT_NAMES = ("lat", "latitude", "y")
+#: Names that say "degrees" outright; ``x``/``y`` are only used when none of these is present
+#: (a frame with lon/lat and projected x/y columns means its lon/lat).
+_DEGREE_NAMES = {"lon", "lng", "long", "longitude", "lat", "latitude"}
+#: What to do instead, for the entry points that let a column be named.
+_OR_NAME_IT = ", or name it where the column can be named (lon=/lat= in satclip.dask and satclip.ray, --lon-col/--lat-col on the command line)"
 
 
 def is_dataframe(obj: Any) -> bool:
@@ -29,7 +34,8 @@ def is_dataframe(obj: Any) -> bool:
 
 def find_lonlat_columns(columns: Sequence[Any], lon: Any = None, lat: Any = None) -> tuple[Any, Any]:
     """The (longitude, latitude) column names among ``columns``: ``lon``/``lat`` when given
-    (checked to exist), else found by the common names (case-insensitive)."""
+    (checked to exist), else found by the common names (case-insensitive); ``x``/``y`` only when
+    no lon/lat-like name is present."""
     by_lower: dict[str, list[Any]] = {}
     for c in columns:
         by_lower.setdefault(str(c).strip().lower(), []).append(c)
@@ -40,14 +46,20 @@ def find_lonlat_columns(columns: Sequence[Any], lon: Any = None, lat: Any = None
                 raise ShapeError(f"no {axis} column {given!r}; the columns are {[str(c) for c in columns]}")
             found.append(given)
             continue
-        matches = [c for name in names for c in by_lower.get(name, [])]
+        matches = [c for name in names if name in _DEGREE_NAMES for c in by_lower.get(name, [])]
+        if not matches:
+            matches = [c for name in names if name not in _DEGREE_NAMES for c in by_lower.get(name, [])]
         if not matches:
             raise ShapeError(
                 f"no {axis} column: looked for {', '.join(names)} (any case) among the columns "
-                f"{[str(c) for c in columns]}; name the column explicitly"
+                f"{[str(c) for c in columns]}; rename the {axis} column to {names[0]!r}{_OR_NAME_IT}"
             )
         if len(matches) > 1:
-            raise ShapeError(f"ambiguous {axis} columns {[str(c) for c in matches]}; name the column explicitly")
+            names_found = [str(c) for c in matches]
+            raise ShapeError(
+                f"ambiguous {axis} columns {names_found}: keep only one "
+                f"(e.g. frame.drop(columns={names_found[1:]!r})){_OR_NAME_IT}"
+            )
         found.append(matches[0])
     if found[0] == found[1]:
         raise ShapeError(f"the same column {found[0]!r} cannot be both longitude and latitude")

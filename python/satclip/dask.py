@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DTypeError, ShapeError
+from .errors import CoordinateError, DTypeError, ShapeError
 
 #: Serialises the first load of a model in a worker process (see the module notes).
 _LOAD_LOCK = threading.Lock()
@@ -215,17 +215,23 @@ def _partition_points(part: Any, columns: tuple[str, str] | None, pd: Any) -> An
     geometry = part.geometry
     if geometry.crs is not None and not geometry.crs.equals("EPSG:4326"):
         geometry = geometry.to_crs("EPSG:4326")
+    missing = geometry.isna().to_numpy()
     kinds = geometry.geom_type.to_numpy()
-    bad = np.flatnonzero((kinds != "Point") & ~geometry.is_empty.to_numpy())
+    bad = np.flatnonzero(missing | ((kinds != "Point") & ~geometry.is_empty.to_numpy()))
     if bad.size:
         i = int(bad[0])
         label = part.index[i]
         label = label.item() if isinstance(label, np.generic) else label
+        if missing[i]:
+            raise CoordinateError(
+                f"row {label!r} has a missing geometry (None); drop those rows (ddf[ddf.geometry.notna()]) "
+                "or fill them first"
+            )
         raise ShapeError(
-            f"satclip embeds point geometries; row {label!r} holds a {kinds[i] or 'missing geometry'} "
+            f"satclip embeds point geometries; row {label!r} holds a {kinds[i]} "
             "(use e.g. .representative_point() first)"
         )
-    # Empty/missing points give NaN, which satclip.encode reports with the row's label.
+    # Empty points give NaN, which satclip.encode reports with the row's label.
     return pd.DataFrame({"lon": geometry.x.to_numpy(), "lat": geometry.y.to_numpy()}, index=part.index)
 
 

@@ -155,18 +155,55 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
         )
     dims = tuple(grid_lon.dims)
     shape = grid_lon.shape
-    lonlat = np.column_stack(
-        [np.asarray(grid_lon.values, dtype=np.float64).ravel(), np.asarray(grid_lat.values, dtype=np.float64).ravel()]
-    )
+    lonlat = np.column_stack([_coord_degrees(grid_lon, lon).ravel(), _coord_degrees(grid_lat, lat).ravel()])
+    _check_grid_degrees(lonlat, (lon, lat), dims, shape)
     keep = {k: v for k, v in coords.items() if set(v.dims) <= set(dims)}
     attrs = dict(obj.attrs)
 
     def wrap(embeddings: Any) -> Any:
-        values = np.asarray(embeddings).reshape(*shape, -1)
+        values = np.asarray(embeddings)
+        # The embedding size from the array itself: -1 cannot be inferred for an empty grid.
+        values = values.reshape(*shape, values.shape[-1])
         out = xr.DataArray(values, dims=(*dims, "embedding"), coords=keep, attrs=attrs, name="embedding")
         return out.assign_coords(embedding=np.arange(values.shape[-1]))
 
     return lonlat, wrap
+
+
+def _coord_degrees(coord: Any, name: Any) -> np.ndarray:
+    values = np.asarray(coord.values)
+    if values.dtype.kind not in "iuf":
+        raise DTypeError(f"xarray coordinate {str(name)!r} must hold numbers (degrees), got dtype {values.dtype}")
+    return values.astype(np.float64)
+
+
+def _check_grid_degrees(
+    lonlat: np.ndarray, names: tuple[Any, Any], dims: tuple[Any, ...], shape: tuple[int, ...]
+) -> None:
+    """Refuses a bad coordinate naming the xarray coordinate and the grid position, not the row of
+    the flattened grid (which the core's message would give)."""
+    for axis, (column, name, limit) in enumerate(((0, names[0], 180.0), (1, names[1], 90.0))):
+        values = lonlat[:, column]
+        bad = ~(np.isfinite(values) & (np.abs(values) <= limit))
+        if not bad.any():
+            continue
+        row = int(np.argmax(bad))
+        position = ", ".join(f"{dim}={i}" for dim, i in zip(dims, np.unravel_index(row, shape), strict=True))
+        value = float(values[row])
+        what = "longitude" if axis == 0 else "latitude"
+        message = f"xarray coordinate {str(name)!r} at grid position ({position}) is {value!r}: {what}s must be "
+        if not np.isfinite(value):
+            message += f"finite numbers in [-{limit:g}, {limit:g}] degrees"
+        elif axis == 0 and 180 < value <= 360:
+            message += (
+                "in [-180, 180] degrees, and this grid looks like 0..360 (as ERA5 stores it); convert it with "
+                f"obj.assign_coords({name}=(obj[{str(name)!r}] + 180) % 360 - 180).sortby({str(name)!r})"
+            )
+        else:
+            message += f"in [-{limit:g}, {limit:g}] degrees"
+        err = CoordinateError(message)
+        err.row, err.column = row, "lon" if axis == 0 else "lat"
+        raise err
 
 
 def _dims_in_order(obj: Any) -> list[Any]:
@@ -178,8 +215,14 @@ def _dims_in_order(obj: Any) -> list[Any]:
 
 
 def _looks_like_h3(obj: Any) -> bool:
+    """A flat sequence of strings, possibly with missing entries (None/NaN), which
+    :func:`h3_to_lonlat` then names by row."""
     if isinstance(obj, (list, tuple)):
-        return len(obj) > 0 and all(isinstance(v, str) for v in obj)
+        return (
+            len(obj) > 0
+            and any(isinstance(v, str) for v in obj)
+            and all(isinstance(v, str) or _is_missing(v) for v in obj)
+        )
     if isinstance(obj, np.ndarray):
         return (
             obj.ndim == 1
@@ -202,12 +245,28 @@ def h3_to_lonlat(cells: Any) -> np.ndarray:
     values = list(cells.tolist() if hasattr(cells, "tolist") else cells)
     out = np.empty((len(values), 2), dtype=np.float64)
     for i, cell in enumerate(values):
-        text = h3.int_to_str(int(cell)) if isinstance(cell, (int, np.integer)) else cell
+        if _is_missing(cell):
+            raise CoordinateError(f"row {i}: the H3 cell id is missing ({cell!r}); drop or fill that row")
+        if isinstance(cell, (bool, np.bool_)):
+            text = None
+        elif isinstance(cell, (int, np.integer)):
+            # H3 ids are unsigned 64-bit integers; h3 would overflow on anything else.
+            text = h3.int_to_str(int(cell)) if 0 <= int(cell) < 1 << 64 else None
+        else:
+            text = cell
         if not isinstance(text, str) or not h3.is_valid_cell(text):
             raise CoordinateError(f"row {i}: {cell!r} is not a valid H3 cell id")
         lat, lon = h3.cell_to_latlng(text)
         out[i] = lon, lat
     return out
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ in ("NAType", "NaTType")
 
 
 __all__ = ["convert", "h3_to_lonlat"]

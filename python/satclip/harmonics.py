@@ -17,13 +17,40 @@ import numpy as np
 
 from . import _core
 from .columns import frame_lonlat, is_dataframe
-from .errors import DegreeError, DTypeError, ShapeError
+from .errors import CoordinateError, DegreeError, DTypeError, ShapeError
 
 Basis = Literal["satclip", "orthonormal"]
 
 #: Largest ``L`` accepted. The recurrences are exact far beyond it; the cap only turns a typo
 #: into an error instead of an attempt to allocate terabytes.
 MAX_DEGREES: int = _core.MAX_DEGREES
+
+
+def _parses_as_float(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _object_pairs(arr: np.ndarray) -> np.ndarray:
+    """An object (N, 2) array (lists of pairs holding None, or numbers of mixed types) as float64;
+    a missing or non-numeric entry is named by row and column."""
+    out = np.empty(arr.shape, dtype=np.float64)
+    for (row, column), value in np.ndenumerate(arr):
+        axis = "longitude" if column == 0 else "latitude"
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
+            err = CoordinateError(f"row {row}: {axis} is missing ({value!r}); drop or fill that row")
+            err.row, err.column = row, "lon" if column == 0 else "lat"
+            raise err
+        if isinstance(value, (str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise DTypeError(
+                f"row {row}: the {axis} {value!r} is a {type(value).__name__}, not a number; "
+                "lonlat must hold real numbers (degrees)"
+            )
+        out[row, column] = value
+    return out
 
 
 def as_lonlat_array(lonlat: object) -> np.ndarray:
@@ -59,6 +86,17 @@ def as_lonlat_array(lonlat: object) -> np.ndarray:
             arr = arr.astype(np.float32 if arr.dtype.itemsize < 4 else np.float64)
     elif kind in "iub":
         arr = arr.astype(np.float64)
+    elif kind == "O" and arr.ndim == 2 and arr.shape[1] == 2:
+        arr = _object_pairs(arr)
+    elif kind in "US" and arr.ndim == 2 and arr.shape[1] == 2 and arr.size:
+        # Pairs with a string in them (NumPy made every entry a string): name the first entry
+        # that is no number, or else the first entry.
+        row, column = next((i for i, v in np.ndenumerate(arr) if not _parses_as_float(v)), (0, 0))
+        axis = "longitude" if column == 0 else "latitude"
+        raise DTypeError(
+            f"row {row}: the {axis} {arr[row, column].item()!r} is a str, not a number; "
+            "lonlat must hold real numbers (degrees)"
+        )
     else:
         raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}")
     if arr.ndim != 2 or arr.shape[1] != 2:

@@ -1,0 +1,87 @@
+"""Messages satclip.encode gives for awkward inputs through the Python API: each names the
+coordinate, grid position or row, says what is wrong, and suggests something that works."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import satclip
+from satclip.errors import CoordinateError, DTypeError, ShapeError
+
+
+def enc(x, model):
+    return satclip.encode(x, model, device="cpu", dtype="float64")
+
+
+def _grid(lon, lat=(10.0, 0.0, -10.0)):
+    xr = pytest.importorskip("xarray")
+    return xr.DataArray(
+        np.zeros((len(lat), len(lon))),
+        coords={"latitude": list(lat), "longitude": list(lon)},
+        dims=("latitude", "longitude"),
+    )
+
+
+def test_a_0_360_xarray_grid_names_the_coordinate_and_grid_position(released_l6) -> None:
+    era5 = _grid([0.0, 120.0, 240.0, 330.0])
+    with pytest.raises(
+        CoordinateError, match=r"'longitude' at grid position \(latitude=0, longitude=2\) is 240\.0"
+    ) as info:
+        enc(era5, released_l6)
+    assert "[-180, 180]" in str(info.value) and "row" not in str(info.value)
+    # The conversion the message suggests, applied as written, gives the grid in [-180, 180).
+    fixed = era5.assign_coords(longitude=(era5["longitude"] + 180) % 360 - 180).sortby("longitude")
+    got = enc(fixed, released_l6)
+    lon, lat = np.meshgrid([-120.0, -30.0, 0.0, 120.0], [10.0, 0.0, -10.0])
+    expected = enc(np.column_stack([lon.ravel(), lat.ravel()]), released_l6).reshape(3, 4, -1)
+    np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-12)
+
+    with pytest.raises(CoordinateError, match=r"'latitude' at grid position \(latitude=1, longitude=0\) is nan"):
+        enc(_grid([0.0, 1.0], lat=(10.0, np.nan)), released_l6)
+
+
+def test_empty_and_non_numeric_xarray_grids(released_l6) -> None:
+    empty = enc(_grid([0.0, 1.0, 2.0, 3.0], lat=()), released_l6)
+    assert empty.shape == (0, 4, enc(np.zeros((0, 2)), released_l6).shape[1])
+    assert empty.dims == ("latitude", "longitude", "embedding")
+    with pytest.raises(DTypeError, match="coordinate 'longitude' must hold numbers"):
+        enc(_grid(["a", "b"]), released_l6)
+
+
+def test_lon_lat_columns_are_preferred_over_x_y(released_l6) -> None:
+    frame = pd.DataFrame({"x": [500_000.0, 1.0], "y": [5e6, 2.0], "lon": [8.5, -3.0], "lat": [47.4, 40.0]})
+    np.testing.assert_array_equal(enc(frame, released_l6), enc(frame[["lon", "lat"]].to_numpy(), released_l6))
+    # Two lon-like columns stay ambiguous; the message's suggestion works.
+    both = pd.DataFrame({"lon": [8.5], "Longitude": [8.5], "lat": [47.4]})
+    with pytest.raises(ShapeError, match=r"frame\.drop\(columns=\['Longitude'\]\)"):
+        enc(both, released_l6)
+    np.testing.assert_array_equal(
+        enc(both.drop(columns=["Longitude"]), released_l6), enc(np.array([[8.5, 47.4]]), released_l6)
+    )
+
+
+@pytest.mark.parametrize("cell", [-1, 1 << 64, 1 << 70, True, 2.5])
+def test_h3_integer_ids_out_of_range_are_coordinate_errors(cell) -> None:
+    pytest.importorskip("h3")
+    from satclip.geo_inputs import h3_to_lonlat
+
+    with pytest.raises(CoordinateError, match=r"row 0: .* is not a valid H3 cell id"):
+        h3_to_lonlat([cell])
+
+
+def test_missing_values_are_named_by_row(released_l6) -> None:
+    h3 = pytest.importorskip("h3")
+    cell = h3.latlng_to_cell(47.4, 8.5, 5)
+    for missing in (None, np.nan):
+        with pytest.raises(CoordinateError, match=r"row 1: the H3 cell id is missing"):
+            enc([cell, missing], released_l6)
+    with pytest.raises(CoordinateError, match=r"row 1: longitude is missing \(None\)") as info:
+        enc([[1.0, 2.0], [None, 3.0]], released_l6)
+    assert (info.value.row, info.value.column) == (1, "lon")
+    with pytest.raises(DTypeError, match=r"row 0: the latitude 'north' is a str, not a number"):
+        enc([[1.0, "north"]], released_l6)
+    # Pairs of mixed Python/NumPy numbers in an object array are numbers.
+    mixed = np.array([[1, np.float32(2.5)], [3.0, 4]], dtype=object)
+    np.testing.assert_array_equal(enc(mixed, released_l6), enc(np.array([[1.0, 2.5], [3.0, 4.0]]), released_l6))
