@@ -7,7 +7,9 @@ global grid is 3600 x 1800 = 6.5 M points, 6.6 GB of float32 embeddings, which n
 
 * the RGB map fits a 3-component PCA on an evenly spread subsample of the grid (at most
   :data:`PCA_SAMPLE` points), then projects band by band; each component is scaled to [0, 1]
-  between its 1st and 99th percentile on the sample;
+  between its 1st and 99th percentile on the sample. Only the float32 RGB image (12 bytes per
+  cell) spans the grid, so an image grid may have at most :data:`MAP_MAX_CELLS` cells
+  (:func:`check_map_grid`, which ``satclip map`` applies before loading the model);
 * exports write each band as it is computed, as a variable ``embeddings`` with dims
   ``(lat, lon, embedding)``: Zarr (appended along ``lat``, one chunk per band),
   NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows, pixel-interleaved strips; band ``b`` is
@@ -31,6 +33,11 @@ from .errors import OutputExistsError, SatclipError
 BAND_POINTS = 1 << 16
 #: Grid points the PCA of a map is fitted on.
 PCA_SAMPLE = 50_000
+#: Cells an RGB map grid may have: 2**25 cells are 384 MiB of float32 RGB (a global grid at
+#: 0.05 degrees has 26 M cells); the embeddings themselves are streamed band by band.
+MAP_MAX_CELLS = 1 << 25
+#: Bytes per cell of the RGB image :func:`pca_rgb` returns (three float32 components).
+RGB_CELL_BYTES = 12
 EXPORT_SUFFIXES = (".zarr", ".nc", ".tif", ".tiff")
 
 
@@ -102,8 +109,33 @@ def _bar(total: int, progress: bool, desc: str) -> Any:
     return tqdm(total=total, unit="pt", unit_scale=True, desc=desc, disable=not progress, file=sys.stderr)
 
 
+def check_map_grid(grid: Grid) -> None:
+    """Refuses (before any work) a grid whose RGB image would exceed :data:`MAP_MAX_CELLS` cells."""
+    cells = grid.width * grid.height
+    if cells > MAP_MAX_CELLS:
+        raise SatclipError(
+            f"a {grid.width} x {grid.height} grid ({cells:,} cells) at {grid.resolution:g} deg would need "
+            f"{format_bytes(cells * RGB_CELL_BYTES)} of memory for its RGB image; a map may have at most "
+            f"{MAP_MAX_CELLS:,} cells ({format_bytes(MAP_MAX_CELLS * RGB_CELL_BYTES)}): use a coarser "
+            "resolution or a smaller region (--export streams any size to disk)"
+        )
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in binary units, e.g. ``1.4 TiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
 def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool = False) -> np.ndarray:
-    """The grid's embeddings as RGB, ``(height, width, 3)`` float in [0, 1] (3-component PCA)."""
+    """The grid's embeddings as RGB, ``(height, width, 3)`` float32 in [0, 1] (3-component PCA).
+
+    Embeddings are computed and projected one band of rows at a time; only the RGB result
+    (12 bytes per cell) spans the grid.
+    """
     n = grid.width * grid.height
     step = max(1, n // PCA_SAMPLE)
     flat = np.arange(0, n, step)
@@ -118,12 +150,16 @@ def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool
     proj = (sample - mean) @ axes.T
     lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
     scale = np.where(hi > lo, hi - lo, 1.0)
-    rgb = np.zeros((grid.height, grid.width, 3))
+    # Per band: (emb - mean) @ axes.T == emb @ axes.T - mean @ axes.T, without a centred copy of
+    # the band's embeddings.
+    axes_t = axes.T
+    offset = mean @ axes_t + lo
+    rgb = np.zeros((grid.height, grid.width, 3), dtype=np.float32)
     rgb[..., : axes.shape[0]] = 0.5 if axes.shape[0] < 3 else 0.0
     with _bar(n, progress, "satclip map") as bar:
         for rows in grid.bands():
-            emb = _encode(grid.points(rows), model, device).astype(np.float64)
-            band = np.clip(((emb - mean) @ axes.T - lo) / scale, 0.0, 1.0)
+            emb = _encode(grid.points(rows), model, device)
+            band = np.clip((emb @ axes_t.astype(emb.dtype) - offset) / scale, 0.0, 1.0)
             rgb[rows, :, : axes.shape[0]] = band.reshape(rows.stop - rows.start, grid.width, -1)
             bar.update(band.shape[0])
     return rgb

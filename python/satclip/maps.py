@@ -99,12 +99,16 @@ def plot_embedding_map(
 
     ``lon`` / ``lat`` are the cell centres (``lat`` may run north to south). The Figure is
     ``size_px`` pixels when saved at ``dpi`` (no tight bounding box, so the size is exact).
+    A grid with more than twice as many cells as the figure has pixels along an axis is sampled
+    down (nearest cell) to twice the pixels first: what is drawn does not change, but
+    matplotlib's copies of the image (RGBA, resampled: several times its size) stay small.
     """
     try:
         from matplotlib.figure import Figure
     except ImportError:
         raise SatclipError("plotting needs matplotlib: pip install 'satclip[maps]'") from None
     width, height = size_px
+    rgb = _nearest_rows_cols(np.asarray(rgb), 2 * height, 2 * width)
     fig = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
     ccrs = _cartopy_crs()
     ax = fig.add_subplot(1, 1, 1, projection=ccrs.PlateCarree()) if ccrs is not None else fig.add_subplot(1, 1, 1)
@@ -125,6 +129,16 @@ def plot_embedding_map(
     if title:
         ax.set_title(title)
     return fig
+
+
+def _nearest_rows_cols(image: np.ndarray, max_rows: int, max_cols: int) -> np.ndarray:
+    """``image`` sampled at evenly spaced cell centres down to at most ``max_rows`` x ``max_cols``."""
+    rows, cols = image.shape[:2]
+    if rows > max_rows:
+        image = image[((np.arange(max_rows) + 0.5) * rows / max_rows).astype(np.intp)]
+    if cols > max_cols:
+        image = image[:, ((np.arange(max_cols) + 0.5) * cols / max_cols).astype(np.intp)]
+    return image
 
 
 def _grid(smap: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
