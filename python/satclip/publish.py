@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import errno
 import os
+import queue
 import secrets
 import shutil
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -64,6 +66,7 @@ def publish(path: Path | str, write: Callable[[Path], Any], *, overwrite: bool =
     tmp = temporary_name(path)
     try:
         write(tmp)
+        raise_if_signalled()  # a signal whose exception a finaliser swallowed still stops the run
         if tmp.is_dir():
             _rename_directory(tmp, path, overwrite)
         elif overwrite:
@@ -116,22 +119,103 @@ def _link_no_replace(tmp: Path, path: Path) -> None:
     os.replace(tmp, path)
 
 
+#: The signal that :func:`signals_as_exceptions` turned into an exception, once one has arrived.
+_received_signal: int | None = None
+
+
+def raise_if_signalled() -> None:
+    """Raises :class:`Terminated` (or KeyboardInterrupt) again if a signal arrived under
+    :func:`signals_as_exceptions` whose exception was swallowed (see there)."""
+    if _received_signal == signal.SIGTERM:
+        raise Terminated(f"terminated by signal {_received_signal}")
+    if _received_signal == signal.SIGINT:
+        raise KeyboardInterrupt
+
+
 @contextmanager
 def signals_as_exceptions() -> Iterator[None]:
     """While active (main thread only), SIGTERM raises :class:`Terminated`, so ``finally`` blocks
-    - the removal of temporary files - run as they do for Ctrl-C."""
+    - the removal of temporary files - run as they do for Ctrl-C.
+
+    Python runs a signal handler in whatever code the main thread is executing, and an exception
+    raised inside a finaliser or weakref callback (``__del__``, a ``WeakValueDictionary``'s
+    cleanup, a collected generator) is printed as "Exception ignored" and dropped, so the run
+    would go on. Such a dropped Terminated or KeyboardInterrupt is therefore sent again from
+    another thread (it lands once the finaliser has returned), and :func:`publish` refuses to
+    publish once a signal has arrived (:func:`raise_if_signalled`)."""
+    global _received_signal
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    main_thread = threading.main_thread().ident
+    assert main_thread is not None
+    _received_signal = None
+    resend: queue.SimpleQueue[int | None] = queue.SimpleQueue()  # signals to deliver again
+    in_hook = False
 
-    def _raise(signum: int, frame: Any) -> None:
+    def _resender() -> None:
+        # Another thread, so that the signal lands after the finaliser that swallowed it returned.
+        while (signum := resend.get()) is not None:
+            signal.pthread_kill(main_thread, signum)
+
+    def _handle(signum: int, frame: Any) -> None:
+        global _received_signal
+        _received_signal = signum
+        if in_hook:  # an exception raised in the hook below would be dropped as well
+            resend.put(signum)
+            return
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(f"terminated by signal {signum}")
 
-    previous = signal.signal(signal.SIGTERM, _raise)
+    def _unraisable(info: Any) -> None:
+        nonlocal in_hook
+        in_hook = True
+        try:
+            if info.exc_type is not None and issubclass(info.exc_type, (Terminated, KeyboardInterrupt)):
+                resend.put(signal.SIGTERM if issubclass(info.exc_type, Terminated) else signal.SIGINT)
+            else:
+                previous_hook(info)
+        finally:
+            in_hook = False
+
+    resender = threading.Thread(target=_resender, name="satclip-signals", daemon=True)
+    resender.start()
+    previous_hook = sys.unraisablehook
+    previous = signal.signal(signal.SIGTERM, _handle)
+    previous_int = signal.getsignal(signal.SIGINT)
+    own_int = previous_int is signal.default_int_handler  # keep a handler the caller installed
+    if own_int:
+        signal.signal(signal.SIGINT, _handle)
+    sys.unraisablehook = _unraisable
     try:
         yield
+        raise_if_signalled()
     finally:
+        # A signal sent again but not yet delivered must not reach the previous handlers (by
+        # default SIGTERM would kill the process before its error is reported).
+        signal.signal(signal.SIGTERM, _absorb)
+        if own_int:
+            signal.signal(signal.SIGINT, _absorb)
+        resend.put(None)
+        resender.join()
         signal.signal(signal.SIGTERM, previous)
+        if own_int:
+            signal.signal(signal.SIGINT, previous_int)
+        sys.unraisablehook = previous_hook
+        _received_signal = None
 
 
-__all__ = ["OutputExistsError", "Terminated", "check_destination", "publish", "signals_as_exceptions", "temporary_name"]
+def _absorb(signum: int, frame: Any) -> None:
+    pass
+
+
+__all__ = [
+    "OutputExistsError",
+    "Terminated",
+    "check_destination",
+    "publish",
+    "raise_if_signalled",
+    "signals_as_exceptions",
+    "temporary_name",
+]
