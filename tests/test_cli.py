@@ -136,10 +136,14 @@ def test_bad_coordinates_fail_cleanly(
     ("argv", "code", "message"),
     [
         (["encode", "{dir}/points.txt", "-o", "{dir}/o.npy"], 2, "must be .csv, .parquet or .npy"),
-        (["encode", "{dir}/points.csv", "-o", "{dir}/o.json"], 2, "must be .parquet or .npy"),
+        (["encode", "{dir}/points.csv", "-o", "{dir}/o.json"], 2, "must be .parquet, .pq or .npy"),
         (["encode", "{dir}/absent.csv", "-o", "{dir}/o.npy"], 1, "no such input file"),
         (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--lon-col", "nope"], 1, "no longitude column 'nope'"),
-        (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--batch-size", "0"], 2, "--batch-size must be positive"),
+        (
+            ["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--batch-size", "0"],
+            2,
+            "--batch-size: must be a positive integer",
+        ),
         (["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--model", "resnet77-l10"], 1, "unknown model"),
         (
             ["encode", "{dir}/points.csv", "-o", "{dir}/o.npy", "--model", "{dir}/absent.ckpt"],

@@ -1,4 +1,4 @@
-"""The streaming, partitioned and never-overwrite behaviour of ``satclip encode`` (issues 12, 13)."""
+"""The streaming, partitioned and never-overwrite behaviour of ``satclip encode``."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def test_bad_coordinate_in_a_later_batch_names_its_row_in_the_file(
 
 
 # ----------------------------------------------------------------------------------------
-# Messages (issue 13 item 15) and early checks (item 14)
+# Messages and early checks
 
 
 def test_non_numeric_cell_names_its_row(tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,7 +139,7 @@ def test_version_comes_from_package_metadata(capsys: pytest.CaptureFixture[str])
 
 
 # ----------------------------------------------------------------------------------------
-# Never overwrite, even a file created while satclip works (item 12)
+# Never overwrite, even a file created while satclip works
 
 
 def test_publish_refuses_a_name_taken_while_writing(tmp_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_save_does_not_clobber_a_file_created_meanwhile(
 
 
 # ----------------------------------------------------------------------------------------
-# Partitioned datasets (issue 12 item 1)
+# Partitioned datasets
 
 
 def _geoparquet(path: Path, points: pd.DataFrame) -> None:

@@ -8,7 +8,10 @@
     satclip locate patch.tif --model resnet50-l40 --map map.png
 
 User errors (bad input, missing files, an output that exists) print one line to stderr and
-exit non-zero (2 for a refused overwrite or bad usage, 1 otherwise) without a traceback.
+exit non-zero without a traceback: 2 for a usage error (a bad option or value, an unsupported
+output format, an output that exists, two options naming one file), 1 otherwise, 130 for Ctrl-C
+and 143 for SIGTERM. Every command checks its outputs and options (:func:`check_outputs`, the
+argparse types below) before it loads a model or reads input, so a mistake costs no work.
 Outputs are streamed batch by batch (memory bounded by the batch, see streaming.py) into a
 temporary file next to the target and published at the end (publish.py): an interrupted run
 (Ctrl-C, SIGTERM, an error) never leaves a half-written file, and a file is never replaced
@@ -20,8 +23,11 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +35,14 @@ import numpy as np
 
 from . import __version__
 from .errors import CoordinateError, SatclipError, ShapeError
-from .publish import OutputExistsError, Terminated, check_destination, publish, signals_as_exceptions
+from .publish import (
+    OutputExistsError,
+    Terminated,
+    check_destination,
+    publish,
+    raise_if_signalled,
+    signals_as_exceptions,
+)
 from .streaming import (
     DEFAULT_BATCH_ROWS,
     NpyEmbeddingWriter,
@@ -52,32 +65,133 @@ class UsageError(Exception):
     """A command-line mistake: reported with exit status 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as :class:`UsageError`: one line, like every other satclip error."""
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args: argparse.Namespace | None = None
     try:
         with signals_as_exceptions():  # SIGTERM cleans up temporary files as Ctrl-C does
-            return int(args.run(args) or 0)
+            args = parser.parse_args(argv)
+            code = int(args.run(args) or 0)
+            raise_if_signalled()  # a signal whose exception a finaliser swallowed
+            return code
     except (UsageError, OutputExistsError) as err:
         _print_error(str(err))
         return EXIT_USAGE
     except (SatclipError, ValueError, TypeError, OSError) as err:
         _print_error(str(err) or type(err).__name__)
         return EXIT_ERROR
+    except MemoryError:
+        _print_error("out of memory; use a smaller input, --batch-size, --resolution or --region")
+        return EXIT_ERROR
     except KeyboardInterrupt:
-        _print_error("interrupted; the unfinished output was removed (finished parts are kept; rerun to resume)")
+        _print_error(f"interrupted; {_unfinished(args)}")
         return 130
     except Terminated:
-        _print_error("terminated; the unfinished output was removed (finished parts are kept; rerun to resume)")
+        _print_error(f"terminated; {_unfinished(args)}")
         return 143
+
+
+def _unfinished(args: argparse.Namespace | None) -> str:
+    if getattr(args, "resumable", False):
+        return "the unfinished part was removed (finished parts are kept; rerun to resume)"
+    return "no output was written (an unfinished file is removed)"
 
 
 def _print_error(message: str) -> None:
     print(f"satclip: error: {' '.join(message.split())}", file=sys.stderr)
 
 
+# ----------------------------------------------------------------------------------------
+# Checks shared by every command, run before any model is loaded or input read
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0 (not nan, inf or 0)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class Output:
+    """One output a command will write: the option that names it, the path, the suffixes it may
+    have (lower case) and whether it is written as a directory (a Zarr store)."""
+
+    option: str
+    path: Path | None
+    suffixes: tuple[str, ...]
+    directory: bool = False
+
+
+def check_outputs(outputs: Iterable[Output], *, overwrite: bool, inputs: Iterable[Path | str] = ()) -> None:
+    """Fails (before any work) if an output cannot be written: two options naming the same file,
+    an unsupported extension, an output that is also an input, an output that exists
+    (without ``overwrite``) or is a directory, or a missing or read-only output directory.
+    :func:`satclip.publish.publish` checks the name once more when the file is finished."""
+    wanted = [o for o in outputs if o.path is not None]
+    seen: dict[str, Output] = {}
+    for out in wanted:
+        assert out.path is not None
+        key = _file_key(out.path)
+        if key in seen:
+            raise UsageError(f"{seen[key].option} and {out.option} both name {out.path}; give each output its own file")
+        seen[key] = out
+    for out in wanted:
+        assert out.path is not None
+        suffix = out.path.suffix.lower()
+        if suffix not in out.suffixes:
+            got = f"extension {out.path.suffix!r}" if out.path.suffix else "no extension"
+            raise UsageError(f"{out.option} {out.path}: {got}; the output must be {_one_of(out.suffixes)}")
+    sources = {_file_key(Path(p)): Path(p) for p in inputs}
+    for out in wanted:
+        assert out.path is not None
+        if _file_key(out.path) in sources:
+            raise UsageError(f"{out.option} {out.path} is also an input; write the output to another file")
+        if out.directory and out.path.is_dir():
+            if not overwrite:
+                raise UsageError(f"{out.option}: {out.path} already exists; pass --overwrite to replace it")
+            continue
+        try:
+            check_destination(out.path, overwrite)
+        except (OutputExistsError, IsADirectoryError) as err:
+            raise UsageError(f"{out.option}: {err}") from None
+        except OSError as err:
+            raise type(err)(f"{out.option} {out.path}: {err}") from None
+
+
+def _file_key(path: Path) -> str:
+    # The same file under two spellings (./x, a symlink, ../dir/x) is one key.
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _one_of(suffixes: Sequence[str]) -> str:
+    return ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="satclip", description="SatCLIP location embeddings.")
+    parser = _Parser(prog="satclip", description="SatCLIP location embeddings.")
     parser.add_argument("--version", action="version", version=f"satclip {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -113,7 +227,7 @@ def _parser() -> argparse.ArgumentParser:
         default="list",
         help="Parquet layout: one fixed-size list column 'embedding' (default) or columns emb_0..emb_{d-1}",
     )
-    enc.add_argument("--batch-size", type=int, help="points per batch (default: sized to memory)")
+    enc.add_argument("--batch-size", type=positive_int, help="points per batch (default: sized to memory)")
     enc.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     enc.add_argument(
         "--dtype", choices=("float32", "float64"), default="float32", help="embedding precision (default: float32)"
@@ -146,20 +260,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_encode(args: argparse.Namespace) -> int:
-    if args.batch_size is not None and args.batch_size < 1:
-        raise UsageError(f"--batch-size must be positive, got {args.batch_size}")
     parts = _input_parts(args.input)
     if parts is not None:
         return _run_encode_parts(args, parts)
     in_format = _TABLE_SUFFIXES.get(args.input.suffix.lower())
-    out_format = _OUTPUT_SUFFIXES.get(args.output.suffix.lower())
     if in_format is None:
         raise UsageError(
             f"cannot read {args.input}: the input must be .csv, .parquet or .npy (or a directory or glob of parts)"
         )
-    if out_format is None:
-        raise UsageError(f"cannot write {args.output}: the output must be .parquet or .npy")
-    _check_destination(args.output, args.overwrite)
+    check_outputs([Output("-o", args.output, tuple(_OUTPUT_SUFFIXES))], overwrite=args.overwrite, inputs=[args.input])
     if not args.input.is_file():
         raise FileNotFoundError(f"no such input file: {args.input}")
     if in_format == "npy" and (args.lon_col or args.lat_col):
@@ -167,7 +276,7 @@ def _run_encode(args: argparse.Namespace) -> int:
     model = _load_model(args.model)
     reader = PointReader(args.input, in_format, args.lon_col, args.lat_col, args.batch_size or DEFAULT_BATCH_ROWS)
     with _progress(reader.num_rows, args.quiet) as bar:
-        _encode_file(args, model, reader, args.output, out_format, bar)
+        _encode_file(args, model, reader, args.output, out_format=_OUTPUT_SUFFIXES[args.output.suffix.lower()], bar=bar)
     return 0
 
 
@@ -199,6 +308,8 @@ def _run_encode_parts(args: argparse.Namespace, parts: list[Path]) -> int:
         raise UsageError(f"{out_dir} exists and is not a directory")
     if not out_dir.parent.is_dir():
         raise FileNotFoundError(f"the output directory's parent {out_dir.parent} does not exist")
+    if not os.access(out_dir if out_dir.is_dir() else out_dir.parent, os.W_OK | os.X_OK):
+        raise PermissionError(f"the output directory {out_dir} is not writable")
     targets: dict[Path, Path] = {}
     for part in parts:
         target = out_dir / f"{part.stem}.parquet"
@@ -206,6 +317,7 @@ def _run_encode_parts(args: argparse.Namespace, parts: list[Path]) -> int:
             raise UsageError(f"{targets[target]} and {part} would both be written to {target}")
         targets[target] = part
     out_dir.mkdir(exist_ok=True)
+    args.resumable = True  # an interrupted run keeps its finished parts
     pending = [(part, target) for target, part in targets.items() if args.overwrite or not target.exists()]
     skipped = len(parts) - len(pending)
     if not pending:
@@ -282,13 +394,6 @@ def _progress(total: int | None, quiet: bool) -> Any:
     return tqdm(total=total, unit="pt", unit_scale=True, desc="satclip encode", disable=not show, file=sys.stderr)
 
 
-def _check_destination(output: Path, overwrite: bool) -> None:
-    try:
-        check_destination(output, overwrite)
-    except (OutputExistsError, IsADirectoryError) as err:
-        raise UsageError(str(err)) from None
-
-
 def _import_optional(module: str, purpose: str) -> Any:
     try:
         return __import__(module)
@@ -303,9 +408,12 @@ def _import_optional(module: str, purpose: str) -> Any:
 def _run_convert(args: argparse.Namespace) -> int:
     from .checkpoint import load, save
 
-    if args.output.suffix.lower() != ".safetensors":
-        raise UsageError(f"the output must be a .safetensors file, got {args.output}")
-    _check_destination(args.output, args.overwrite)
+    source = Path(args.model)
+    check_outputs(
+        [Output("-o", args.output, (".safetensors",))],
+        overwrite=args.overwrite,
+        inputs=[source] if source.is_file() else [],
+    )
     save(load(args.model), args.output, overwrite=args.overwrite)
     print(f"wrote {args.output}")
     return 0

@@ -19,9 +19,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli import Output, UsageError, check_outputs, positive_float, positive_int
+from .errors import SatclipError
 from .publish import publish
 
 BASELINES = ("lonlat", "xyz", "sh")
+IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
+#: The largest --size: matplotlib draws into an RGBA buffer (4 bytes per pixel) and keeps a few
+#: resampled copies of the image at that size; Agg itself refuses 2**16 pixels per side.
+MAX_IMAGE_SIDE = 1 << 15
+MAX_IMAGE_PIXELS = 1 << 24
+
+
+def folds_type(text: str) -> int:
+    """argparse type of --folds: cross-validation needs at least two folds."""
+    value = positive_int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2, got {text!r}")
+    return value
 
 
 def register(commands: Any) -> None:
@@ -38,15 +53,17 @@ def register(commands: Any) -> None:
     pr.add_argument("--task", choices=("regression", "classification"), default="regression")
     pr.add_argument("--head", choices=("ridge", "logistic", "knn", "mlp"), default="ridge")
     pr.add_argument("--cv", choices=("random", "spatial"), default="random", help="fold kind (default: random)")
-    pr.add_argument("--folds", type=int, default=5)
-    pr.add_argument("--blocks", type=int, default=100, help="equal-area spatial blocks on the sphere (default: 100)")
+    pr.add_argument("--folds", type=folds_type, default=5, help="cross-validation folds, >= 2 (default: 5)")
+    pr.add_argument(
+        "--blocks", type=positive_int, default=100, help="equal-area spatial blocks on the sphere (default: 100)"
+    )
     pr.add_argument("--baselines", default="lonlat,xyz,sh", help="comma-separated subset of lonlat,xyz,sh, or 'none'")
-    pr.add_argument("--sh-degree", type=int, default=10, help="L of the sh baseline (default: 10)")
+    pr.add_argument("--sh-degree", type=positive_int, default=10, help="L of the sh baseline (default: 10)")
     pr.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     pr.add_argument("--lon-col", help="longitude column (default: found by name)")
     pr.add_argument("--lat-col", help="latitude column (default: found by name)")
     pr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    pr.set_defaults(run=run_probe, usage_error=pr.error)
+    pr.set_defaults(run=run_probe)
 
     mp = commands.add_parser(
         "map",
@@ -57,14 +74,14 @@ def register(commands: Any) -> None:
     mp.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path")
     mp.add_argument("-o", "--output", type=Path, help="image file (.png, .pdf, .svg)")
     mp.add_argument("--export", type=Path, help="full embedding grid: .zarr, .nc or .tif")
-    mp.add_argument("--resolution", type=float, default=0.5, help="grid spacing in degrees (default: 0.5)")
+    mp.add_argument("--resolution", type=positive_float, default=0.5, help="grid spacing in degrees (default: 0.5)")
     mp.add_argument("--region", help="lon0,lat0,lon1,lat1 in degrees (default: the whole globe)")
     mp.add_argument("--size", default="1600x800", help="image size in pixels, WIDTHxHEIGHT (default: 1600x800)")
     mp.add_argument("--title", help="image title (default: the model)")
     mp.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     mp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     mp.add_argument("--quiet", action="store_true", help="no progress bar")
-    mp.set_defaults(run=run_map, usage_error=mp.error)
+    mp.set_defaults(run=run_map)
 
 
 # ----------------------------------------------------------------------------------------
@@ -77,6 +94,14 @@ def run_probe(args: argparse.Namespace) -> int:
     from .columns import find_lonlat_columns
     from .evaluate import baseline_features, probe
 
+    baselines = (
+        [] if args.baselines.strip().lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
+    )
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise UsageError(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
+    if not args.model and not baselines:
+        raise UsageError("nothing to probe: give --model and/or --baselines")
     frame = _read_table(args.input)
     if args.target not in frame.columns:
         raise ValueError(
@@ -85,14 +110,6 @@ def run_probe(args: argparse.Namespace) -> int:
     lon, lat = find_lonlat_columns(list(frame.columns), args.lon_col, args.lat_col)
     lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
     y = frame[args.target].to_numpy()
-    baselines = (
-        [] if args.baselines.strip().lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
-    )
-    unknown = sorted(set(baselines) - set(BASELINES))
-    if unknown:
-        args.usage_error(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
-    if not args.model and not baselines:
-        args.usage_error("nothing to probe: give --model and/or --baselines")
 
     rows = []
     common = dict(task=args.task, head=args.head, cv=args.cv, folds=args.folds, n_blocks=args.blocks, seed=args.seed)
@@ -129,13 +146,21 @@ def _read_table(path: Path) -> Any:
     import pandas as pd
 
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise UsageError(f"cannot read {path}: the input must be a .csv or .parquet file")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give a .csv or .parquet file")
     if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: expected a .csv or .parquet file")
+        raise FileNotFoundError(f"no such input file: {path}")
+    try:
+        frame = pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors
+        raise ValueError(f"cannot read {path}: {err}") from None
+    if len(frame) == 0:
+        raise ValueError(f"{path} has no rows")
+    return frame
 
 
 # ----------------------------------------------------------------------------------------
@@ -143,30 +168,54 @@ def _read_table(path: Path) -> Any:
 
 
 def run_map(args: argparse.Namespace) -> int:
-    from .embedding_map import EXPORT_SUFFIXES, export_grid, make_grid, pca_rgb
+    from .embedding_map import EXPORT_SUFFIXES, check_map_grid, export_grid, format_bytes, make_grid, pca_rgb
 
     if args.output is None and args.export is None:
-        args.usage_error("give -o IMAGE and/or --export GRID")
-    for out in (args.output, args.export):
-        if out is not None and out.exists() and not args.overwrite:
-            args.usage_error(f"{out} already exists; pass --overwrite to replace it")
-    if args.export is not None and args.export.suffix.lower() not in EXPORT_SUFFIXES:
-        args.usage_error(f"--export {args.export}: use a {', '.join(EXPORT_SUFFIXES)} file")
+        raise UsageError("give -o IMAGE and/or --export GRID")
+    check_outputs(
+        [
+            Output("-o", args.output, IMAGE_SUFFIXES),
+            Output(
+                "--export",
+                args.export,
+                EXPORT_SUFFIXES,
+                directory=args.export is not None and args.export.suffix.lower() == ".zarr",
+            ),
+        ],
+        overwrite=args.overwrite,
+    )
+    w, h = _image_size(args.size)
+    region = None
+    if args.region is not None:
+        try:
+            region = tuple(float(v) for v in args.region.split(","))
+        except ValueError:
+            region = ()
+        if len(region) != 4:
+            raise UsageError(f"--region must be four numbers lon0,lat0,lon1,lat1 (degrees), got {args.region!r}")
     try:
-        w, h = (int(v) for v in args.size.lower().split("x"))
-        if w < 16 or h < 16:
-            raise ValueError
-    except ValueError:
-        args.usage_error(f"--size must be WIDTHxHEIGHT pixels (>= 16 each), got {args.size!r}")
-    region = None if args.region is None else args.region.split(",")
-    if region is not None and len(region) != 4:
-        args.usage_error(f"--region must be lon0,lat0,lon1,lat1, got {args.region!r}")
-    grid = make_grid(args.resolution, region)
+        grid = make_grid(args.resolution, region)
+        if args.output is not None:
+            check_map_grid(grid)
+    except SatclipError as err:  # the region or resolution: a usage error
+        raise UsageError(str(err)) from None
     progress = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
 
     from .checkpoint import load
 
     model = load(args.model)  # once, not once per band
+    if args.export is not None:
+        import shutil
+
+        dim = model.nnet.last_layer.dim_out
+        size = grid.width * grid.height * dim * 4
+        free = shutil.disk_usage(args.export.parent if str(args.export.parent) else ".").free
+        if size > free:
+            raise OSError(
+                f"--export {args.export}: {grid.width} x {grid.height} cells x {dim} float32 embeddings take "
+                f"{format_bytes(size)} (uncompressed), but only {format_bytes(free)} is free there; "
+                "use a coarser --resolution or a smaller --region"
+            )
     if args.output is not None:
         from .maps import plot_embedding_map
 
@@ -174,19 +223,38 @@ def run_map(args: argparse.Namespace) -> int:
         fig = plot_embedding_map(
             rgb, grid.lon, grid.lat, size_px=(w, h), title=args.title or f"SatCLIP {args.model}: PCA of embeddings"
         )
-        fmt = args.output.suffix.lstrip(".").lower() or "png"
+        del rgb
+        fmt = args.output.suffix.lstrip(".").lower()
         publish(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), overwrite=args.overwrite)
         print(f"wrote {args.output} ({w}x{h} px, grid {grid.width}x{grid.height})", file=sys.stderr)
     if args.export is not None:
-        publish(
+        export_grid(
+            model,
+            grid,
             args.export,
-            lambda tmp: export_grid(model, grid, tmp, device=args.device, progress=progress, model_name=args.model),
+            device=args.device,
+            progress=progress,
+            model_name=args.model,
             overwrite=args.overwrite,
         )
         print(
             f"wrote {args.export} (grid {grid.width}x{grid.height}, {grid.width * grid.height} points)", file=sys.stderr
         )
     return 0
+
+
+def _image_size(text: str) -> tuple[int, int]:
+    """--size WIDTHxHEIGHT, each side 16 to MAX_IMAGE_SIDE pixels and at most MAX_IMAGE_PIXELS in all."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UsageError(f"--size must be WIDTHxHEIGHT pixels, e.g. 1600x800, got {text!r}") from None
+    if not (16 <= w <= MAX_IMAGE_SIDE and 16 <= h <= MAX_IMAGE_SIDE) or w * h > MAX_IMAGE_PIXELS:
+        raise UsageError(
+            f"--size {text}: each side must be 16 to {MAX_IMAGE_SIDE} pixels and the image at most "
+            f"{MAX_IMAGE_PIXELS:,} pixels (drawing it takes several bytes per pixel)"
+        )
+    return w, h
 
 
 __all__ = ["register", "run_map", "run_probe"]
