@@ -223,3 +223,16 @@ def test_large_maps_are_computed_in_chunks_without_caching(model, monkeypatch):
     chunked = satclip.similarity_map(img, model, resolution=10.0, xarray=False, device="cpu")
     assert np.allclose(chunked.values, cached.values, atol=1e-12)
     assert not locate_mod._CACHE  # nothing kept for a map above the limit
+
+
+def test_impossible_georeferencing_is_refused_naming_the_file(tmp_path):
+    from satclip.errors import ImageError
+
+    px = np.zeros((12, 64, 80), np.uint16)
+    # 10-degree pixels in EPSG:4326: the centre would be 400 degrees east, 320 degrees south.
+    bad = write_s2_geotiff(tmp_path / "bad-scale.tif", px, epsg=4326, origin=(0.0, 0.0))
+    with pytest.raises(ImageError, match=r"bad-scale\.tif: .*lon 400, lat -320 \(EPSG:4326\).*not on Earth"):
+        image_center(bad)
+    # The same tags on a 2 x 2 image are a valid (coarse) georeference: centre (10, 0).
+    ok = image_center(write_s2_geotiff(tmp_path / "ok.tif", px[:, :2, :2], epsg=4326, origin=(0.0, 10.0)))
+    assert (ok.lon, ok.lat, ok.epsg) == (10.0, 0.0, 4326)

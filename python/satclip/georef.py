@@ -17,6 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ImageError
+
 #: WGS 84 ellipsoid, UTM scale and false easting / northing.
 _A = 6378137.0
 _F = 1 / 298.257223563
@@ -39,7 +41,8 @@ class Georeference:
 def image_center(path: str | os.PathLike[str]) -> Georeference | None:
     """The [lon, lat] of the centre of a GeoTIFF, or ``None`` when its tags do not give it
     (no GeoTIFF tags, a rotated/sheared grid, or a CRS other than WGS 84 geographic / UTM without
-    pyproj installed). Raises whatever tifffile raises for a file that is not a TIFF."""
+    pyproj installed). Raises :class:`~satclip.errors.ImageError` naming the file when its tags
+    put the centre off the globe, and whatever tifffile raises for a file that is not a TIFF."""
     import tifffile
 
     with tifffile.TiffFile(path) as tif:
@@ -53,7 +56,15 @@ def image_center(path: str | os.PathLike[str]) -> Georeference | None:
     lonlat = to_lonlat(xy[0], xy[1], epsg)
     if lonlat is None:
         return None
-    return Georeference(lonlat[0], lonlat[1], epsg)
+    lon, lat = lonlat
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        # A wrong pixel scale or tie point: a "centre" off the globe is no location at all.
+        raise ImageError(
+            f"{os.fspath(path)}: its GeoTIFF tags put the image centre at lon {lon:.6g}, lat {lat:.6g} "
+            f"(EPSG:{epsg}), which is not on Earth (longitude must be in [-180, 180], latitude in "
+            "[-90, 90]); the file's pixel scale, tie point or transformation is wrong"
+        )
+    return Georeference(lon, lat, epsg)
 
 
 def to_lonlat(x: float, y: float, epsg: int | None) -> tuple[float, float] | None:
