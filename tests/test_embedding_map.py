@@ -56,3 +56,20 @@ def test_save_refuses_to_replace_with_a_satclip_error(released_l6, tmp_path: Pat
     with pytest.raises(OutputExistsError, match="m.safetensors already exists"):
         satclip.save(satclip.load(released_l6), target)
     assert target.read_bytes() == b"precious"
+
+
+def test_pca_rgb_channels_without_a_component_are_neutral_grey(released_l6) -> None:
+    # Two cells: one direction of variance, so one channel carries it and the other two are 0.5.
+    grid = embedding_map.make_grid(90.0, (-180, 0, 0, 90))
+    assert (grid.height, grid.width) == (1, 2)
+    rgb = embedding_map.pca_rgb(released_l6, grid, device="cpu")
+    e = satclip.encode(np.column_stack([grid.lon, grid.lat.repeat(2)]), released_l6, device="cpu", dtype="float64")
+    # Independent of the SVD: the single principal axis is +-(e1 - e0), its sign making the largest
+    # loading positive; the cell further along it is the brighter one (1 after the 1-99 % scaling).
+    d = e[1] - e[0]
+    brighter = 1 if d[np.argmax(np.abs(d))] > 0 else 0
+    np.testing.assert_array_equal(rgb[0, :, 0], [1.0, 0.0] if brighter == 0 else [0.0, 1.0])
+    np.testing.assert_array_equal(rgb[..., 1:], np.full((1, 2, 2), 0.5, dtype=np.float32))
+
+    one = embedding_map.pca_rgb(released_l6, embedding_map.make_grid(90.0, (-180, 0, -90, 90)), device="cpu")
+    np.testing.assert_array_equal(one, np.full((1, 1, 3), 0.5, dtype=np.float32))

@@ -144,8 +144,12 @@ def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool
     mean = sample.mean(axis=0)
     # Principal axes from the SVD of the centred sample; the sign is fixed so each axis's largest
     # loading is positive (the colours do not flip between runs or machines).
-    _, _, vt = np.linalg.svd(sample - mean, full_matrices=False)
-    axes = vt[:3]
+    _, sv, vt = np.linalg.svd(sample - mean, full_matrices=False)
+    # Only components with real variance get a colour channel: a direction the sample does not
+    # vary along (a grid of two cells has one) would only colour rounding noise. Channels
+    # without a component are a neutral 0.5.
+    used = int(np.count_nonzero(sv[:3] > 1e-9 * sv[0])) if sv.size and sv[0] > 0 else 0
+    axes = vt[:used]
     axes *= np.sign(axes[np.arange(len(axes)), np.argmax(np.abs(axes), axis=1)])[:, None]
     proj = (sample - mean) @ axes.T
     lo, hi = np.percentile(proj, 1, axis=0), np.percentile(proj, 99, axis=0)
@@ -155,7 +159,9 @@ def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool
     axes_t = axes.T
     offset = mean @ axes_t + lo
     rgb = np.zeros((grid.height, grid.width, 3), dtype=np.float32)
-    rgb[..., : axes.shape[0]] = 0.5 if axes.shape[0] < 3 else 0.0
+    rgb[..., used:] = 0.5
+    if used == 0:  # one cell, or a model whose embeddings do not vary over the grid
+        return rgb
     with _bar(n, progress, "satclip map") as bar:
         for rows in grid.bands():
             emb = _encode(grid.points(rows), model, device)
