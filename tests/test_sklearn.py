@@ -91,3 +91,25 @@ def test_check_estimator_where_it_applies(released_l6) -> None:
     passed = {r["check_name"] for r in results if r["status"] == "passed"}
     assert failed == set(NOT_APPLICABLE_CHECKS)
     assert len(passed) >= 15, passed  # e.g. clone, get_params, sparse refusal, empty data, complex data
+
+
+def test_feature_names_follow_sklearn_conventions(released_l6) -> None:
+    import warnings
+
+    pts = _points(20, seed=3)
+    expected = satclip.encode(pts, released_l6, device="cpu", dtype="float64")
+    frame = pd.DataFrame({"station": range(20), "Latitude": pts[:, 1], "Longitude": pts[:, 0]})
+    step = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64").fit(frame)
+    assert step.feature_names_in_.tolist() == ["Longitude", "Latitude"] and step.n_features_in_ == 2
+    with pytest.warns(UserWarning, match="X does not have valid feature names, but SatCLIPEmbedding was fitted"):
+        np.testing.assert_array_equal(step.transform(pts), expected)
+    with pytest.raises(ValueError, match="feature names should match those that were passed during fit"):
+        step.transform(pd.DataFrame({"lon": pts[:, 0], "lat": pts[:, 1]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the same columns (in any order, extra columns ignored): no warning
+        np.testing.assert_array_equal(step.transform(frame[["Longitude", "station", "Latitude"]]), expected)
+
+    on_array = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64").fit(pts)
+    assert not hasattr(on_array, "feature_names_in_") and on_array.n_features_in_ == 2
+    with pytest.warns(UserWarning, match="X has feature names, but SatCLIPEmbedding was fitted without"):
+        on_array.transform(frame)

@@ -107,16 +107,24 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         return tags
 
     def fit(self, X: Any, y: Any = None) -> SatCLIPEmbedding:
-        """Validates ``X`` (nothing is learned); returns ``self``."""
-        self._lonlat(X)
-        self.n_features_in_ = 2
+        """Validates ``X`` (nothing is learned); returns ``self``.
+
+        Records ``n_features_in_`` (2) and, for a DataFrame, ``feature_names_in_``: the names of
+        its longitude and latitude columns (other columns are ignored).
+        """
+        self._lonlat(X, reset=True)
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """The embeddings of the points of ``X``, ``(N, embed_dim)``."""
+        """The embeddings of the points of ``X``, ``(N, embed_dim)``.
+
+        After ``fit`` on a DataFrame, an array ``X`` gives scikit-learn's "X does not have valid
+        feature names" warning, and a DataFrame whose lon/lat columns have other names an error,
+        as for any fitted scikit-learn estimator.
+        """
         from .encoding import encode
 
-        points = self._lonlat(X)
+        points = self._lonlat(X, reset=False)
         emb = encode(points, self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size)
         self._embed_dim = emb.shape[1]
         return np.asarray(emb)
@@ -130,15 +138,26 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
             dim = encode(np.zeros((1, 2)), self.model, device=self.device, dtype=self.dtype).shape[1]
         return np.asarray([f"satclip{i}" for i in range(dim)], dtype=object)
 
-    def _lonlat(self, X: Any) -> np.ndarray:
+    def _lonlat(self, X: Any, *, reset: bool) -> np.ndarray:
+        """``X`` validated as (N, 2) float64 degrees. ``reset`` (fit) records the input's feature
+        names and count with scikit-learn's own helper; otherwise (transform) a fitted
+        transformer checks them against the recorded ones the same way."""
+        from sklearn.utils.validation import validate_data
+
         if hasattr(X, "tocsr") or type(X).__module__.startswith("scipy.sparse"):
             raise TypeError("sparse input is not supported: X must be a dense (N, 2) [lon, lat] array")
         pandas = sys.modules.get("pandas")
+        # The stateless transformer may transform without fit: nothing recorded, nothing to check.
+        check_names = reset or hasattr(self, "n_features_in_")
         if pandas is not None and isinstance(X, pandas.DataFrame):
             from .columns import find_lonlat_columns
 
             lon, lat = find_lonlat_columns(list(X.columns), self.lon, self.lat)
-            X = X[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+            X = X[[lon, lat]]
+            if check_names:
+                validate_data(self, X, reset=reset, skip_check_array=True)
+                check_names = False
+            X = X.to_numpy(dtype=np.float64, na_value=np.nan)
         if np.iscomplexobj(X):
             raise ValueError("Complex data not supported: X must be real [lon, lat] degrees")
         try:
@@ -159,4 +178,6 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
             )
         if array.shape[0] == 0:
             raise ValueError("X has 0 samples (shape (0, 2)); a minimum of 1 is required")
+        if check_names:
+            validate_data(self, array, reset=reset, skip_check_array=True)
         return array
