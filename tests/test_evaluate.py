@@ -183,3 +183,14 @@ def test_a_training_fold_with_one_class_is_named(head: str) -> None:
     y = np.where(test_fold == 1, "b", "a")
     with pytest.raises(satclip.errors.ProbeError, match=r"fold 1 \(trained on the 40 points.*only the class 'a'"):
         probe(X, pts, y, task="classification", head=head, folds=3, cv="random", seed=0)
+
+
+def test_constant_regression_target_and_bad_arguments_are_probe_errors() -> None:
+    pts = _points(30, seed=14)
+    X = baseline_features(pts, "xyz")
+    with pytest.raises(satclip.errors.ProbeError, match="y is 1.5 at every point"):
+        probe(X, pts, np.array(["1.5"] * 30, dtype=object))
+    with pytest.raises(satclip.errors.ProbeError, match="5 folds need at least 5 points, got 3"):
+        probe(X[:3], pts[:3], np.arange(3.0))
+    with pytest.raises(satclip.errors.ProbeError, match="unknown head"):
+        probe(X, pts, np.arange(30.0), head="forest")

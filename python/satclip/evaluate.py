@@ -70,7 +70,7 @@ def spatial_blocks(lonlat: Any, n_blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
     """The equal-area block (0 .. n_blocks-1) of each point: its nearest Fibonacci-lattice centre."""
     points = _check_lonlat(lonlat)
     if isinstance(n_blocks, bool) or not isinstance(n_blocks, (int, np.integer)) or n_blocks < 2:
-        raise ValueError(f"n_blocks must be an integer >= 2, got {n_blocks!r}")
+        raise ProbeError(f"n_blocks must be an integer >= 2, got {n_blocks!r}")
     centres = fibonacci_centres(int(n_blocks))
     xyz = unit_vectors(points)
     out = np.empty(len(points), dtype=np.int64)
@@ -93,11 +93,11 @@ def assign_folds(
         test_fold[rng.permutation(n)] = np.arange(n) % folds
         return test_fold, np.full(n, -1, dtype=np.int64)
     if cv != "spatial":
-        raise ValueError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
+        raise ProbeError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
     block = spatial_blocks(points, n_blocks)
     occupied, counts = np.unique(block, return_counts=True)
     if len(occupied) < folds:
-        raise ValueError(
+        raise ProbeError(
             f"spatial CV needs at least {folds} occupied blocks, the points fall in {len(occupied)} of "
             f"{n_blocks}; use more blocks (n_blocks) or fewer folds"
         )
@@ -128,7 +128,7 @@ def baseline_features(lonlat: Any, kind: str, *, L: int = 10, legendre_polys: in
         from .harmonics import spherical_harmonics
 
         return np.asarray(spherical_harmonics(np.ascontiguousarray(points), L))
-    raise ValueError(f"unknown baseline {kind!r}: use lonlat, xyz or sh")
+    raise ProbeError(f"unknown baseline {kind!r}: use lonlat, xyz or sh")
 
 
 def probe(
@@ -164,13 +164,13 @@ def probe(
         Spatial blocks on the sphere (see the module notes) and the seed of the fold assignment.
     """
     if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+        raise ProbeError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
     if head not in HEADS:
-        raise ValueError(f"unknown head {head!r}: use one of {', '.join(HEADS)}")
+        raise ProbeError(f"unknown head {head!r}: use one of {', '.join(HEADS)}")
     if head == "logistic" and task == "regression":
-        raise ValueError("head 'logistic' is for classification; use ridge, knn or mlp for regression")
+        raise ProbeError("head 'logistic' is for classification; use ridge, knn or mlp for regression")
     if cv not in CVS:
-        raise ValueError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
+        raise ProbeError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
 
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(lonlat, pandas.DataFrame):
@@ -280,6 +280,11 @@ def _check_target(y: Any, n: int, task: str) -> np.ndarray:
             raise ProbeError(
                 f"y has {int(bad_rows.sum())} non-finite target(s) (inf), the first at row "
                 f"{int(np.argmax(bad_rows))}; drop or fill them first"
+            )
+        if n and np.all(target == target[0]):
+            # Every fold's R^2 would be 0/0 (NaN): there is nothing for a probe to explain.
+            raise ProbeError(
+                f"y is {_plain(target[0])!r} at every point; a regression probe needs a target that varies"
             )
         return target
     if target.dtype.kind == "O":
@@ -393,7 +398,7 @@ def _score(task: str, truth: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
 def _check_folds(folds: Any, n: int) -> int:
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
-        raise ValueError(f"folds must be an integer >= 2, got {folds!r}")
+        raise ProbeError(f"folds must be an integer >= 2, got {folds!r}")
     if folds > n:
-        raise ValueError(f"{folds} folds need at least {folds} points, got {n}")
+        raise ProbeError(f"{folds} folds need at least {folds} points, got {n}")
     return int(folds)
