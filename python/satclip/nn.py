@@ -12,11 +12,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import triton_harmonics
+from . import triton_harmonics, vml
 from .coords import as_dense_real_tensor, lonlat_tensor_for_sh
 from .harmonics import Basis, check_degrees, renamed_legendre_polys, spherical_harmonics
 from .sh_autograd import spherical_harmonics_autograd
 from .torch_harmonics import torch_spherical_harmonics
+
+# Before any SIREN runs: MKL's first sin in a process must not be a multi-threaded one (see satclip.vml).
+vml.initialise()
 
 
 class SphericalHarmonics(nn.Module):

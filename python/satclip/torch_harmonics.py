@@ -20,7 +20,10 @@ from functools import lru_cache
 
 import torch
 
+from . import vml
 from .harmonics import Basis, check_degrees
+
+vml.initialise()  # MKL's first sin/cos in a process must not be a multi-threaded one (see satclip.vml)
 
 
 @lru_cache(maxsize=32)
