@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any, Union
 
 import numpy as np
@@ -363,7 +363,11 @@ class _SirenRunner:
         lonlat = lonlat.to(self.device, non_blocking=True)
         workers = min(len(buffers), -(-n // c))
         if workers <= 1:
-            self._run_chunks(lonlat, iter(range(0, n, c)), buffers[0], out, progress or (lambda rows: None))
+            # One worker runs its GEMMs on one torch thread too: a GEMM split over several threads
+            # sums in another order, so an input of one chunk would otherwise get other float bits
+            # than the same points encoded among others.
+            with _one_torch_thread() if self.device.type == "cpu" else nullcontext():
+                self._run_chunks(lonlat, iter(range(0, n, c)), buffers[0], out, progress or (lambda rows: None))
             return out
         # Chunks are handed out one at a time from a shared iterator (so workers stay busy to the
         # end); the calling thread waits, reports progress and stops the workers on an error or
