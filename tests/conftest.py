@@ -280,3 +280,114 @@ def shared_data_dir() -> Path | None:
         if cand and Path(cand).is_dir():
             return Path(cand)
     return None
+
+
+# --- optional extras -----------------------------------------------------------------------------
+#: Test modules that need an optional extra, with the modules that extra brings. A module whose
+#: extra is missing is replaced by one test that says which extra to install: skipped on a
+#: developer's machine, failed in CI (CI installs every extra, so a missing one is a broken set-up,
+#: not a reason to test less).
+NEEDS_EXTRA: dict[str, tuple[str, tuple[str, ...]]] = {
+    "test_cli_images.py": ("images", ("timm", "tifffile", "pyarrow")),
+    "test_dask.py": ("dask", ("dask.dataframe", "distributed", "pandas", "pyarrow", "cloudpickle")),
+    "test_downstream_cli.py": ("eval", ("sklearn", "pandas")),
+    "test_evaluate.py": ("eval", ("sklearn", "pandas")),
+    "test_geo_inputs.py": ("geo", ("geopandas", "shapely", "pyproj")),
+    "test_images.py": ("images", ("timm", "tifffile")),
+    "test_locate.py": ("images", ("timm", "tifffile")),
+    "test_ray.py": ("ray", ("ray.data", "pandas", "pyarrow")),
+    "test_sklearn.py": ("eval", ("sklearn", "pandas")),
+    "test_train_ddp.py": ("train", ("lightning", "timm", "tifffile", "imagecodecs")),
+    "test_triton_harmonics.py": ("torch's triton", ("triton",)),
+}
+
+
+def missing_modules(modules: tuple[str, ...]) -> list[str]:
+    from importlib.util import find_spec
+
+    missing = []
+    for name in modules:
+        try:
+            if find_spec(name) is None:
+                missing.append(name)
+        except ModuleNotFoundError:  # a parent package is missing
+            missing.append(name)
+    return missing
+
+
+class _MissingExtra(pytest.Item):
+    def __init__(self, *, message: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.message = message
+
+    def runtest(self) -> None:
+        import os
+
+        if os.environ.get("CI"):
+            pytest.fail(self.message + "; CI installs every extra", pytrace=False)
+        pytest.skip(self.message)
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, self.name
+
+
+class _ModuleNeedingExtra(pytest.File):
+    message = ""
+
+    def collect(self) -> Any:
+        yield _MissingExtra.from_parent(self, name="needs-extra", message=self.message)
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Any:
+    need = NEEDS_EXTRA.get(module_path.name)
+    if need is None:
+        return None
+    extra, modules = need
+    missing = missing_modules(modules)
+    if not missing:
+        return None
+    collector = _ModuleNeedingExtra.from_parent(parent, path=module_path)
+    install = f"pip install -e '.[{extra}]'" if " " not in extra else "install it"
+    collector.message = f"{module_path.name} needs the {extra!r} extra ({install}): {', '.join(missing)} not installed"
+    return collector
+
+
+#: The extra that brings each optional module a single test imports.
+EXTRA_OF_MODULE = {
+    "dask_geopandas": "test",
+    "geopandas": "geo",
+    "h3": "geo",
+    "h5netcdf": "geo",
+    "pyproj": "geo",
+    "rasterio": "geo",
+    "shapely": "geo",
+    "xarray": "geo",
+    "zarr": "geo",
+    "imagecodecs": "images",
+    "tifffile": "images",
+    "timm": "images",
+    "lightning": "train",
+    "matplotlib": "maps",
+    "pandas": "dask",
+    "pyarrow": "dask",
+    "ray": "ray",
+    "ray.data": "ray",
+    "sklearn": "eval",
+    "triton": "torch's triton",
+    "torch": "the torch dependency",
+}
+
+
+def require(module: str) -> Any:
+    """``module`` imported, for a test that needs an optional extra: skipped with the extra's name
+    on a developer's machine without it, failed in CI (which installs every extra)."""
+    import importlib
+    import os
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        message = f"needs the {EXTRA_OF_MODULE.get(module, '?')!r} extra: {module} is not installed ({e})"
+        if os.environ.get("CI"):
+            pytest.fail(message + "; CI installs every extra", pytrace=False)
+        pytest.skip(message)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import run_cli
+from conftest import require, run_cli
 from satclip import embedding_map
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,7 +155,7 @@ def test_pca_rgb_is_float32(released_l6: str) -> None:
 
 
 def test_a_grid_finer_than_the_image_is_sampled_down_before_matplotlib_copies_it() -> None:
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     from satclip.maps import plot_embedding_map
 
     rows, cols = 900, 1800
@@ -233,7 +233,7 @@ def _sigterm_at_several_moments(command: list[str], out: Path, delays: list[floa
 
 
 def test_sigterm_stops_map_export_at_any_moment(tmp_path: Path, ckpt: str) -> None:
-    pytest.importorskip("h5netcdf")
+    require("h5netcdf")
     out = tmp_path / "grid.nc"
     command = [sys.executable, "-m", "satclip.cli", "map", "--model", ckpt, "--export", str(out), "--resolution", "0.5",
                "--quiet", "--device", "cpu"]  # fmt: skip

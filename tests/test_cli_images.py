@@ -10,11 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import satclip
-from conftest import write_s2_geotiff
+from conftest import require, write_s2_geotiff
 from satclip.cli import main
 from satclip.georef import great_circle_km, image_center
-
-pytest.importorskip("timm")
 
 
 @pytest.fixture
@@ -80,7 +78,7 @@ def test_locate_prints_guesses_and_distances(tmp_path, model, tifs, capsys):
 
 
 def test_locate_draws_a_map(tmp_path, model, tifs, capsys):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     png = tmp_path / "map.png"
     assert (
         main(["locate", str(tifs[0]), "--model", model, "--map", str(png), "--resolution", "10", "--top-k", "1"]) == 0

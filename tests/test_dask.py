@@ -5,18 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cloudpickle
+import dask.dataframe as dd
+import distributed
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
-
-dd = pytest.importorskip("dask.dataframe", reason="satclip.dask needs the 'dask' extra (dask[dataframe])")
-distributed = pytest.importorskip("distributed", reason="the cluster test needs the 'dask' extra (distributed)")
-pd = pytest.importorskip("pandas")
-pa = pytest.importorskip("pyarrow")
-
-cloudpickle = pytest.importorskip("cloudpickle")
 
 import satclip
 import satclip.dask
+from conftest import require
 from satclip.errors import CoordinateError, ShapeError
 from scaleout_helpers import EMBED_DIM, as_matrix, points_frame, tiny_checkpoint
 
@@ -110,8 +109,8 @@ def test_cluster_embeddings_equal_one_process_and_model_loads_once_per_worker(cl
 
 
 def test_dask_geopandas_points_in_a_projected_crs(client, make_checkpoint) -> None:
-    dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
-    gpd = pytest.importorskip("geopandas")
+    dgpd = require("dask_geopandas")
+    gpd = require("geopandas")
     ckpt = tiny_checkpoint(make_checkpoint, seed=5)
     frame = points_frame(600, seed=1)
     frame = frame[frame["Latitude"].abs() < 80]  # Web Mercator's domain
@@ -130,8 +129,8 @@ def test_dask_geopandas_points_in_a_projected_crs(client, make_checkpoint) -> No
 
 
 def test_non_point_geometry_and_bad_coordinates_are_reported_by_row(client, make_checkpoint) -> None:
-    dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
-    gpd = pytest.importorskip("geopandas")
+    dgpd = require("dask_geopandas")
+    gpd = require("geopandas")
     from shapely.geometry import Point, box
 
     ckpt = tiny_checkpoint(make_checkpoint, 4, seed=1)
@@ -194,8 +193,8 @@ def test_parquet_written_by_dask_reads_back_with_every_reader(make_checkpoint, t
     ckpt = tiny_checkpoint(make_checkpoint, 4, seed=2)
     frame = points_frame(40, seed=4)
     if geo:
-        gpd = pytest.importorskip("geopandas")
-        dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
+        gpd = require("geopandas")
+        dgpd = require("dask_geopandas")
         gdf = gpd.GeoDataFrame(frame, geometry=gpd.points_from_xy(frame["Longitude"], frame["Latitude"]), crs=4326)
         ddf = dgpd.from_geopandas(gdf, npartitions=2)
     else:
@@ -224,8 +223,8 @@ def test_parquet_written_by_dask_reads_back_with_every_reader(make_checkpoint, t
 def test_a_missing_geometry_is_named_as_missing(make_checkpoint) -> None:
     import dask
 
-    dgpd = pytest.importorskip("dask_geopandas", reason="needs dask-geopandas")
-    gpd = pytest.importorskip("geopandas")
+    dgpd = require("dask_geopandas")
+    gpd = require("geopandas")
     from shapely.geometry import Point
 
     ckpt = tiny_checkpoint(make_checkpoint, 4, seed=1)

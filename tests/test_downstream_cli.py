@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-pytest.importorskip("sklearn")
-pd = pytest.importorskip("pandas")
-
-import satclip  # noqa: E402
-from satclip import embedding_map  # noqa: E402
-from satclip.cli import main  # noqa: E402
+import satclip
+from conftest import require
+from satclip import embedding_map
+from satclip.cli import main
 
 
 def _stations(tmp_path, n=400):
@@ -125,7 +124,7 @@ def test_pca_rgb_is_bounded_and_streamed_bands_agree(released_l6, monkeypatch) -
 
 
 def test_geotiff_export_georeference_round_trips(tmp_path, released_l6, monkeypatch) -> None:
-    rasterio = pytest.importorskip("rasterio")
+    rasterio = require("rasterio")
     monkeypatch.setattr(embedding_map, "BAND_POINTS", 40)  # several bands of rows
     tif = tmp_path / "grid.tif"
     assert (
@@ -158,7 +157,7 @@ def test_geotiff_export_georeference_round_trips(tmp_path, released_l6, monkeypa
 
 @pytest.mark.parametrize("suffix", [".zarr", ".nc"])
 def test_xarray_exports_hold_the_grid(tmp_path, released_l6, monkeypatch, suffix) -> None:
-    xr = pytest.importorskip("xarray")
+    xr = require("xarray")
     monkeypatch.setattr(embedding_map, "BAND_POINTS", 30)
     out = tmp_path / f"grid{suffix}"
     assert (

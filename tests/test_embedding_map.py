@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import satclip
+from conftest import require
 from satclip import embedding_map
 from satclip.errors import OutputExistsError, SatclipError
 
@@ -19,8 +20,8 @@ def grid() -> embedding_map.Grid:
 
 
 def test_export_refuses_to_replace_an_existing_zarr_store(released_l6, grid, tmp_path: Path) -> None:
-    pytest.importorskip("zarr")
-    xr = pytest.importorskip("xarray")
+    require("zarr")
+    xr = require("xarray")
     store = tmp_path / "mine.zarr"
     store.mkdir()
     (store / "notes.txt").write_text("my notes")
@@ -39,7 +40,7 @@ def test_export_refuses_to_replace_an_existing_zarr_store(released_l6, grid, tmp
 
 @pytest.mark.parametrize("suffix", [".tif", ".nc"])
 def test_export_refuses_to_replace_an_existing_file(released_l6, grid, tmp_path: Path, suffix: str) -> None:
-    pytest.importorskip("rasterio" if suffix == ".tif" else "h5netcdf")
+    require("rasterio" if suffix == ".tif" else "h5netcdf")
     target = tmp_path / f"mine{suffix}"
     target.write_bytes(b"precious")
     with pytest.raises(OutputExistsError, match=f"mine{suffix} already exists") as info:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-pytest.importorskip("sklearn")
-pd = pytest.importorskip("pandas")
-
-import satclip  # noqa: E402
-from satclip.evaluate import assign_folds, baseline_features, probe, spatial_blocks  # noqa: E402
+import satclip
+from satclip.evaluate import assign_folds, baseline_features, probe, spatial_blocks
 
 
 def _points(n: int, seed: int = 0) -> np.ndarray:

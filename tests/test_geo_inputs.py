@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 
 import satclip
+from conftest import require
 from satclip.errors import CoordinateError, SatclipError, ShapeError
-
-gpd = pytest.importorskip("geopandas")
-shapely = pytest.importorskip("shapely")
-pyproj = pytest.importorskip("pyproj")
-
 
 PTS = np.array([[8.55, 47.37], [-122.42, 37.77], [151.21, -33.87], [-0.13, 51.51], [139.69, 35.69]])
 
@@ -67,7 +65,7 @@ def test_geopandas_errors_name_the_row(released_l6) -> None:
 
 
 def test_xarray_1d_grid_keeps_coords_and_attrs(released_l6) -> None:
-    xr = pytest.importorskip("xarray")
+    xr = require("xarray")
     lat = np.array([40.0, 45.0, 50.0])
     lon = np.array([-5.0, 0.0, 5.0, 10.0])
     da = xr.DataArray(
@@ -94,7 +92,7 @@ def test_xarray_1d_grid_keeps_coords_and_attrs(released_l6) -> None:
 
 
 def test_xarray_curvilinear_grid_and_errors(released_l6) -> None:
-    xr = pytest.importorskip("xarray")
+    xr = require("xarray")
     y, x = np.meshgrid(np.arange(3), np.arange(2), indexing="ij")
     lon2d = 10.0 + x * 2.0 + y * 0.5  # a rotated grid: lon varies along both dims
     lat2d = 50.0 + y * 1.0 - x * 0.3
@@ -119,7 +117,7 @@ def test_xarray_curvilinear_grid_and_errors(released_l6) -> None:
 
 
 def test_h3_cells_embed_at_their_centres(released_l6) -> None:
-    h3 = pytest.importorskip("h3")
+    h3 = require("h3")
     cells = [h3.latlng_to_cell(lat, lon, 7) for lon, lat in PTS]
     centres = np.array([h3.cell_to_latlng(c)[::-1] for c in cells])
     assert np.abs(centres - PTS).max() < 0.05  # resolution-7 cells are ~1.2 km across

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import satclip
+from conftest import require
 from satclip import _core
 from satclip.errors import DTypeError, ShapeError
 
@@ -168,7 +169,7 @@ def test_ctrl_c_interrupts_a_long_call_promptly():
 
 
 def test_dataframe_columns_are_taken_by_name_not_position():
-    pd = pytest.importorskip("pandas")
+    pd = require("pandas")
     rng = np.random.default_rng(2)
     lon, lat = rng.uniform(-90, 90, 50), rng.uniform(-90, 90, 50)  # all within +-90: no range error
     want = satclip.spherical_harmonics(np.stack([lon, lat], axis=1), 4)
@@ -208,7 +209,7 @@ def test_unaligned_contiguous_arrays_are_copied():
 
 
 def test_torch_tensors_of_every_kind_are_computed_or_refused_with_satclip_errors():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     pts = torch.tensor([[10.0, 20.0], [-30.0, 45.0], [0.0, 0.0]], dtype=torch.float64)
     want = satclip.spherical_harmonics(pts.numpy(), 4)
     module = satclip.nn.SphericalHarmonics(4)
@@ -229,7 +230,7 @@ def test_torch_tensors_of_every_kind_are_computed_or_refused_with_satclip_errors
 
 
 def test_load_on_cuda_without_cuda_is_a_satclip_error(tmp_path):
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
     with pytest.raises(satclip.errors.DeviceError, match="CUDA is not available"):
@@ -251,7 +252,7 @@ class _ThreadsSeen:
 
 
 def test_dataloader_workers_use_torchs_per_worker_thread_count():
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     satclip.set_num_threads(4)  # the parent's size, inherited by forked workers
     try:
         loader = torch.utils.data.DataLoader(

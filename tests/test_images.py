@@ -14,13 +14,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+import timm
 import torch
 
 import satclip
-from conftest import RELEASED_VISION_TIMM, released_checkpoint_dict, shared_data_dir, write_s2_geotiff
+from conftest import RELEASED_VISION_TIMM, released_checkpoint_dict, require, shared_data_dir, write_s2_geotiff
 from satclip.errors import CheckpointError, DTypeError, ImageError, ShapeError
-
-timm = pytest.importorskip("timm")
 
 VISIONS = list(RELEASED_VISION_TIMM)
 EXAMPLE_S2 = (shared_data_dir() or Path("/nonexistent")) / "example-s2"
@@ -161,7 +160,7 @@ def test_band_axis_comes_from_the_tiff_layout_not_the_shape(released_with_visual
 
 @pytest.mark.skipif(not EXAMPLE_S2.is_dir(), reason="shared S2-100K example patches not present")
 def test_real_patches_read_as_rasterio_reads_them(released_with_visual):
-    rasterio = pytest.importorskip("rasterio")
+    rasterio = require("rasterio")
     path, checkpoint = released_with_visual("moco_resnet50")
     files = sorted(EXAMPLE_S2.glob("*.tif"))
     got = satclip.encode_images(files, path, device="cpu")
@@ -352,7 +351,7 @@ def test_array_layouts_do_not_change_embeddings(r18):
 @pytest.mark.parametrize("arch", ["resnet18", "vit16"])
 def test_checkpoints_written_by_satclip_train_load(tmp_path, arch):
     """satclip-train's layout: hyper_parameters["image_encoder"], the ViT's input size from its grid."""
-    pytest.importorskip("lightning")
+    require("lightning")
     from satclip.train.module import SatCLIPModule
 
     torch.manual_seed(0)

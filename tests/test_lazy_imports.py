@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -34,19 +35,25 @@ def test_adapter_modules_import_their_engine_only_when_used(module: str, engine:
     """`import satclip.dask` inside the package must not shadow or eagerly load the real `dask`."""
     script = textwrap.dedent(f"""
         import sys
-        import {module}
+        from pathlib import Path
+        import satclip
+        import {module} as adapter
         assert {engine!r} not in sys.modules, "imported at module level"
         try:
             import {engine}
         except ImportError:
             print("ABSENT")
         else:
-            # Absolute imports: the top-level package, not satclip's adapter module.
-            print("TOP", {engine}.__name__, "satclip" not in ({engine}.__file__ or ""))
+            # Absolute imports: the top-level package, not satclip's adapter module. Compared by
+            # module identity and package folder, not by path text: a clone may live anywhere,
+            # in a folder named satclip included.
+            inside = Path({engine}.__file__).resolve().is_relative_to(Path(satclip.__file__).resolve().parent)
+            print("TOP", {engine}.__name__, {engine} is not adapter and not inside)
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr
-    assert run.stdout.strip() in ("ABSENT", f"TOP {engine} True"), run.stdout
+    allowed = {f"TOP {engine} True"} if os.environ.get("CI") else {"ABSENT", f"TOP {engine} True"}
+    assert run.stdout.strip() in allowed, f"{run.stdout} (CI installs every extra, so {engine} must be there)"
 
 
 #: The downstream extras (geo, eval, maps export): never on the plain path.

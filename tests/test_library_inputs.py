@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 import satclip
+from conftest import require
 from satclip.errors import CoordinateError, DTypeError, ShapeError
 
 
@@ -16,7 +17,7 @@ def enc(x, model):
 
 
 def _grid(lon, lat=(10.0, 0.0, -10.0)):
-    xr = pytest.importorskip("xarray")
+    xr = require("xarray")
     return xr.DataArray(
         np.zeros((len(lat), len(lon))),
         coords={"latitude": list(lat), "longitude": list(lon)},
@@ -64,7 +65,7 @@ def test_lon_lat_columns_are_preferred_over_x_y(released_l6) -> None:
 
 @pytest.mark.parametrize("cell", [-1, 1 << 64, 1 << 70, True, 2.5])
 def test_h3_integer_ids_out_of_range_are_coordinate_errors(cell) -> None:
-    pytest.importorskip("h3")
+    require("h3")
     from satclip.geo_inputs import h3_to_lonlat
 
     with pytest.raises(CoordinateError, match=r"row 0: .* is not a valid H3 cell id"):
@@ -72,7 +73,7 @@ def test_h3_integer_ids_out_of_range_are_coordinate_errors(cell) -> None:
 
 
 def test_missing_values_are_named_by_row(released_l6) -> None:
-    h3 = pytest.importorskip("h3")
+    h3 = require("h3")
     cell = h3.latlng_to_cell(47.4, 8.5, 5)
     for missing in (None, np.nan):
         with pytest.raises(CoordinateError, match=r"row 1: the H3 cell id is missing"):

@@ -14,11 +14,9 @@ import torch
 
 import satclip
 import satclip.encoding
-from conftest import shared_data_dir, write_s2_geotiff
+from conftest import require, shared_data_dir, write_s2_geotiff
 from satclip import geolocate as locate_mod
 from satclip.georef import great_circle_km, image_center, utm_to_lonlat
-
-pytest.importorskip("timm")
 
 SAMPLE = (shared_data_dir() or Path("/nonexistent")) / "s2-100k-sample"
 
@@ -154,7 +152,7 @@ def test_similarity_map_matches_brute_force(model):
     pts = np.stack([smap.lon[cols], smap.lat[rows]], axis=1)
     expected = brute_force(emb, satclip.encode(pts, satclip.load(model), device="cpu"))[0]
     assert np.allclose(smap.values[rows, cols], expected, atol=1e-12)
-    xr = pytest.importorskip("xarray")
+    xr = require("xarray")
     da = satclip.similarity_map(img[0], model, resolution=10.0, device="cpu")
     assert isinstance(da, xr.DataArray) and da.dims == ("lat", "lon")
     assert np.array_equal(da.values, smap.values)
@@ -163,7 +161,7 @@ def test_similarity_map_matches_brute_force(model):
 
 
 def test_plot_similarity_map_draws_a_figure(model, tmp_path):
-    pytest.importorskip("matplotlib")
+    require("matplotlib")
     smap = satclip.similarity_map(images(1)[0], model, resolution=10.0, xarray=False, device="cpu")
     fig = satclip.plot_similarity_map(smap, true_location=(10.0, 45.0), guesses=np.array([[0.0, 0.0], [20.0, 10.0]]))
     ax = fig.axes[0]
@@ -177,7 +175,7 @@ def test_plot_similarity_map_draws_a_figure(model, tmp_path):
 
 
 def test_utm_inverse_matches_pyproj():
-    pyproj = pytest.importorskip("pyproj")
+    pyproj = require("pyproj")
     rng = np.random.default_rng(0)
     for _ in range(300):
         zone, north = int(rng.integers(1, 61)), bool(rng.integers(0, 2))
@@ -190,7 +188,7 @@ def test_utm_inverse_matches_pyproj():
 
 
 def test_image_center_of_written_geotiff(tmp_path):
-    pyproj = pytest.importorskip("pyproj")
+    pyproj = require("pyproj")
     px = np.zeros((12, 64, 80), np.uint16)
     path = write_s2_geotiff(tmp_path / "g.tif", px, epsg=32733, origin=(400_000.0, 8_000_000.0))
     c = image_center(path)

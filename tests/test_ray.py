@@ -4,12 +4,12 @@ Ray Data pipeline on a local Ray instance (2 CPUs), against satclip.encode in th
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+import pyarrow as pa
 import pytest
 
-pd = pytest.importorskip("pandas")
-pa = pytest.importorskip("pyarrow")
-
 import satclip
+from conftest import require
 from satclip.errors import CoordinateError, ShapeError
 from satclip.ray import SatCLIPEncoder
 from scaleout_helpers import EMBED_DIM, as_matrix, points_frame, tiny_checkpoint
@@ -70,8 +70,8 @@ def test_bad_batches_are_refused_with_a_clear_error(ckpt) -> None:
 
 
 def test_map_batches_on_a_local_ray_instance(ckpt) -> None:
-    ray = pytest.importorskip("ray", reason="the Ray Data test needs the 'ray' extra (ray[data])")
-    pytest.importorskip("ray.data")
+    ray = require("ray")
+    require("ray.data")
     frame = points_frame(2000, seed=4).reset_index(drop=True)
     expected = satclip.encode(frame[["Longitude", "Latitude"]].to_numpy(), ckpt)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)

@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
+from sklearn.base import clone
+from sklearn.linear_model import Ridge, RidgeCV
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
 
-pytest.importorskip("sklearn")
-pd = pytest.importorskip("pandas")
-
-from sklearn.base import clone  # noqa: E402
-from sklearn.linear_model import Ridge, RidgeCV  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-
-import satclip  # noqa: E402
-from satclip.errors import CoordinateError, ShapeError  # noqa: E402
-from satclip.sklearn import NOT_APPLICABLE_CHECKS, SatCLIPEmbedding  # noqa: E402
+import satclip
+from satclip.errors import CoordinateError, ShapeError
+from satclip.sklearn import NOT_APPLICABLE_CHECKS, SatCLIPEmbedding
 
 
 def _points(n: int, seed: int = 0) -> np.ndarray:

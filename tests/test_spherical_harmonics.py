@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import satclip
+from conftest import require
 from satclip.errors import CoordinateError, DegreeError, DTypeError, SatclipError, ShapeError
 from sh_reference import EDGE_POINTS, reference_features
 
@@ -255,7 +256,7 @@ def test_out_is_filled_in_place_and_returned(out_dtype: type) -> None:
 
 
 def test_out_can_be_a_torch_tensor_view_without_copy() -> None:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     pts = random_points(64)
     t = torch.full((64, 100), float("nan"), dtype=torch.float32)
     satclip.spherical_harmonics(pts, 10, out=t.numpy())

@@ -21,19 +21,14 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
-pytest.importorskip("lightning")
-pytest.importorskip("timm")
-pytest.importorskip("tifffile")
-pytest.importorskip("imagecodecs")
-
 import satclip
+from conftest import shared_data_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "training" / "configs" / "tiny.yaml"
-REAL_SAMPLE = Path("/work/shared/data/s2-100k-sample")
+REAL_SAMPLE = (shared_data_dir() or Path("/nonexistent")) / "s2-100k-sample"
 STEPS = 3
 
 RECORDER = '''

@@ -16,8 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("triton")
-
 _SCRIPT = textwrap.dedent(
     """
     import json, os, sys
