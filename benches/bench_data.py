@@ -5,7 +5,7 @@ present, else on synthetic patches of the same format (256 x 256 x 12 uint16, LZ
 temporary folder. Skipped when the ``[train]`` extra or the data module is missing.
 
 One round is one pass over the training loader; ``batches_per_round`` in extra_info turns the
-median into batches/s (gate.py prints it). GeoTIFF decoding dominates, so this measures the
+median into batches/s (report.py prints it). GeoTIFF decoding dominates, so this measures the
 image pipeline more than satclip's SH.
 """
 

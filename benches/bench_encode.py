@@ -13,7 +13,7 @@ same points and the same batch size:
                       the same SIREN in float32: what a torch user would write
 * ``original_style``  (i) the original code path: per-(l, m) SH columns + torch.stack and a
                       float64 SIREN. It runs at ~0.6 ms/point at L = 40 here, so it is timed on
-                      one batch of ``BATCH`` points and gate.py scales its median linearly to N
+                      one batch of ``BATCH`` points and report.py scales its median linearly to N
                       (``n_timed`` in extra_info; batches are independent, so cost is linear in N)
 * ``sh_only``         the Rust SH alone, float64 into a reused buffer, batched as encode does:
                       its median over ``satclip``'s is the SH share of encode time

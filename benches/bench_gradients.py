@@ -99,7 +99,7 @@ def bench_sh_gradients(benchmark: Any, mode: Mode, grad_case: tuple[str, int, st
 @pytest.fixture(scope="module", autouse=True)
 def _report_ratios(request: pytest.FixtureRequest) -> Any:
     """After the module's cases: writes their same-run ratios to the terminal (informational;
-    gate.py gates none of them)."""
+    report.py tabulates them)."""
     yield
     if not _MEDIANS:
         return

@@ -2,7 +2,7 @@
 
 Variants (``variant`` in extra_info), same randomly initialised encoder, same S2-100K-sized
 uint16 batch (4, 12, 256, 256), same batch size, 2 threads (the machine); the default and full modes only
-(quick mode, what CI's gate runs, skips them visibly: nothing here is gated):
+(quick mode, what CI runs, skips them visibly):
 
 * ``satclip``       ``satclip.encode_images(dn, encoder)``: validation (finite / non-negative /
                     units), float conversion, / 10000, zero B10, ViT centre crop, forward
@@ -38,7 +38,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "image_case" not in metafunc.fixturenames:
         return
     mode: Mode = get_mode(metafunc.config)
-    if mode.name == "quick":  # CI's gate does not gate these; keep its run short (as bench_encode does)
+    if mode.name == "quick":  # keep CI's quick run short (as bench_encode does)
         metafunc.parametrize("image_case", [None], ids=["none-in-quick-mode"])
         return
     n = 4

@@ -6,7 +6,7 @@ allocation - NumPy's, the Rust core's own and its worker threads' - which tracem
 (only allocations reported to it, e.g. NumPy's domain, show up there). tracemalloc's peak is
 recorded too, as a cross-check on NumPy-side allocations. Linux only; skipped elsewhere.
 
-These run under ``--benchmark-only`` (they use the benchmark fixture, so the gate runs them and
+These run under ``--benchmark-only`` (they use the benchmark fixture, so CI's quick run of the suite runs them and
 fails when an assertion does); their timings are incidental.
 """
 

@@ -12,7 +12,7 @@ safetensors file the workers load), float32:
 
 points/s = n / median. On a 2-core machine ``dask_2x1 / one_process`` (points/s) <= 1 is
 expected: the same two cores, plus scheduling and partition overheads. Not run in quick mode
-(CI's gate): starting a cluster costs more than the whole quick suite.
+(what CI runs): starting a cluster costs more than the whole quick suite.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Spherical harmonics alone: the Rust core against torch baselines and sphericart.
 
-Every case of one (L, dtype, N, threads) group runs in the same session, so gate.py can turn the
+Every case of one (L, dtype, N, threads) group runs in the same session, so report.py can turn the
 medians into ratios (baseline / Rust) that mean the same thing on any machine.
 
 Implementations (``impl`` in extra_info):

@@ -1,6 +1,6 @@
 """Shared plumbing for the benchmark suite: run modes, sample data, thread control, timing.
 
-Kept out of conftest.py so that bench modules and gate.py can import it like any module.
+Kept out of conftest.py so that bench modules and report.py can import it like any module.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Mode:
-    """How much the suite measures. "quick" is what CI's gate runs; "full" adds N = 1e6."""
+    """How much the suite measures. "quick" is what CI runs; "full" adds N = 1e6."""
 
     name: str
     sh_sizes: tuple[int, ...]  # N for the SH comparison
@@ -49,7 +49,7 @@ MODES: dict[str, Mode] = {
 THREADS: tuple[int, ...] = (1, 2)
 
 #: The spherical-harmonics implementations `bench_spherical_harmonics.py` times, in the order
-#: gate.py's table shows them (see that module's docstring for what each one is).
+#: report.py's table shows them (see that module's docstring for what each one is).
 SH_IMPLS: tuple[str, ...] = (
     "rust_out",
     "rust_fresh",
@@ -133,7 +133,7 @@ def timed(benchmark: Any, fn: Callable[[], Any], mode: Mode, **info: Any) -> Any
 
     Each round is a single call (so "fresh array" really allocates every time). The trial call
     also serves as warm-up (page faults of first use, lazy initialisation). ``info`` lands in the
-    JSON's ``extra_info``, which is what gate.py reads.
+    JSON's ``extra_info``, which is what report.py reads.
     """
     t0 = time.perf_counter()
     fn()

@@ -16,7 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--bench-mode",
         choices=sorted(MODES),
         default=os.environ.get("SATCLIP_BENCH_MODE", "default"),
-        help="quick: small N for CI (gate.py --quick); default: N up to 1e5; full: adds N = 1e6",
+        help="quick: small N (report.py --quick); default: N up to 1e5; full: adds N = 1e6",
     )
 
 

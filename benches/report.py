@@ -1,29 +1,23 @@
 #!/usr/bin/env python
-"""Performance-regression gate: run the benchmark suite, turn it into ratios, compare to a baseline.
+"""Benchmark report: run the pytest-benchmark suite and print its medians as tables of ratios.
 
-    python benches/gate.py --quick              # what CI runs (~1-2 minutes)
-    python benches/gate.py                      # default suite (N up to 1e5)
-    python benches/gate.py --full               # adds N = 1e6
-    python benches/gate.py --quick --update-baseline   # rewrite benches/baseline.json (explicitly only)
+    python benches/report.py --quick              # small N, few rounds (~1-2 minutes)
+    python benches/report.py                      # default suite (N up to 1e5)
+    python benches/report.py --full               # adds N = 1e6
+    python benches/report.py --save-results benches/results/NAME.json   # keep the figures
 
-Absolute times mean nothing across machines, so everything compared is a ratio of two medians
-measured in the same run, e.g. ``torch_vectorised / rust_out`` ("Rust is 12x faster than the
-torch baseline") for one (L, dtype, N, threads) case. A ratio fails the gate when it drops more
-than ``--margin`` (default 25%) below the committed baseline for this CPU class and mode. The gate
-also fails when the Rust kernel runs a lower SIMD level than the CPU supports (the runtime
-dispatch must pick AVX-512/AVX2 where they exist) or when a benchmark's own assertions fail (e.g.
-the zero-copy checks), and when no baseline exists for this CPU class (a gate that compared
-nothing must not pass). The CPU class is the SIMD level the kernel ran: the CPU's best, or the
-level ``SATCLIP_SIMD=avx2|baseline`` asked for, so every level can carry its own baseline:
-
-    SATCLIP_SIMD=avx2 python benches/gate.py --quick --runs 3 --update-baseline
+Absolute times mean little across machines, so the tables state ratios of two medians measured
+in the same run, e.g. ``torch_vectorised / rust_out`` ("the Rust core is 12x faster than the torch
+baseline") for one (L, dtype, N, threads) case. Those ratios depend on the CPU's
+microarchitecture, so they are reported, never compared with figures from another machine;
+regressions are caught by ``benches/gate.py``, which times this tree against a reference commit
+side by side.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -36,13 +30,6 @@ from benchkit import SH_FLOORS, SH_IMPLS
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-DEFAULT_BASELINE = HERE / "baseline.json"
-
-# Ratios the gate defends. Only single-thread cases: on a shared 2-core runner a two-thread
-# measurement mostly measures the neighbours (torch's OpenMP barriers degrade badly when
-# oversubscribed), so those ratios are reported but not gated.
-GATED_KINDS = ("vs_torch", "vs_sphericart")
-GATED_THREADS = (1,)
 
 
 @dataclass
@@ -56,34 +43,6 @@ class Ratio:
     @property
     def key(self) -> str:
         return f"{self.kind} | {self.case}"
-
-    @property
-    def gated(self) -> bool:
-        return self.kind in GATED_KINDS and self.threads in GATED_THREADS
-
-
-# --------------------------------------------------------------------------- CPU class
-
-
-def expected_simd() -> str:
-    """The best level the Rust kernel can dispatch to on this CPU, from the kernel's CPU flags."""
-    flags: set[str] = set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        return "unknown"
-    if {"avx512f", "avx512bw", "avx512vl", "avx512dq"} <= flags:
-        return "avx512"
-    if {"avx2", "fma"} <= flags:
-        return "avx2"
-    return "baseline"
-
-
-SIMD_RANK = {"baseline": 0, "avx2": 1, "avx512": 2}
 
 
 # --------------------------------------------------------------------------- suite -> ratios
@@ -167,7 +126,7 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
             ratios.append(Ratio("fresh_over_out", label, m["rust_fresh"] / rust, threads, higher_is_better=False))
         if "write_floor" in m:
             ratios.append(Ratio("over_floor", label, rust / m["write_floor"], threads, higher_is_better=False))
-        # issue 9 item 4: a fresh result against sphericart's fresh result (goal >= 1) and against
+        # A fresh result against sphericart's fresh result and against
         # NumPy's fresh-array floor, which is measured on one thread (goal <= 1.2 at N >= 1e5).
         fresh = m.get("rust_fresh")
         if fresh and "sphericart_fresh" in m:
@@ -189,36 +148,12 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
                 ratios.append(Ratio(kind, label, m[variant] / ours, threads))
         if "sh_only" in m:
             ratios.append(Ratio("encode_sh_share", label, m["sh_only"] / ours, threads, higher_is_better=False))
-        # issue 9: encode over the bare float32 SIREN (goal >= 1.0, 1.1) and float32 over float64.
+        # encode over the bare float32 SIREN on precomputed features, and float32 over float64.
         if "bare_nnet" in m:
             ratios.append(Ratio("encode_vs_bare_nnet", label, m["bare_nnet"] / ours, threads))
         if "satclip_f64" in m:
             ratios.append(Ratio("encode_f32_vs_f64", label, m["satclip_f64"] / ours, threads))
     return ratios, medians
-
-
-def combine_runs(runs: list[tuple[list[Ratio], dict[tuple, float]]]) -> tuple[list[Ratio], dict[tuple, float]]:
-    """Per-key median of ratios (and of medians) over several runs of the suite."""
-    if len(runs) == 1:
-        return runs[0]
-    by_key: dict[str, list[Ratio]] = defaultdict(list)
-    for ratios, _ in runs:
-        for r in ratios:
-            by_key[r.key].append(r)
-    combined = []
-    for rs in by_key.values():
-        values = sorted(r.value for r in rs)
-        mid = (
-            values[len(values) // 2]
-            if len(values) % 2
-            else 0.5 * (values[len(values) // 2 - 1] + values[len(values) // 2])
-        )
-        combined.append(Ratio(rs[0].kind, rs[0].case, mid, rs[0].threads, rs[0].higher_is_better))
-    medians: dict[tuple, float] = {}
-    for key in {k for _, m in runs for k in m}:
-        vals = sorted(m[key] for _, m in runs if key in m)
-        medians[key] = vals[len(vals) // 2]
-    return combined, medians
 
 
 # --------------------------------------------------------------------------- reporting
@@ -321,76 +256,16 @@ def encode_markdown(medians: dict[tuple, float]) -> str:
     return "\n".join(lines)
 
 
-# --------------------------------------------------------------------------- baseline
-
-
-def load_baseline(path: Path) -> dict[str, Any]:
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {"ratios": {}}
-
-
-def write_baseline(
-    path: Path, baseline: dict[str, Any], cpu: str, mode: str, ratios: list[Ratio], machine: dict[str, Any]
-) -> None:
-    section = baseline.setdefault("ratios", {}).setdefault(cpu, {})
-    section[mode] = {
-        "machine": f"{machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs, kernel {machine.get('satclip_simd', '?')}",
-        "gated": {r.key: round(r.value, 4) for r in ratios if r.gated},
-        "info": {r.key: round(r.value, 4) for r in ratios if not r.gated},
-    }
-    baseline["note"] = (
-        "Ratios (slower implementation / Rust core; each a ratio of medians from one run, median over --runs runs), written by "
-        "`python benches/gate.py [--quick] --update-baseline`. Keys: ratio kind | case. Only 'gated' is compared."
-    )
-    path.write_text(json.dumps(baseline, indent=1, sort_keys=True) + "\n")
-
-
-def compare(ratios: list[Ratio], reference: dict[str, float], margin: float) -> tuple[list[str], bool]:
-    """Markdown table of gated ratios against the baseline; False if any regressed past the margin."""
-    lines = ["| ratio | case | baseline | now | change | verdict |", "|---|---|---|---|---|---|"]
-    ok = True
-    now = {r.key: r for r in ratios if r.gated}
-    for key in sorted(set(reference) | set(now)):
-        kind, case = key.split(" | ", 1)
-        base = reference.get(key)
-        cur = now.get(key)
-        if base is None:
-            lines.append(f"| {kind} | {case} | - | {cur.value:.2f}x | new | (not in baseline) |")
-            continue
-        if cur is None:
-            lines.append(f"| {kind} | {case} | {base:.2f}x | - | - | not measured (skipped) |")
-            continue
-        change = cur.value / base - 1.0
-        bad = cur.value < base * (1.0 - margin)
-        ok &= not bad
-        verdict = f"REGRESSED (> {margin:.0%} drop)" if bad else "ok"
-        lines.append(f"| {kind} | {case} | {base:.2f}x | {cur.value:.2f}x | {change:+.0%} | {verdict} |")
-    return lines, ok
-
-
 # --------------------------------------------------------------------------- main
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true", help="small N, few rounds (CI)")
+    size.add_argument("--quick", action="store_true", help="small N, few rounds")
     size.add_argument("--full", action="store_true", help="adds N = 1e6 (slow)")
-    parser.add_argument(
-        "--margin", type=float, default=0.25, help="allowed drop of a ratio below baseline (default 0.25)"
-    )
-    parser.add_argument("--baseline", type=Path, default=DEFAULT_BASELINE)
-    parser.add_argument("--update-baseline", action="store_true", help="rewrite this CPU class/mode's baseline")
     parser.add_argument("--json", type=Path, default=None, help="where to keep pytest-benchmark's JSON")
-    parser.add_argument("--from-json", type=Path, default=None, help="skip running: evaluate an existing JSON")
-    parser.add_argument(
-        "--runs",
-        type=int,
-        default=1,
-        help="run the suite this many times and use each ratio's median over the runs "
-        "(use 3 with --update-baseline, so one noisy run cannot set the bar)",
-    )
+    parser.add_argument("--from-json", type=Path, default=None, help="skip running: tabulate an existing JSON")
     parser.add_argument(
         "--save-results",
         type=Path,
@@ -403,88 +278,32 @@ def main(argv: list[str] | None = None) -> int:
     mode = "quick" if args.quick else "full" if args.full else "default"
 
     rc = 0
-    if args.from_json:
-        json_paths = [args.from_json]
-    else:
-        json_path = args.json or REPO / ".benchmarks" / f"gate-{mode}.json"
+    json_path = args.from_json
+    if json_path is None:
+        json_path = args.json or REPO / ".benchmarks" / f"report-{mode}.json"
         json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_paths = []
-        for run in range(max(1, args.runs)):
-            path = json_path if args.runs <= 1 else json_path.with_suffix(f".run{run + 1}.json")
-            path.unlink(missing_ok=True)
-            rc = run_suite(mode, path, args.verbose, args.pytest_args) or rc
-            if not path.is_file():
-                print(f"gate: FAIL - the suite produced no results (pytest exit code {rc})")
-                return 1
-            json_paths.append(path)
+        json_path.unlink(missing_ok=True)
+        rc = run_suite(mode, json_path, args.verbose, args.pytest_args)
+        if not json_path.is_file():
+            print(f"report: the suite produced no results (pytest exit code {rc})")
+            return 1
     if args.save_results:
-        save_compact(json_paths[-1], args.save_results)
-    runs = [compute_ratios(load_stats(p)[1]) for p in json_paths]
-    machine, benchmarks = load_stats(json_paths[-1])
-    ratios, medians = combine_runs(runs)
-
-    supported = expected_simd()
-    kernel = machine.get("satclip_simd", "unknown")
-    lowered = os.environ.get("SATCLIP_SIMD")
-    # Baselines are keyed by the level the kernel ran: the CPU's best, or the one SATCLIP_SIMD
-    # asked for (that is how the avx2 and baseline rows are recorded on an AVX-512 machine).
-    cpu = kernel if lowered else supported
+        save_compact(json_path, args.save_results)
+    machine, benchmarks = load_stats(json_path)
+    ratios, medians = compute_ratios(benchmarks)
     print(
         f"\n## Benchmarks ({mode}): {machine.get('cpu_model', '?')}, {machine.get('usable_cpus', '?')} CPUs; "
-        f"CPU supports {supported}, kernel dispatched {kernel}\n"
+        f"kernel dispatched {machine.get('satclip_simd', '?')}\n"
     )
-    sh_table = sh_markdown(medians)
-    if sh_table:
-        print(sh_table)
-    enc = encode_markdown(medians)
-    if enc:
-        print("\n" + enc)
-    other = other_markdown(benchmarks)
-    if other:
-        print("\n" + other)
-    info = [r for r in ratios if r.kind in ("threads_2_over_1",)]
-    if info:
-        print("\n| two threads / one thread (Rust out=) | speed-up |\n|---|---|")
-        for r in info:
-            print(f"| {r.case} | {r.value:.2f}x |")
-
-    failures: list[str] = []
+    for table in (sh_markdown(medians), encode_markdown(medians), other_markdown(benchmarks)):
+        if table:
+            print(table + "\n")
+    print("| ratio | case | value |\n|---|---|---|")
+    for r in sorted(ratios, key=lambda r: r.key):
+        print(f"| {r.kind} | {r.case} | {r.value:.2f}x |")
     if rc != 0:
-        failures.append(f"the benchmark suite failed (pytest exit code {rc}); see its output above")
-    if lowered and kernel != lowered:
-        failures.append(f"SATCLIP_SIMD={lowered} was asked for but the Rust kernel ran '{kernel}'")
-    if not lowered and kernel in SIMD_RANK and supported in SIMD_RANK and SIMD_RANK[kernel] < SIMD_RANK[supported]:
-        failures.append(f"the Rust kernel runs '{kernel}' but this CPU supports '{supported}' (dispatch not taken)")
-
-    baseline = load_baseline(args.baseline)
-    if args.update_baseline:
-        if failures:
-            print("\ngate: not updating the baseline from a failing run:\n  - " + "\n  - ".join(failures))
-            return 1
-        write_baseline(args.baseline, baseline, cpu, mode, ratios, machine)
-        print(f"\ngate: wrote {sum(r.gated for r in ratios)} gated ratios for {cpu}/{mode} to {args.baseline}")
-        return 0
-
-    reference = baseline.get("ratios", {}).get(cpu, {}).get(mode, {}).get("gated")
-    if reference is None:
-        # A gate that passes because it compared nothing would hide every regression on this CPU.
-        failures.append(
-            f"no baseline for CPU class '{cpu}', mode '{mode}' in {args.baseline}: nothing was "
-            "compared; record one on a quiet machine with --update-baseline --runs 3"
-        )
-    else:
-        table, ok = compare(ratios, reference, args.margin)
-        print(f"\n### Gated ratios against {args.baseline.name} (fail below baseline x {1 - args.margin:.2f})\n")
-        print("\n".join(table))
-        if not ok:
-            failures.append(f"ratio(s) regressed by more than {args.margin:.0%} (table above)")
-        if not any(math.isfinite(r.value) for r in ratios if r.gated):
-            failures.append("no gated ratio was measured")
-
-    if failures:
-        print("\ngate: FAIL\n  - " + "\n  - ".join(failures))
+        print(f"\nreport: the benchmark suite failed (pytest exit code {rc}); see its output above")
         return 1
-    print("\ngate: PASS")
     return 0
 
 

@@ -1,0 +1,79 @@
+"""One side of the regression gate: times satclip cases on request, in whichever satclip it imports.
+
+``gate.py`` starts two of these, one importing this tree's satclip and one importing the
+reference build (``PYTHONPATH``), and sends both the same requests in turn. Protocol: one JSON
+object per line on stdin (``{"case": name, "calls": k}``), one JSON line back per request
+(``{"seconds": [...]}``, the time of each of the ``k`` calls). The first line written is a
+greeting that says which satclip was imported and which SIMD level its core runs. Everything
+runs on one thread (satclip's core and torch), so the two sides never compete for a core.
+
+Only public API that every version of satclip has is used, so any earlier commit can be the
+reference.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def _cases() -> dict[str, Callable[[], object]]:
+    import torch
+
+    import satclip
+
+    satclip.set_num_threads(1)
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+
+    def points(n: int) -> np.ndarray:
+        return np.column_stack([rng.uniform(-180, 180, n), rng.uniform(-90, 90, n)])
+
+    cases: dict[str, Callable[[], object]] = {}
+    for L in (10, 40):
+        for dtype in (np.float32, np.float64):
+            lonlat, out = points(10_000), np.empty((10_000, L * L), dtype)
+
+            def sh(lonlat: np.ndarray = lonlat, out: np.ndarray = out, L: int = L) -> object:
+                return satclip.spherical_harmonics(lonlat, L, out=out)
+
+            cases[f"SH L={L} {dtype.__name__} N=10000"] = sh
+    grad_in = points(1_000)
+    cases["SH+gradient L=40 float64 N=1000"] = lambda: satclip.spherical_harmonics_with_gradient(grad_in, 40)
+
+    from satclip.nn import build_location_encoder
+
+    for L, n in ((10, 20_000), (40, 5_000)):
+        torch.manual_seed(0)
+        model, lonlat = build_location_encoder(L).eval(), points(n)
+
+        def encode(model: torch.nn.Module = model, lonlat: np.ndarray = lonlat) -> object:
+            return satclip.encode(lonlat, model)
+
+        cases[f"encode L={L} float32 N={n}"] = encode
+    return cases
+
+
+def main() -> None:
+    import satclip
+
+    cases = _cases()
+    for fn in cases.values():
+        fn()  # first calls: page faults, caches, lazy set-up
+    print(json.dumps({"satclip": satclip.__file__, "simd": satclip.simd_level(), "cases": list(cases)}), flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        fn, seconds = cases[request["case"]], []
+        for _ in range(request["calls"]):
+            start = time.perf_counter()
+            fn()
+            seconds.append(time.perf_counter() - start)
+        print(json.dumps({"seconds": seconds}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
