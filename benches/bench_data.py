@@ -43,7 +43,9 @@ def _synthetic_layout(root: Path) -> Path:
             noise = rng.integers(0, 200, size=(256, 256, 12))
             patch = (base + noise).astype(np.uint16)
             name = f"patch_{i}.tif"
-            tifffile.imwrite(root / "images" / name, patch, compression="lzw")
+            tifffile.imwrite(
+                root / "images" / name, patch, compression="lzw", photometric="minisblack", planarconfig="contig"
+            )
             writer.writerow([rng.uniform(-60, 70), rng.uniform(-180, 180), "", name])
     return root
 

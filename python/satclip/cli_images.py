@@ -164,7 +164,8 @@ def run_locate(args: argparse.Namespace) -> int:
 def _center_or_none(image_center: Any, path: str) -> Any:
     try:
         return image_center(path)
-    except Exception:  # the pixels were read already; a bad georeference only loses the distance
+    except Exception as e:  # the pixels were read already; a bad georeference only loses the distance
+        print(f"satclip: warning: {path}: no distance to the true centre ({e})", file=sys.stderr)
         return None
 
 
