@@ -157,3 +157,13 @@ def test_fresh_processes_at_every_simd_level_give_the_same_bits(case, tmp_path: 
             assert ran.returncode == 0, ran.stderr[-3000:]
             assert ran.stdout.strip() == level, f"asked for {level}, the core ran {ran.stdout.strip()}"
             _assert_same_bits(np.load(out), want, f"fresh process, SATCLIP_SIMD={level}, 16 threads")
+
+
+@pytest.mark.parametrize("module", ["satclip.nn", "satclip.torch_harmonics", "satclip.encoding"])
+def test_importing_a_torch_path_initialises_mkl_vector_math_first(module):
+    """The defence against MKL's first-call race (satclip.vml) runs on import, in a fresh process,
+    before any SIREN or torch SH code can run: its first VML call is then a serial one."""
+    script = f"import satclip.vml as v; assert not v.initialised(); import {module}; print(v.initialised())"
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    assert ran.stdout.strip() == "True"

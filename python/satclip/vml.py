@@ -24,17 +24,25 @@ import threading
 
 import torch
 
-# Every torch elementwise function on float tensors that satclip's models, SH fallbacks and
-# refinement call (SIREN: sin; torch SH recurrences: sin, cos; refinement: sin, cos; training: exp).
-_FUNCTIONS = (torch.sin, torch.cos, torch.exp)
+# The torch elementwise functions on float tensors that satclip's code calls (SIREN: sin; torch SH
+# recurrences and refinement: sin, cos; training and logits: exp), and those its image encoders
+# might (erf, tanh, log): a call that torch does not route to VML costs nothing here.
+_FUNCTIONS = (torch.sin, torch.cos, torch.exp, torch.erf, torch.tanh, torch.log)
 _DTYPES = (torch.float32, torch.float64)
 
 _lock = threading.Lock()
 _done = False
 
 
+def initialised() -> bool:
+    """Whether :func:`initialise` has run in this process."""
+    return _done
+
+
 def initialise() -> None:
-    """Run each VML function satclip uses once, serially, in this process (idempotent, ~0.1 ms)."""
+    """Run each VML function satclip uses once, serially, in this process (idempotent). The first
+    run takes tens of milliseconds, nearly all of it MKL loading the kernels that the first real
+    call would load anyway."""
     global _done
     with _lock:
         if _done:
