@@ -33,6 +33,7 @@ def _installed_version() -> str:
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {
     "encode": "satclip.encoding",
+    "encode_grid": "satclip.grid",
     "load": "satclip.checkpoint",
     "save": "satclip.checkpoint",
     "MODELS": "satclip.registry",
