@@ -105,6 +105,12 @@ def encode(
     converted = geo_inputs.convert(lonlat)
     if converted is not None:
         points_in, shape_like_input = converted
+        if isinstance(shape_like_input, geo_inputs.GridWrap):  # 1-D lon x lat: the separable grid path
+            from .grid import encode_wrapped_grid
+
+            return encode_wrapped_grid(
+                shape_like_input, points_in, model, device=device, dtype=dtype, progress=progress
+            )
         return shape_like_input(
             encode(points_in, model, device=device, dtype=dtype, batch_size=batch_size, progress=progress)
         )

@@ -142,7 +142,8 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
             f"standard_name/units marking them); it has {[str(k) for k in coords]}"
         )
     lon_c, lat_c = coords[lon], coords[lat]
-    if lon_c.ndim == 1 and lat_c.ndim == 1 and lon_c.dims != lat_c.dims:
+    product = lon_c.ndim == 1 and lat_c.ndim == 1 and lon_c.dims != lat_c.dims
+    if product:
         order = [d for d in _dims_in_order(obj) if d in (lon_c.dims[0], lat_c.dims[0])]
         grid_lon, grid_lat = xr.broadcast(lon_c, lat_c)
         grid_lon, grid_lat = grid_lon.transpose(*order), grid_lat.transpose(*order)
@@ -167,7 +168,22 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
         out = xr.DataArray(values, dims=(*dims, "embedding"), coords=keep, attrs=attrs, name="embedding")
         return out.assign_coords(embedding=np.arange(values.shape[-1]))
 
+    if product:
+        lat_first = order[0] == lat_c.dims[0]
+        return lonlat, GridWrap(wrap, _coord_degrees(lon_c, lon), _coord_degrees(lat_c, lat), lat_first)
     return lonlat, wrap
+
+
+class GridWrap:
+    """The ``wrap`` of an xarray grid with 1-D lon and lat coordinates, which also carries the
+    two axes, so that :func:`satclip.encode` can take the separable grid path
+    (:func:`satclip.grid.encode_grid`). ``lat_first``: the input's dims are (lat, lon)."""
+
+    def __init__(self, wrap: Wrap, lon: np.ndarray, lat: np.ndarray, lat_first: bool):
+        self.wrap, self.lon, self.lat, self.lat_first = wrap, lon, lat, lat_first
+
+    def __call__(self, embeddings: Any) -> Any:
+        return self.wrap(embeddings)
 
 
 def _coord_degrees(coord: Any, name: Any) -> np.ndarray:
@@ -269,4 +285,4 @@ def _is_missing(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
-__all__ = ["convert", "h3_to_lonlat"]
+__all__ = ["GridWrap", "convert", "h3_to_lonlat"]

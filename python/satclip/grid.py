@@ -134,6 +134,28 @@ def encode_grid(
     return out
 
 
+def encode_wrapped_grid(
+    wrap: Any,
+    points: np.ndarray,
+    model: ModelLike,
+    *,
+    device: torch.device | str | None,
+    dtype: torch.dtype | str,
+    progress: bool | None,
+) -> Any:
+    """:func:`satclip.encode` of an xarray grid with 1-D lon and lat coordinates (a
+    :class:`~satclip.geo_inputs.GridWrap`): through :func:`encode_grid`, shaped like the input.
+    Reduced-precision dtypes (CUDA) go point-wise through :func:`satclip.encode`."""
+    from .encoding import encode
+
+    try:
+        check_float_dtype(dtype)
+    except DTypeError:
+        return wrap(encode(points, model, device=device, dtype=dtype, progress=progress))
+    emb = encode_grid(wrap.lon, wrap.lat, model, device=device, dtype=dtype, progress=progress)
+    return wrap(emb if wrap.lat_first else emb.transpose(1, 0, 2))
+
+
 def _stderr_is_terminal() -> bool:
     return sys.stderr is not None and sys.stderr.isatty()
 
