@@ -3,7 +3,8 @@
 ``gate.py`` starts two of these, one importing this tree's satclip and one importing the
 reference build (``PYTHONPATH``), and sends both the same requests in turn. Protocol: one JSON
 object per line on stdin (``{"case": name, "calls": k}``), one JSON line back per request
-(``{"seconds": [...]}``, the time of each of the ``k`` calls). The first line written is a
+(``{"seconds": [...]}``, the CPU time this process spent in each of the ``k`` calls: unlike
+wall-clock time it does not grow while other processes hold the core). The first line written is a
 greeting that says which satclip was imported and which SIMD level its core runs. Everything
 runs on one thread (satclip's core and torch), so the two sides never compete for a core.
 
@@ -69,9 +70,9 @@ def main() -> None:
         request = json.loads(line)
         fn, seconds = cases[request["case"]], []
         for _ in range(request["calls"]):
-            start = time.perf_counter()
+            start = time.process_time()
             fn()
-            seconds.append(time.perf_counter() - start)
+            seconds.append(time.process_time() - start)
         print(json.dumps({"seconds": seconds}), flush=True)
 
 
