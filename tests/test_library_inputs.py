@@ -86,3 +86,16 @@ def test_missing_values_are_named_by_row(released_l6) -> None:
     # Pairs of mixed Python/NumPy numbers in an object array are numbers.
     mixed = np.array([[1, np.float32(2.5)], [3.0, 4]], dtype=object)
     np.testing.assert_array_equal(enc(mixed, released_l6), enc(np.array([[1.0, 2.5], [3.0, 4.0]]), released_l6))
+
+
+@pytest.mark.parametrize("device", ["bogus", "tpu", "cuda:0"])
+def test_encode_names_an_unusable_device_with_a_device_error(device):
+    import torch
+
+    from satclip.errors import DeviceError
+    from satclip.nn import build_location_encoder
+
+    if device.startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("CUDA is available here: the device is usable")
+    with pytest.raises(DeviceError, match=repr(device)):
+        satclip.encode(np.zeros((2, 2)), build_location_encoder(4), device=device)

@@ -12,7 +12,7 @@ from torch import Tensor
 
 from .columns import frame_lonlat, is_dataframe
 from .coords import check_lonlat_tensor
-from .errors import CoordinateError, DTypeError
+from .errors import CoordinateError, DeviceError, DTypeError
 from .harmonics import as_lonlat_array
 
 
@@ -53,12 +53,12 @@ def pick_device(device: torch.device | str | None, input_device: torch.device) -
         return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
     try:
         chosen = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"not a device: {device!r} ({err})") from None
+    except (RuntimeError, TypeError):
+        raise DeviceError(f"not a device: {device!r}; satclip encodes on 'cpu' or 'cuda' (e.g. 'cuda:1')") from None
     if chosen.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} was requested but CUDA is not available here")
+        raise DeviceError(f"device {device!r} was requested but CUDA is not available here")
     if chosen.type not in ("cpu", "cuda"):
-        raise ValueError(f"satclip encodes on 'cpu' or 'cuda', got {device!r}")
+        raise DeviceError(f"satclip encodes on 'cpu' or 'cuda', got {device!r}")
     if chosen.type == "cuda" and chosen.index is None:
         # "cuda" and "cuda:0" must compare equal to a tensor's device (cuda:0) later on.
         chosen = torch.device("cuda", torch.cuda.current_device())
