@@ -74,3 +74,53 @@ def test_pca_rgb_channels_without_a_component_are_neutral_grey(released_l6) -> N
 
     one = embedding_map.pca_rgb(released_l6, embedding_map.make_grid(90.0, (-180, 0, -90, 90)), device="cpu")
     np.testing.assert_array_equal(one, np.full((1, 1, 3), 0.5, dtype=np.float32))
+
+
+def test_an_interrupted_zarr_export_resumes_without_recomputing_and_matches_an_uninterrupted_one(
+    released_l6, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    xr = require("xarray")
+    grid = embedding_map.make_grid(2.0)  # global, 180 x 90 cells
+    monkeypatch.setattr(embedding_map, "BAND_POINTS", 180 * 10)  # 9 bands of 10 rows
+    encode_rows = embedding_map._encode_rows
+    computed: list[int] = []
+
+    def counting(grid: embedding_map.Grid, rows: slice, *args: object) -> np.ndarray:
+        if len(computed) == 4 and fail:
+            raise KeyboardInterrupt
+        computed.append(rows.start)
+        return encode_rows(grid, rows, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedding_map, "_encode_rows", counting)
+    store = tmp_path / "world.zarr"
+    fail = True
+    with pytest.raises(KeyboardInterrupt):
+        embedding_map.export_grid(released_l6, grid, store, device="cpu")
+    assert not store.exists() and embedding_map.partial_zarr_path(store).is_dir()
+    fail, computed[:] = False, []
+    embedding_map.export_grid(released_l6, grid, store, device="cpu")
+    assert computed == [40, 50, 60, 70, 80]  # the four finished bands were kept
+    assert not embedding_map.partial_zarr_path(store).exists()
+
+    computed[:] = []
+    embedding_map.export_grid(released_l6, grid, tmp_path / "again.zarr", device="cpu")
+    assert len(computed) == 9
+    chunks = sorted(p.name for p in (store / "embeddings").iterdir() if not p.name.startswith("."))
+    assert len(chunks) == 9
+    for name in chunks:  # the same bytes as an uninterrupted run
+        assert (store / "embeddings" / name).read_bytes() == (
+            tmp_path / "again.zarr" / "embeddings" / name
+        ).read_bytes()
+
+    ds = xr.open_zarr(store)
+    emb = ds["embeddings"].to_numpy()
+    assert emb.shape == (90, 180, 256) and ds["embedding"].dtype.kind == "i"
+    assert ds["spatial_ref"].attrs["grid_mapping_name"] == "latitude_longitude"
+    expected = satclip.encode(grid.points(slice(0, 90)), released_l6, device="cpu")
+    np.testing.assert_allclose(emb.reshape(-1, 256), expected, rtol=0, atol=2e-5 * np.abs(expected).max())
+    ds.close()
+    rasterio = require("rasterio")
+    with rasterio.open(f'ZARR:"{store}":/embeddings') as f:  # what a GIS sees: 256 bands, north-up, WGS 84
+        assert (f.count, f.width, f.height) == (256, 180, 90)
+        assert f.crs.to_epsg() == 4326
+        assert f.transform == rasterio.transform.from_origin(-180, 90, 2.0, 2.0)

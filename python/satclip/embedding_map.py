@@ -11,9 +11,12 @@ global grid is 3600 x 1800 = 6.5 M points, 6.6 GB of float32 embeddings, which n
   cell) spans the grid, so an image grid may have at most :data:`MAP_MAX_CELLS` cells
   (:func:`check_map_grid`, which ``satclip map`` applies before loading the model);
 * exports write each band as it is computed, as a variable ``embeddings`` with dims
-  ``(lat, lon, embedding)``: Zarr (appended along ``lat``, one chunk per band),
+  ``(lat, lon, embedding)``: Zarr (one chunk per band, resumable, see :func:`export_grid`),
   NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows, pixel-interleaved strips; band ``b`` is
   embedding dimension ``b - 1``; EPSG:4326 and the grid's affine transform).
+
+Bands are embedded with :func:`satclip.encode_grid` (the separable path for product grids), whose
+bits do not depend on how the rows are split into bands.
 """
 
 from __future__ import annotations
@@ -69,8 +72,8 @@ class Grid:
         lon, lat = np.meshgrid(self.lon, self.lat[rows])
         return np.column_stack([lon.ravel(), lat.ravel()])
 
-    def bands(self, band_points: int = BAND_POINTS) -> Iterator[slice]:
-        rows = max(1, band_points // self.width)
+    def bands(self, band_points: int | None = None) -> Iterator[slice]:
+        rows = max(1, (BAND_POINTS if band_points is None else band_points) // self.width)
         for start in range(0, self.height, rows):
             yield slice(start, min(start + rows, self.height))
 
@@ -101,6 +104,13 @@ def _encode(points: np.ndarray, model: Any, device: str | None) -> np.ndarray:
     from .encoding import encode
 
     return np.asarray(encode(points, model, device=device, progress=False))
+
+
+def _encode_rows(grid: Grid, rows: slice, model: Any, device: str | None) -> np.ndarray:
+    """Embeddings of a band of rows, ``(rows, width, dim)`` float32 (the separable grid path)."""
+    from .grid import encode_grid
+
+    return encode_grid(grid.lon, grid.lat[rows], model, device=device, progress=False)
 
 
 def _bar(total: int, progress: bool, desc: str) -> Any:
@@ -164,7 +174,7 @@ def pca_rgb(model: Any, grid: Grid, *, device: str | None = None, progress: bool
         return rgb
     with _bar(n, progress, "satclip map") as bar:
         for rows in grid.bands():
-            emb = _encode(grid.points(rows), model, device)
+            emb = _encode_rows(grid, rows, model, device).reshape(-1, axes_t.shape[0])
             band = np.clip((emb @ axes_t.astype(emb.dtype) - offset) / scale, 0.0, 1.0)
             rgb[rows, :, : axes.shape[0]] = band.reshape(rows.stop - rows.start, grid.width, -1)
             bar.update(band.shape[0])
@@ -187,6 +197,14 @@ def export_grid(
     an interrupted export leaves nothing under ``path``. An existing ``path`` (file or Zarr
     directory) raises :class:`~satclip.errors.OutputExistsError` before any work unless
     ``overwrite=True``; with it, the old output is replaced only once the new one is complete.
+
+    Zarr exports are resumable: the store is built in the hidden directory ``.NAME.partial``
+    next to ``path``, one chunk per band of rows, and a chunk is marked finished once written.
+    Running the same export again (same model, grid and band size) after an interrupt keeps the
+    finished chunks, computes only the others and gives the same bytes as an uninterrupted run
+    (the embeddings do not depend on how the rows were split). Memory stays bounded by a band.
+    The store carries CF georeferencing (``spatial_ref`` grid mapping with the WGS 84 WKT and
+    the GeoTransform, lat/lon axes) and GDAL's ``_CRS`` attribute.
     """
     from .publish import publish
 
@@ -199,6 +217,9 @@ def export_grid(
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"the output directory {parent} does not exist")
+    if suffix == ".zarr":
+        _export_zarr(model, grid, path, device=device, progress=progress, model_name=model_name, overwrite=overwrite)
+        return path
     publish(
         path,
         lambda tmp: _export(model, grid, tmp, device=device, progress=progress, model_name=model_name),
@@ -209,19 +230,145 @@ def export_grid(
 
 def _export(model: Any, grid: Grid, path: Path, *, device: str | None, progress: bool, model_name: str) -> None:
     suffix = path.suffix.lower()
-    writer = {".zarr": _ZarrWriter, ".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
-    attrs = {"satclip_model": str(model_name or model), "resolution_deg": grid.resolution, "crs": "EPSG:4326"}
+    writer = {".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
+    attrs = _attrs(model, grid, model_name)
     out: Any = None  # the writer, created with the first band (its shape fixes the layout)
     with _bar(grid.width * grid.height, progress, "satclip export") as bar:
         for rows in grid.bands():
-            emb = _encode(grid.points(rows), model, device).astype(np.float32, copy=False)
-            band = emb.reshape(rows.stop - rows.start, grid.width, -1)
+            band = _encode_rows(grid, rows, model, device)
             if out is None:
                 out = writer(path, grid, band.shape[2], band.shape[0], attrs)
             out.write(rows, band)
-            bar.update(emb.shape[0])
+            bar.update(band.shape[0] * band.shape[1])
     assert out is not None
     out.close()
+
+
+def _attrs(model: Any, grid: Grid, model_name: str) -> dict[str, Any]:
+    return {"satclip_model": str(model_name or model), "resolution_deg": grid.resolution, "crs": "EPSG:4326"}
+
+
+#: Name of the directory, inside a partial Zarr export, holding one empty file per finished chunk.
+_DONE = ".satclip-done"
+
+
+def partial_zarr_path(path: Path) -> Path:
+    """Where the Zarr export to ``path`` is built (and found again to resume it)."""
+    return path.with_name(f".{path.name}.partial")
+
+
+def _export_zarr(
+    model: Any, grid: Grid, path: Path, *, device: str | None, progress: bool, model_name: str, overwrite: bool
+) -> None:
+    """The resumable Zarr export (see :func:`export_grid`)."""
+    import hashlib
+    import shutil
+
+    from .publish import _rename_directory
+
+    zarr = _need("zarr")
+    bands = list(grid.bands())
+    # What the partial store must have been started with to be resumed: the grid, the bands and
+    # the model (its name and a fingerprint of its output, so a changed checkpoint is not mixed in).
+    probe = _encode(np.array([[12.5, 41.9], [-70.25, -33.5]]), model, device).astype(np.float32)
+    spec = {
+        "model": str(model_name or model),
+        "model_fingerprint": hashlib.sha256(np.round(probe, 5).tobytes()).hexdigest(),
+        "resolution": grid.resolution,
+        "region": list(grid.region),
+        "band_rows": bands[0].stop - bands[0].start,
+    }
+    partial = partial_zarr_path(path)
+    root: Any = None
+    if partial.is_dir():
+        try:
+            root = zarr.open_group(str(partial), mode="r+", zarr_format=2)
+            if dict(root.attrs).get("satclip_partial_export") != spec or "embeddings" not in root:
+                root = None
+        except Exception:  # not a store we can resume: start again
+            root = None
+        if root is None:
+            shutil.rmtree(partial)
+    elif partial.exists():
+        partial.unlink()
+    done = partial / _DONE
+    with _bar(grid.width * grid.height, progress, "satclip export") as bar:
+        for i, rows in enumerate(bands):
+            cells = (rows.stop - rows.start) * grid.width
+            if root is not None and (done / str(i)).exists():
+                bar.update(cells)  # finished before an interrupt: not recomputed
+                continue
+            band = _encode_rows(grid, rows, model, device)
+            if root is None:
+                root = _create_zarr(zarr, partial, grid, band.shape[2], spec, _attrs(model, grid, model_name))
+                done.mkdir()
+            root["embeddings"][rows.start : rows.stop] = band
+            (done / str(i)).touch()
+            bar.update(cells)
+    del root.attrs["satclip_partial_export"]
+    shutil.rmtree(done)
+    zarr.consolidate_metadata(str(partial), zarr_format=2)
+    _rename_directory(partial, path, overwrite)
+
+
+def _crs_wkt() -> str:
+    try:
+        import pyproj
+
+        return str(pyproj.CRS.from_epsg(4326).to_wkt())
+    except ImportError:
+        return _WGS84_WKT
+
+
+_WGS84_WKT = (
+    'GEOGCS["WGS 84",DATUM["WGS_1984",SPHEROID["WGS 84",6378137,298.257223563]],PRIMEM["Greenwich",0],'
+    'UNIT["degree",0.0174532925199433],AXIS["Latitude",NORTH],AXIS["Longitude",EAST],AUTHORITY["EPSG","4326"]]'
+)
+
+
+def _create_zarr(zarr: Any, path: Path, grid: Grid, dim: int, spec: dict[str, Any], attrs: dict[str, Any]) -> Any:
+    """An empty Zarr (v2) store for the grid's embeddings, readable by xarray (CF) and GDAL."""
+    root = zarr.open_group(str(path), mode="w", zarr_format=2)
+    band_rows = spec["band_rows"]
+    wkt = _crs_wkt()
+    res, (lon0, _, _, lat1) = grid.resolution, grid.region
+
+    def array(name: str, values: np.ndarray, dims: list[str], **extra: Any) -> None:
+        arr = root.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape, fill_value=None)
+        arr[...] = values
+        arr.attrs.update(_ARRAY_DIMENSIONS=dims, **extra)
+
+    array("lat", grid.lat, ["lat"], units="degrees_north", standard_name="latitude", axis="Y")
+    array("lon", grid.lon, ["lon"], units="degrees_east", standard_name="longitude", axis="X")
+    array("embedding", np.arange(dim, dtype=np.int32), ["embedding"], long_name="embedding dimension")
+    array(
+        "spatial_ref",
+        np.array(0, dtype=np.int32),
+        [],
+        grid_mapping_name="latitude_longitude",
+        crs_wkt=wkt,
+        spatial_ref=wkt,
+        semi_major_axis=6378137.0,
+        inverse_flattening=298.257223563,
+        longitude_of_prime_meridian=0.0,
+        GeoTransform=f"{lon0!r} {res!r} 0.0 {lat1!r} 0.0 {-res!r}",
+    )
+    emb = root.create_array(
+        "embeddings",
+        shape=(grid.height, grid.width, dim),
+        dtype=np.float32,
+        chunks=(band_rows, grid.width, dim),
+        fill_value=np.nan,
+    )
+    emb.attrs.update(
+        _ARRAY_DIMENSIONS=["lat", "lon", "embedding"],
+        grid_mapping="spatial_ref",
+        coordinates="spatial_ref",
+        long_name="SatCLIP location embedding",
+        _CRS={"wkt": wkt},
+    )
+    root.attrs.update(attrs, Conventions="CF-1.8", satclip_partial_export=spec)
+    return root
 
 
 def _need(module: str) -> Any:
@@ -231,33 +378,6 @@ def _need(module: str) -> Any:
         return import_module(module)
     except ImportError:
         raise SatclipError(f"this export needs {module}: pip install 'satclip[geo]'") from None
-
-
-class _ZarrWriter:
-    def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
-        self.xr = _need("xarray")
-        _need("zarr")
-        self.path, self.grid, self.dim, self.band_rows, self.attrs, self.first = path, grid, dim, band_rows, attrs, True
-
-    def write(self, rows: slice, band: np.ndarray) -> None:
-        ds = self.xr.Dataset(
-            {"embeddings": (("lat", "lon", "embedding"), band)},
-            coords={"lat": self.grid.lat[rows], "lon": self.grid.lon, "embedding": np.arange(self.dim)},
-            attrs=self.attrs,
-        )
-        ds["lat"].attrs.update(units="degrees_north", standard_name="latitude")
-        ds["lon"].attrs.update(units="degrees_east", standard_name="longitude")
-        if self.first:
-            chunks = (self.band_rows, self.grid.width, self.dim)
-            ds.to_zarr(
-                self.path, mode="w", encoding={"embeddings": {"chunks": chunks}}, consolidated=True, zarr_format=2
-            )
-            self.first = False
-        else:
-            ds.to_zarr(self.path, append_dim="lat", consolidated=True, zarr_format=2)
-
-    def close(self) -> None:
-        pass
 
 
 class _NetCDFWriter:
