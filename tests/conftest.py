@@ -373,6 +373,7 @@ EXTRA_OF_MODULE = {
     "ray": "ray",
     "ray.data": "ray",
     "sklearn": "eval",
+    "geoclip": "geoclip",
     "triton": "torch's triton",
     "torch": "the torch dependency",
 }

@@ -355,6 +355,7 @@ def test_encoders_with_a_modified_network_run_through_the_module(ckpt_l10: Path)
     assert np.abs(got).max() <= 1  # the tanh really was applied
 
 
-def test_other_modules_are_refused(ckpt_l10: Path) -> None:
+def test_modules_that_are_not_location_encoders_are_refused(ckpt_l10: Path) -> None:
+    # Any module mapping (N, 2) to (N, D) is an encoder (tests/test_encoders.py); others are refused.
     with pytest.raises(CheckpointError, match="Linear"):
-        encode(random_points(3), torch.nn.Linear(2, 4))
+        encode(random_points(3), torch.nn.Linear(3, 4))

@@ -33,7 +33,7 @@ from . import triton_harmonics
 from .checkpoint import load
 from .columns import LAT_NAMES, LON_NAMES, find_lonlat_columns
 from .dtypes import check_float_dtype
-from .errors import CheckpointError, DTypeError
+from .errors import CheckpointError, DTypeError, EncoderError
 from .harmonics import spherical_harmonics
 from .inputs import as_points, pick_device
 from .lru import LRUCache
@@ -167,7 +167,7 @@ def encode(
 
 
 def _encode_via_pinned(
-    runner: _SirenRunner | _ModuleRunner,
+    runner: _SirenRunner | _ModuleRunner | _EncoderRunner,
     points: Tensor,
     buffers: list[dict[str, Tensor]],
     out: Tensor,
@@ -232,13 +232,31 @@ def clear_model_cache() -> None:
 # Model
 
 
-_CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], _SirenRunner | _ModuleRunner] = LRUCache(8)
+_CACHE: LRUCache[tuple[ModelSource, str, torch.dtype], _SirenRunner | _ModuleRunner | _EncoderRunner] = LRUCache(8)
 
 
-def _runner_for(model: ModelLike, device: torch.device, dtype: torch.dtype) -> _SirenRunner | _ModuleRunner:
+def _runner_for(
+    model: ModelLike, device: torch.device, dtype: torch.dtype
+) -> _SirenRunner | _ModuleRunner | _EncoderRunner:
+    from . import encoders  # built-in encoders and any (N, 2) -> (N, D) module or callable
+
+    if isinstance(model, nn.Module) and not isinstance(model, LocationEncoder):
+        return _EncoderRunner(model, device, dtype)
+    if callable(model) and not isinstance(model, (str, os.PathLike, nn.Module)):
+        return _EncoderRunner(model, device, dtype)
     if isinstance(model, nn.Module):
         # A model the user holds may change between calls, so it is not cached.
         return _make_runner(model, device, dtype)
+    builtin = encoders.builtin_key(model)
+    if builtin is not None or encoders.is_unknown_name(model):
+        if builtin is None:
+            raise encoders.unknown_encoder(str(model))
+        builtin_key = (("encoder", *builtin), str(device), dtype)
+        cached = _CACHE.get(builtin_key)  # type: ignore[arg-type]
+        if cached is None:
+            cached = _EncoderRunner(encoders.builtin_encoder(str(model)), device, dtype, owned=True)
+            _CACHE.put(builtin_key, cached)  # type: ignore[arg-type]
+        return cached
     key = (cache_key(model), str(device), dtype)
     runner = _CACHE.get(key)
     if runner is None:
@@ -505,6 +523,57 @@ class _ModuleRunner:
         result = self.model(lonlat.to(self.device)).to(self.dtype)
         if out is None:
             return result
+        return out.copy_(result)
+
+
+class _EncoderRunner:
+    """Any location encoder that is not a SatCLIP model: a built-in (:mod:`satclip.encoders`), a
+    ``torch.nn.Module`` or a callable mapping ``(N, 2)`` ``[lon, lat]`` degrees to ``(N, D)``.
+
+    A module is moved to the device and dtype (on a copy, unless it is there already or ``owned``);
+    built-ins marked ``takes_float64`` get the float64 points, others the points in the compute
+    dtype. Every output is checked for its shape (:class:`~satclip.errors.EncoderError`)."""
+
+    def __init__(self, encoder: Any, device: torch.device, dtype: torch.dtype, *, owned: bool = False):
+        from .encoders import call_encoder, label
+
+        self.device, self.dtype = device, dtype
+        self.name = label(encoder)
+        self._call = call_encoder
+        if isinstance(encoder, nn.Module):
+            tensors = [*encoder.parameters(), *encoder.buffers()]
+            placed = all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
+            if not placed:
+                encoder = (encoder if owned else copy.deepcopy(encoder)).to(device=device, dtype=dtype)
+            encoder.eval()
+        self.encoder = encoder
+        self.input_dtype = torch.float64 if getattr(encoder, "takes_float64", False) else dtype
+        #: Work per point for the automatic progress bar (as L^2 of a SatCLIP model).
+        self.L = 100 if hasattr(encoder, "capsules") else 32
+        with torch.inference_mode():
+            probe = self.run(torch.zeros(1, 2, dtype=torch.float64, device=device), [{}], out=None)
+        self.embed_dim = int(probe.shape[1])
+
+    def auto_batch_size(self) -> int:
+        return 1 << 16
+
+    def align_batch_size(self, batch_size: int) -> int:
+        return batch_size
+
+    def buffers(self, batch_size: int) -> list[dict[str, Tensor]]:
+        return [{}]
+
+    def run(self, lonlat: Tensor, buffers: list[dict[str, Tensor]], out: Tensor | None) -> Tensor:
+        points = lonlat.to(device=self.device, dtype=self.input_dtype)
+        result = self._call(self.encoder, points, self.name)
+        result = result.to(device=self.device, dtype=self.dtype)
+        if out is None:
+            return result
+        if out.shape != result.shape:
+            raise EncoderError(
+                f"encoder {self.name} returned {result.shape[1]} columns here but {out.shape[1]} before; "
+                "an encoder must give every point the same number of features"
+            )
         return out.copy_(result)
 
 

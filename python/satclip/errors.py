@@ -61,6 +61,15 @@ class ProbeError(SatclipError, ValueError):
     the task, or a cross-validation fold whose training part cannot be fitted (the fold is named)."""
 
 
+class EncoderError(CheckpointError):
+    """A location encoder cannot be used: an unknown encoder name (the message lists the valid
+    ones), or an encoder whose output is not one ``(N, D)`` row of numbers per point."""
+
+
+class MissingExtraError(SatclipError, ImportError):
+    """An optional dependency is not installed; the message names the extra that provides it."""
+
+
 class OutputExistsError(SatclipError, FileExistsError):
     """An output file or directory exists and replacing it was not asked for (``overwrite=True``
     in the Python API, ``--overwrite`` on the command line). Nothing was written over it."""
@@ -72,8 +81,10 @@ __all__ = [
     "DTypeError",
     "DegreeError",
     "DeviceError",
+    "EncoderError",
     "ImageError",
     "InternalError",
+    "MissingExtraError",
     "OutputExistsError",
     "ProbeError",
     "SatclipError",

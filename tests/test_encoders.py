@@ -1,0 +1,199 @@
+"""Location encoders other than SatCLIP's: GeoCLIP (against the geoclip package and its real
+weights), the parameter-free baselines (against independent formulas), user modules and callables,
+and the errors for encoders that cannot be used."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import satclip
+from conftest import require
+from satclip.encoders import BUILTIN_ENCODERS
+from satclip.errors import CheckpointError, EncoderError, MissingExtraError
+from sh_reference import reference_features
+
+
+def sphere_points(n: int, seed: int = 0) -> np.ndarray:
+    """Uniform on the sphere, plus both poles at several longitudes and the antimeridian."""
+    rng = np.random.default_rng(seed)
+    lon = rng.uniform(-180, 180, n)
+    lat = np.degrees(np.arcsin(rng.uniform(-1, 1, n)))
+    special = np.array(
+        [[lo, la] for la in (90.0, -90.0) for lo in (-180.0, -90.0, 0.0, 45.0, 180.0)]
+        + [[s * 180.0, la] for s in (-1, 1) for la in (-60.0, -1e-7, 0.0, 33.3, 89.99)]
+        + [[s * np.nextafter(180.0, 0.0), 10.0] for s in (-1, 1)]
+    )
+    return np.concatenate([special, np.column_stack([lon, lat])])[:n]
+
+
+# --- GeoCLIP ---------------------------------------------------------------------------------------
+
+
+needs_py311 = pytest.mark.skipif(sys.version_info < (3, 11), reason="the geoclip package needs Python 3.11")
+
+
+@needs_py311
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
+    """satclip's GeoCLIP vs the package's own LocationEncoder (its weights file, loaded by it): within
+    1e-5 relative on 10,000 points with the poles and the antimeridian; the package is not imported
+    by satclip's path."""
+    require("geoclip")
+    points = sphere_points(10_000, seed=1)
+    satclip.encoding.clear_model_cache()
+    if "geoclip" not in sys.modules:
+        ours = satclip.encode(points, "geoclip", device="cpu")
+        assert "geoclip" not in sys.modules, "satclip imported the geoclip package"
+    else:  # pragma: no cover - another test imported it first
+        ours = satclip.encode(points, "geoclip", device="cpu")
+    assert ours.shape == (10_000, 512) and ours.dtype == np.float32
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the package's torch.jit.script deprecation
+        from geoclip.model.location_encoder import LocationEncoder
+
+        reference = LocationEncoder(from_pretrained=True).eval()  # reads the packaged file, no download
+    with torch.inference_mode():
+        expected = reference(torch.from_numpy(points[:, ::-1].copy()).float()).numpy()  # it takes [lat, lon]
+    scale = np.abs(expected).max(axis=1, keepdims=True)
+    rel = np.abs(ours - expected) / scale
+    assert rel.max() <= 1e-5, rel.max()
+    assert np.abs(ours - expected).max() <= 1e-5 * np.abs(expected).max()
+
+
+@needs_py311
+def test_geoclip_weights_from_a_file_and_their_layout(tmp_path: Path) -> None:
+    require("geoclip")
+    from satclip.geoclip import GeoCLIPLocationEncoder, installed_weights, load_geoclip
+
+    path = installed_weights()
+    assert path.name == "location_encoder_weights.pth" and path.parent.name == "weights"
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    model = load_geoclip(path)
+    assert isinstance(model, GeoCLIPLocationEncoder)
+    back = model.state_dict()
+    assert sorted(back) == sorted(state) and len(back) == 27
+    assert sum(v.numel() for v in back.values()) == 9_449_472
+    for key, value in state.items():
+        assert torch.equal(back[key], value), key
+    # The same weights by path ('geoclip:PATH') give the same embeddings as the packaged ones.
+    points = sphere_points(300, seed=2)
+    copy = tmp_path / "weights.pth"
+    torch.save(state, copy)
+    np.testing.assert_array_equal(satclip.encode(points, f"geoclip:{copy}"), satclip.encode(points, "geoclip"))
+    # float64 runs the same network in float64 (a different rounding of the same function).
+    f64 = satclip.encode(points, "geoclip", dtype=torch.float64)
+    assert f64.dtype == np.float64
+    np.testing.assert_allclose(f64, satclip.encode(points, "geoclip"), atol=2e-3 * np.abs(f64).max())
+
+
+def test_geoclip_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from satclip import geoclip
+
+    with pytest.raises(CheckpointError, match="no such GeoCLIP weights file"):
+        geoclip.load_geoclip(tmp_path / "missing.pth")
+    bad = tmp_path / "bad.pth"
+    torch.save({"LocEnc0.capsule.0.b": torch.zeros(3, 2)}, bad)
+    with pytest.raises(CheckpointError, match=r"LocEnc0.capsule.0.b' must be a tensor of shape \(256, 2\)"):
+        satclip.encode(np.zeros((1, 2)), f"geoclip:{bad}")
+    # Without the package: the error names the extra to install.
+    import importlib.metadata
+    import importlib.util
+
+    def no_dist(name: str) -> None:
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
+    satclip.encoding.clear_model_cache()
+    with pytest.raises(MissingExtraError, match=r"pip install 'satclip\[geoclip\]'"):
+        satclip.encode(np.zeros((1, 2)), "geoclip")
+    with pytest.raises(ImportError):
+        geoclip.installed_weights()
+
+
+# --- parameter-free baselines ----------------------------------------------------------------------
+
+
+def test_baselines_match_independent_formulas() -> None:
+    points = sphere_points(2000, seed=3)
+    lon, lat = np.radians(points[:, 0]), np.radians(points[:, 1])
+    expected = {
+        "wrap": np.column_stack([np.sin(lon), np.cos(lon), np.sin(lat), np.cos(lat)]),
+        "cartesian3d": np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)]),
+        "lonlat": points,
+        "sh-L10": reference_features(points, 10),
+    }
+    for name, want in expected.items():
+        got = satclip.encode(points, name, dtype=torch.float64)
+        assert got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12, err_msg=name)
+        got32 = satclip.encode(points, name)  # float32: the float64 features rounded once
+        assert got32.dtype == np.float32
+        np.testing.assert_array_equal(got32, want.astype(np.float32) if name != "sh-L10" else got.astype(np.float32))
+    sh40 = satclip.encode(points[:50], "sh-L40", dtype=torch.float64)
+    np.testing.assert_allclose(sh40, reference_features(points[:50], 40), rtol=0, atol=1e-10)
+    assert satclip.encode(points[:3], "SH-L7").shape == (3, 49)
+
+
+def test_builtins_work_through_torch_input_and_the_transformer() -> None:
+    points = sphere_points(40, seed=4)
+    out = satclip.encode(torch.from_numpy(points), "wrap", dtype=torch.float64)
+    assert isinstance(out, torch.Tensor) and out.shape == (40, 4)
+    sklearn = require("sklearn")
+    assert sklearn is not None
+    from satclip.sklearn import SatCLIPEmbedding
+
+    step = SatCLIPEmbedding("cartesian3d").fit(points)
+    np.testing.assert_array_equal(step.transform(points), satclip.encode(points, "cartesian3d"))
+    assert list(step.get_feature_names_out()) == ["satclip0", "satclip1", "satclip2"]
+
+
+# --- any module or callable ------------------------------------------------------------------------
+
+
+def test_modules_and_callables_are_encoders() -> None:
+    points = sphere_points(100, seed=5)
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(2, 8).double()
+    with torch.no_grad():
+        want = linear(torch.from_numpy(points)).numpy()
+    got = satclip.encode(points, linear, dtype=torch.float64, batch_size=7)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert linear.weight.dtype == torch.float64  # the user's module is not changed
+    got32 = satclip.encode(points, linear)
+    np.testing.assert_allclose(got32, want, rtol=1e-5, atol=1e-5)
+    assert linear.weight.dtype == torch.float64
+
+    def numpy_encoder(x: torch.Tensor) -> np.ndarray:
+        return np.column_stack([x.numpy()[:, 1], x.numpy()[:, 0] * 2])
+
+    np.testing.assert_allclose(
+        satclip.encode(points, numpy_encoder, dtype=torch.float64), np.column_stack([points[:, 1], 2 * points[:, 0]])
+    )
+
+
+def test_encoders_that_cannot_be_used_raise_typed_errors() -> None:
+    points = sphere_points(10)
+    with pytest.raises(EncoderError, match="unknown model 'wrapp'") as info:
+        satclip.encode(points, "wrapp")
+    for name in [*BUILTIN_ENCODERS, "resnet50-l40"]:
+        assert name in str(info.value)
+    with pytest.raises(
+        EncoderError, match=r"must map \(N, 2\) \[lon, lat\] to \(N, D\); for N = 1 it returned shape \(2,\)"
+    ):
+        satclip.encode(points, lambda x: x[0])
+    with pytest.raises(EncoderError, match=r"for N = 10 it returned shape \(5, 2\)"):
+        satclip.encode(points, lambda x: x[:5])
+    with pytest.raises(EncoderError, match="encoder Linear failed"):
+        satclip.encode(points, torch.nn.Linear(3, 4))
+    with pytest.raises(EncoderError, match="must return an \\(N, D\\) tensor or array, got str"):
+        satclip.encode(points, lambda x: "nope")
+    with pytest.raises(EncoderError, match="degree must be 1 to"):
+        satclip.encode(points, "sh-L0")
