@@ -197,3 +197,72 @@ def test_encoders_that_cannot_be_used_raise_typed_errors() -> None:
         satclip.encode(points, lambda x: "nope")
     with pytest.raises(EncoderError, match="degree must be 1 to"):
         satclip.encode(points, "sh-L0")
+
+
+# --- one probe call, many encoders -----------------------------------------------------------------
+
+
+def _smooth_sh_target(points: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A smooth field: a random combination of the degree 2..9 spherical harmonics (independent formula)."""
+    feats = reference_features(points, 10)
+    weights = np.random.default_rng(seed).normal(size=feats.shape[1])
+    weights[:4] = 0.0  # nothing a linear map of lon/lat or of the unit vector could explain directly
+    return feats @ weights
+
+
+def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -> None:
+    require("sklearn")
+    from satclip.evaluate import Comparison, compare
+
+    points = sphere_points(1500, seed=6)
+    y = _smooth_sh_target(points)
+    calls = []
+
+    def counted_wrap(x: torch.Tensor) -> torch.Tensor:
+        calls.append(len(x))
+        return satclip.encoders.Wrap()(x)
+
+    result = compare(points, y, ["sh-L10", counted_wrap, "lonlat"], cv="spatial", folds=4, n_blocks=40)
+    assert isinstance(result, Comparison)
+    assert list(result.results) == ["sh-L10", "counted_wrap", "lonlat"]
+    r2 = {k: v[0] for k, v in result.scores().items()}
+    assert r2["sh-L10"] > 0.99, r2  # the target is linear in these features
+    assert r2["sh-L10"] > r2["counted_wrap"] + 0.5 and r2["sh-L10"] > r2["lonlat"] + 0.5, r2
+    assert sum(calls) == 1 + len(points)  # encoded once (after the one-point shape probe), not per fold
+    folds = [r.test_fold for r in result.results.values()]
+    assert all(np.array_equal(folds[0], f) for f in folds)  # the same spatial folds for every encoder
+    assert result.dims == {"sh-L10": 100, "counted_wrap": 4, "lonlat": 2}
+    table = result.table().splitlines()
+    assert "4-fold spatial CV" in table[0] and "1500 points" in table[0]
+    assert [line.split()[0] for line in table[2:]] == ["sh-L10", "counted_wrap", "lonlat"]
+    assert "±" in table[2] and "fit s" in table[1]
+    # The same through the command line, with a chart.
+    pd = require("pandas")
+    require("matplotlib")
+    from satclip.cli import main
+
+    csv = tmp_path / "field.csv"
+    pd.DataFrame({"lon": points[:, 0], "lat": points[:, 1], "y": y}).to_csv(csv, index=False)
+    png = tmp_path / "chart.png"
+    args = ["probe", "--models", "sh-L10,wrap,lonlat", str(csv), "--target", "y", "--cv", "spatial"]
+    assert main([*args, "--folds", "4", "--blocks", "40", "--plot", str(png)]) == 0
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_compare_errors(tmp_path: Path) -> None:
+    require("sklearn")
+    from satclip.cli import main
+    from satclip.errors import ProbeError
+    from satclip.evaluate import compare
+
+    points = sphere_points(200, seed=7)
+    y = points[:, 1].copy()
+    with pytest.raises(ProbeError, match="at least one encoder"):
+        compare(points, y, [])
+    with pytest.raises(EncoderError, match="unknown model 'geoclipp'"):
+        compare(points, y, ["wrap", "geoclipp"])
+    with pytest.raises(ProbeError, match="5 folds need at least 5 points"):
+        compare(points[:3], y[:3], ["wrap"], folds=5)
+    csv = tmp_path / "p.csv"
+    csv.write_text("lon,lat,y\n" + "\n".join(f"{a},{b},{b}" for a, b in points))
+    assert main(["probe", str(csv), "--target", "y", "--models", "wrap", "--plot", str(tmp_path / "x.gif")]) == 2

@@ -57,7 +57,16 @@ def register(commands: Any) -> None:
     pr.add_argument(
         "--blocks", type=positive_int, default=100, help="equal-area spatial blocks on the sphere (default: 100)"
     )
-    pr.add_argument("--baselines", default="lonlat,xyz,sh", help="comma-separated subset of lonlat,xyz,sh, or 'none'")
+    pr.add_argument(
+        "--models",
+        help="comma-separated encoders to compare on the same folds: SatCLIP models, checkpoints and the "
+        "built-in encoders geoclip, sh-L10, sh-L40, wrap, cartesian3d, lonlat",
+    )
+    pr.add_argument(
+        "--baselines",
+        help="comma-separated subset of lonlat,xyz,sh, or 'none' (default: all three, none with --models)",
+    )
+    pr.add_argument("--plot", type=Path, help="bar chart of the scores (.png, .pdf or .svg)")
     pr.add_argument("--sh-degree", type=positive_int, default=10, help="L of the sh baseline (default: 10)")
     pr.add_argument("--seed", type=int, default=0, help="fold assignment seed")
     pr.add_argument("--lon-col", help="longitude column (default: found by name)")
@@ -92,16 +101,21 @@ def run_probe(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .columns import find_lonlat_columns
-    from .evaluate import baseline_features, probe
+    from .evaluate import baseline_features, compare
 
+    models = list(args.model) + [m.strip() for m in (args.models or "").split(",") if m.strip()]
+    if args.baselines is None:
+        args.baselines = "none" if args.models else ",".join(BASELINES)
     baselines = (
         [] if args.baselines.strip().lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     )
+    if args.plot is not None and args.plot.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UsageError(f"--plot {args.plot}: the chart is written as {', '.join(IMAGE_SUFFIXES)}")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise UsageError(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
-    if not args.model and not baselines:
-        raise UsageError("nothing to probe: give --model and/or --baselines")
+    if not models and not baselines:
+        raise UsageError("nothing to probe: give --model/--models and/or --baselines")
     frame = _read_table(args.input)
     if args.target not in frame.columns:
         raise ValueError(
@@ -111,34 +125,55 @@ def run_probe(args: argparse.Namespace) -> int:
     lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
     y = frame[args.target].to_numpy()
 
-    rows = []
-    common = dict(task=args.task, head=args.head, cv=args.cv, folds=args.folds, n_blocks=args.blocks, seed=args.seed)
-    for model in args.model:
-        rows.append((model, probe(model, lonlat, y, device=args.device, **common)))
+    # Every encoder embeds the points once and is probed on the same folds.
+    encoders: dict[str, Any] = {}  # unique keys; a model given twice gets two rows of its own name
+    shown: list[str] = []
+    for i, model in enumerate(models):
+        encoders[f"{i}:{model}"] = model
+        shown.append(model)
     for kind in baselines:
         feats = baseline_features(lonlat, kind, L=args.sh_degree)
         label = f"baseline: {kind}" + (f" (L={args.sh_degree}, {feats.shape[1]} features)" if kind == "sh" else "")
-        rows.append((label, probe(feats, lonlat, y, **common)))
+        encoders[label] = feats
+        shown.append(label)
+    common = dict(task=args.task, head=args.head, cv=args.cv, folds=args.folds, n_blocks=args.blocks, seed=args.seed)
+    result = compare(lonlat, y, encoders, device=args.device, **common)  # type: ignore[arg-type]
+    rows = [
+        (label, result.results[key], result.encode_seconds[key] + result.fit_seconds[key])
+        for label, key in zip(shown, encoders, strict=True)
+    ]
     print(format_table(rows, args, n=len(y)))
+    if args.plot is not None:
+        names = {
+            key: label if shown.count(label) == 1 else f"{label} #{i + 1}"
+            for i, (label, key) in enumerate(zip(shown, encoders, strict=True))
+        }
+        result = result.renamed(names)
+        result.plot(
+            args.plot, title=f"{args.task} of {args.target!r}: {args.head} probe, {args.folds}-fold {args.cv} CV"
+        )
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
-def format_table(rows: list[tuple[str, Any]], args: argparse.Namespace, n: int) -> str:
-    """A plain-text table: one row per feature set, mean +- std over folds of each score."""
+def format_table(rows: list[tuple[str, Any, float]], args: argparse.Namespace, n: int) -> str:
+    """A plain-text table: one row per feature set, mean +- std over folds of each score, and the
+    seconds its embedding and probe fits took."""
     import numpy as np
 
     keys = list(rows[0][1].mean)
     header = f"{args.task} of {args.target!r}: {args.head} head, {args.folds}-fold {args.cv} CV, {n} points"
     if args.cv == "spatial":
         header += f", {args.blocks} equal-area blocks"
-    width = max(12, *(len(label) for label, _ in rows))
-    lines = [header, f"{'features':<{width}}  " + "  ".join(f"{k:>16}" for k in keys)]
-    for label, res in rows:
+    width = 12
+    width = max(width, *(len(label) for label, *_ in rows))
+    lines = [header, f"{'features':<{width}}  " + "  ".join(f"{k:>16}" for k in keys) + f"  {'time s':>8}"]
+    for label, res, seconds in rows:
         cells = []
         for k in keys:
             values = np.array([f[k] for f in res.folds])
             cells.append(f"{values.mean():>9.4f} ± {values.std():<5.3f}")
-        lines.append(f"{label:<{width}}  " + "  ".join(cells))
+        lines.append(f"{label:<{width}}  " + "  ".join(cells) + f"  {seconds:>8.2f}")
     return "\n".join(lines)
 
 
@@ -202,12 +237,20 @@ def run_map(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
 
     from .checkpoint import load
+    from .encoders import builtin_key
 
-    model = load(args.model)  # once, not once per band
+    # Once, not once per band (a built-in encoder is built once and kept in encode's cache).
+    model: Any = args.model if builtin_key(args.model) is not None else load(args.model)
+    builtin = isinstance(model, str)
     if args.export is not None:
         import shutil
 
-        dim = model.nnet.last_layer.dim_out
+        if builtin:
+            from .encoding import encode
+
+            dim = int(encode([[0.0, 0.0]], model, device="cpu").shape[1])
+        else:
+            dim = model.nnet.last_layer.dim_out
         size = grid.width * grid.height * dim * 4
         free = shutil.disk_usage(args.export.parent if str(args.export.parent) else ".").free
         if size > free:
@@ -221,7 +264,11 @@ def run_map(args: argparse.Namespace) -> int:
 
         rgb = pca_rgb(model, grid, device=args.device, progress=progress)
         fig = plot_embedding_map(
-            rgb, grid.lon, grid.lat, size_px=(w, h), title=args.title or f"SatCLIP {args.model}: PCA of embeddings"
+            rgb,
+            grid.lon,
+            grid.lat,
+            size_px=(w, h),
+            title=args.title or f"{'' if builtin else 'SatCLIP '}{args.model}: PCA of embeddings",
         )
         del rgb
         fmt = args.output.suffix.lstrip(".").lower()

@@ -216,6 +216,181 @@ def probe(
     return ProbeResult(task, head, cv, scores, mean, test_fold, block)
 
 
+@dataclass
+class Comparison:
+    """Probes of several encoders on the same folds (:func:`compare`).
+
+    ``results[label]`` is each encoder's :class:`ProbeResult`; ``encode_seconds`` the time its
+    embeddings took (once for all folds) and ``fit_seconds`` the time of its probe's fits and
+    predictions over the folds. :meth:`table` formats them; :meth:`plot` draws a bar chart.
+    """
+
+    results: dict[str, ProbeResult]
+    encode_seconds: dict[str, float]
+    fit_seconds: dict[str, float]
+    dims: dict[str, int]
+    n: int
+
+    @property
+    def metric(self) -> str:
+        """The headline score: ``r2`` for regression, ``accuracy`` for classification."""
+        first = next(iter(self.results.values()))
+        return "r2" if first.task == "regression" else "accuracy"
+
+    def scores(self, metric: str | None = None) -> dict[str, tuple[float, float]]:
+        """``label -> (mean, standard deviation)`` of ``metric`` over the folds."""
+        key = metric or self.metric
+        return {
+            label: (float(np.mean([f[key] for f in r.folds])), float(np.std([f[key] for f in r.folds])))
+            for label, r in self.results.items()
+        }
+
+    def renamed(self, names: dict[str, str]) -> Comparison:
+        """The same comparison with its rows relabelled ``old -> new``."""
+
+        def re(part: dict[str, Any]) -> dict[str, Any]:
+            return {names.get(k, k): v for k, v in part.items()}
+
+        return Comparison(re(self.results), re(self.encode_seconds), re(self.fit_seconds), re(self.dims), self.n)
+
+    def table(self) -> str:
+        """One row per encoder: each score's mean ± spread (standard deviation over the folds), the
+        embedding size, and the encode and fit times."""
+        first = next(iter(self.results.values()))
+        keys = list(first.mean)
+        header = f"{first.task}: {first.head} head, {len(first.folds)}-fold {first.cv} CV, {self.n} points"
+        width = max(12, *(len(label) for label in self.results))
+        lines = [
+            header,
+            f"{'encoder':<{width}}  {'dim':>5}  "
+            + "  ".join(f"{k:>16}" for k in keys)
+            + f"  {'encode s':>9}  {'fit s':>7}",
+        ]
+        for label, res in self.results.items():
+            cells = []
+            for k in keys:
+                values = np.array([f[k] for f in res.folds])
+                cells.append(f"{values.mean():>9.4f} ± {values.std():<5.3f}")
+            lines.append(
+                f"{label:<{width}}  {self.dims[label]:>5}  "
+                + "  ".join(cells)
+                + f"  {self.encode_seconds[label]:>9.2f}  {self.fit_seconds[label]:>7.2f}"
+            )
+        return "\n".join(lines)
+
+    def plot(self, path: Any, *, metric: str | None = None, title: str | None = None) -> Any:
+        """A bar chart of ``metric`` (mean, with the spread over folds as error bars) written to
+        ``path`` (PNG, PDF or SVG; needs matplotlib, the ``maps`` extra). Returns the figure."""
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg", force=False)
+            import matplotlib.pyplot as plt
+        except ImportError:
+            from .errors import MissingExtraError
+
+            raise MissingExtraError("a comparison chart needs matplotlib: pip install 'satclip[maps]'") from None
+        key = metric or self.metric
+        scores = self.scores(key)
+        labels = list(scores)
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(labels) + 1.5), 3.6), dpi=100)
+        ax.bar(range(len(labels)), [m for m, _ in scores.values()], yerr=[s for _, s in scores.values()], capsize=4)
+        ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+        first = next(iter(self.results.values()))
+        ax.set_ylabel(f"{key} ({len(first.folds)}-fold {first.cv} CV)")
+        ax.set_title(title or f"{first.head} probe, {self.n} points")
+        ax.axhline(0, color="black", linewidth=0.6)
+        fig.tight_layout()
+        fig.savefig(path)
+        plt.close(fig)
+        return fig
+
+
+def compare(
+    lonlat: Any,
+    y: Any,
+    encoders: Any,
+    *,
+    task: str = "regression",
+    head: str = "ridge",
+    cv: str = "spatial",
+    folds: int = 5,
+    n_blocks: int = DEFAULT_BLOCKS,
+    seed: int = 0,
+    device: str | None = None,
+    plot: Any = None,
+) -> Comparison:
+    """Probes of several location encoders on the same folds, in one call.
+
+    ``encoders`` is a list of anything :func:`satclip.encode` takes (SatCLIP model names and
+    checkpoints, built-in encoders such as ``"geoclip"``, ``"sh-L10"``, ``"wrap"``,
+    ``"cartesian3d"``, ``"lonlat"``, modules and callables) or ``(N, D)`` feature arrays, or a dict
+    ``label -> encoder``. Each encoder embeds the points once; every fold of every probe uses
+    those embeddings, and all probes share one fold assignment (``cv="spatial"`` by default).
+    ``lonlat``, ``y`` and the probe options are those of :func:`probe`. ``plot``: a path for a bar
+    chart of the headline score. Print ``result.table()`` for the table.
+    """
+    import time
+
+    if isinstance(encoders, dict):
+        items = [(str(k), v) for k, v in encoders.items()]
+    else:
+        if isinstance(encoders, str) or not hasattr(encoders, "__iter__"):
+            encoders = [encoders]
+        from .encoders import label as encoder_label
+
+        items = []
+        for i, enc in enumerate(encoders):
+            is_array = isinstance(enc, np.ndarray) or hasattr(enc, "detach")
+            items.append((f"features {i}" if is_array else encoder_label(enc), enc))
+    if not items:
+        raise ProbeError("compare needs at least one encoder")
+    labels = [label for label, _ in items]
+    seen: dict[str, int] = {}
+    for i, label in enumerate(labels):  # two encoders with one label get distinct rows
+        seen[label] = seen.get(label, 0) + 1
+        if labels.count(label) > 1:
+            labels[i] = f"{label} #{seen[label]}"
+    from . import encoders as builtins
+
+    for _, enc in items:  # a misspelt name fails before any encoder runs
+        if builtins.is_unknown_name(enc):
+            raise builtins.unknown_encoder(enc)
+        builtins.builtin_key(enc)
+    points, target = _points_and_target(lonlat, y)
+    common = dict(task=task, head=head, cv=cv, folds=folds, n_blocks=n_blocks, seed=seed)
+    assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)  # fails early, before any encoding
+    results, encode_s, fit_s, dims = {}, {}, {}, {}
+    for label, (_, enc) in zip(labels, items, strict=True):
+        start = time.perf_counter()
+        X = _features(enc, points, device)
+        encode_s[label] = time.perf_counter() - start
+        dims[label] = int(X.shape[1])
+        start = time.perf_counter()
+        results[label] = probe(X, points, target, **common)  # type: ignore[arg-type]
+        fit_s[label] = time.perf_counter() - start
+    comparison = Comparison(results, encode_s, fit_s, dims, len(points))
+    if plot is not None:
+        comparison.plot(plot)
+    return comparison
+
+
+def _points_and_target(lonlat: Any, y: Any) -> tuple[np.ndarray, Any]:
+    """``lonlat`` as (N, 2) degrees and ``y`` (a column name of a DataFrame ``lonlat`` is looked up)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(lonlat, pandas.DataFrame):
+        frame = lonlat
+        if isinstance(y, str):
+            if y not in frame.columns:
+                raise ShapeError(f"no target column {y!r}; the columns are {[str(c) for c in frame.columns]}")
+            y = frame[y]
+        from .columns import find_lonlat_columns
+
+        lon, lat = find_lonlat_columns(list(frame.columns))
+        lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+    return _check_lonlat(lonlat), y
+
+
 # ----------------------------------------------------------------------------------------
 
 
