@@ -50,6 +50,10 @@ _LAZY = {
     "plot_similarity_map": "satclip.maps",
     "refine_locations": "satclip.refine",
     "location_jacobian": "satclip.refine",
+    # Other location encoders (GeoCLIP, parameter-free baselines) and probes that compare them.
+    "BUILTIN_ENCODERS": "satclip.encoders",
+    "load_geoclip": "satclip.geoclip",
+    "compare": "satclip.evaluate",
 }
 
 
