@@ -355,11 +355,13 @@ def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Any:
 #: The extra that brings each optional module a single test imports.
 EXTRA_OF_MODULE = {
     "dask_geopandas": "test",
+    "rio_cogeo": "test",
     "geopandas": "geo",
     "h3": "geo",
     "h5netcdf": "geo",
     "pyproj": "geo",
     "rasterio": "geo",
+    "rioxarray": "geo",
     "shapely": "geo",
     "xarray": "geo",
     "zarr": "geo",

@@ -1,5 +1,6 @@
 """satclip.embedding_map through the Python API: exports never replace an existing output unasked,
-and the PCA colours of models with fewer than three embedding dimensions."""
+GeoTIFF exports are valid Cloud-Optimized GeoTIFFs, and the PCA colours of models with fewer than
+three embedding dimensions."""
 
 from __future__ import annotations
 
@@ -124,3 +125,60 @@ def test_an_interrupted_zarr_export_resumes_without_recomputing_and_matches_an_u
         assert (f.count, f.width, f.height) == (256, 180, 90)
         assert f.crs.to_epsg() == 4326
         assert f.transform == rasterio.transform.from_origin(-180, 90, 2.0, 2.0)
+
+
+def test_geotiff_export_is_a_valid_cloud_optimized_geotiff(
+    released_l6, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require("rio_cogeo")
+    rioxarray = require("rioxarray")
+    rasterio = require("rasterio")
+    from rio_cogeo.cogeo import cog_validate
+
+    # Small blocks and bands so that a small grid has several tile rows, bands of rows that do not
+    # line up with them, and two overview levels.
+    monkeypatch.setattr(embedding_map, "COG_BLOCK", 32)
+    monkeypatch.setattr(embedding_map, "BAND_POINTS", 70 * 7)
+    grid = embedding_map.make_grid(2.0, (-170, -60, -30, 50))  # 70 x 55 cells
+    tif = tmp_path / "grid.tif"
+    embedding_map.export_grid(released_l6, grid, tif, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["grid.tif"]  # no scratch left behind
+
+    valid, errors, warnings = cog_validate(str(tif), strict=True)
+    assert valid and not errors and not warnings, (errors, warnings)
+    with rasterio.open(tif) as f:
+        assert (f.block_shapes[0], f.compression.name, f.interleaving.name) == ((32, 32), "deflate", "band")
+        assert f.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
+        assert f.overviews(1) == [2, 4]
+        assert f.tags()["crs"] == "EPSG:4326"
+
+    da = rioxarray.open_rasterio(tif)
+    assert da.rio.crs.to_epsg() == 4326
+    assert da.rio.bounds() == pytest.approx((-170, -60, -30, 50), abs=1e-9)  # cell edges, not centres
+    np.testing.assert_allclose(da["x"].values, grid.lon)
+    np.testing.assert_allclose(da["y"].values, grid.lat)
+    expected = satclip.encode_grid(grid.lon, grid.lat, released_l6, device="cpu")
+    # Lossless compression of the same bits: equal to encode_grid on the same cells.
+    np.testing.assert_array_equal(np.moveaxis(da.values, 0, 2), expected)
+    da.close()
+
+
+def test_an_interrupted_geotiff_export_leaves_nothing(
+    released_l6, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require("rasterio")
+    encode_rows = embedding_map._encode_rows
+    calls: list[int] = []
+
+    def failing(grid: embedding_map.Grid, rows: slice, *args: object) -> np.ndarray:
+        calls.append(rows.start)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return encode_rows(grid, rows, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedding_map, "BAND_POINTS", 12 * 2)
+    monkeypatch.setattr(embedding_map, "_encode_rows", failing)
+    grid = embedding_map.make_grid(30.0)  # 12 x 6 cells, bands of 2 rows
+    with pytest.raises(KeyboardInterrupt):
+        embedding_map.export_grid(released_l6, grid, tmp_path / "grid.tif", device="cpu")
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its scratch

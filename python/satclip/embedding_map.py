@@ -12,8 +12,9 @@ global grid is 3600 x 1800 = 6.5 M points, 6.6 GB of float32 embeddings, which n
   (:func:`check_map_grid`, which ``satclip map`` applies before loading the model);
 * exports write each band as it is computed, as a variable ``embeddings`` with dims
   ``(lat, lon, embedding)``: Zarr (one chunk per band, resumable, see :func:`export_grid`),
-  NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band GeoTIFF (rasterio windows, pixel-interleaved strips; band ``b`` is
-  embedding dimension ``b - 1``; EPSG:4326 and the grid's affine transform).
+  NetCDF-4 (h5netcdf, hyperslab writes) or a multi-band Cloud-Optimized GeoTIFF (band ``b`` is
+  embedding dimension ``b - 1``; EPSG:4326 and the grid's affine transform; tiled, compressed,
+  with overviews, see :class:`_GeoTIFFWriter`).
 
 Bands are embedded with :func:`satclip.encode_grid` (the separable path for product grids), whose
 bits do not depend on how the rows are split into bands.
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import OutputExistsError, SatclipError
+from .errors import MissingExtraError, OutputExistsError, SatclipError
 
 #: Points embedded per band (~64 MiB of float32 embeddings for 256 dimensions).
 BAND_POINTS = 1 << 16
@@ -205,6 +206,10 @@ def export_grid(
     (the embeddings do not depend on how the rows were split). Memory stays bounded by a band.
     The store carries CF georeferencing (``spatial_ref`` grid mapping with the WGS 84 WKT and
     the GeoTransform, lat/lon axes) and GDAL's ``_CRS`` attribute.
+
+    GeoTIFF exports are Cloud-Optimized GeoTIFFs (512 x 512 blocks, band-interleaved, DEFLATE
+    with the floating-point predictor, averaged overviews, EPSG:4326), built through a compressed
+    scratch file next to ``path`` that is removed afterwards (see :class:`_GeoTIFFWriter`).
     """
     from .publish import publish
 
@@ -233,13 +238,18 @@ def _export(model: Any, grid: Grid, path: Path, *, device: str | None, progress:
     writer = {".nc": _NetCDFWriter, ".tif": _GeoTIFFWriter, ".tiff": _GeoTIFFWriter}[suffix]
     attrs = _attrs(model, grid, model_name)
     out: Any = None  # the writer, created with the first band (its shape fixes the layout)
-    with _bar(grid.width * grid.height, progress, "satclip export") as bar:
-        for rows in grid.bands():
-            band = _encode_rows(grid, rows, model, device)
-            if out is None:
-                out = writer(path, grid, band.shape[2], band.shape[0], attrs)
-            out.write(rows, band)
-            bar.update(band.shape[0] * band.shape[1])
+    try:
+        with _bar(grid.width * grid.height, progress, "satclip export") as bar:
+            for rows in grid.bands():
+                band = _encode_rows(grid, rows, model, device)
+                if out is None:
+                    out = writer(path, grid, band.shape[2], band.shape[0], attrs)
+                out.write(rows, band)
+                bar.update(band.shape[0] * band.shape[1])
+    except BaseException:
+        if out is not None:
+            out.discard()  # publish removes the output; a writer's scratch goes here
+        raise
     assert out is not None
     out.close()
 
@@ -377,7 +387,7 @@ def _need(module: str) -> Any:
     try:
         return import_module(module)
     except ImportError:
-        raise SatclipError(f"this export needs {module}: pip install 'satclip[geo]'") from None
+        raise MissingExtraError(f"this export needs {module}: pip install 'satclip[geo]'") from None
 
 
 class _NetCDFWriter:
@@ -405,41 +415,120 @@ class _NetCDFWriter:
     def close(self) -> None:
         self.file.close()
 
+    def discard(self) -> None:
+        self.file.close()
+
+
+#: Block (tile) size of GeoTIFF exports, the common COG choice; smaller images get one block
+#: rounded up to a multiple of 16 (the TIFF rule for tile sizes).
+COG_BLOCK = 512
+
+
+def cog_overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+    """Decimation factors 2, 4, 8 ... until the coarsest overview fits in one block (GDAL's COG rule)."""
+    factors: list[int] = []
+    f = 2
+    while -(-width // (f // 2)) > block or -(-height // (f // 2)) > block:
+        factors.append(f)
+        f *= 2
+    return factors
+
 
 class _GeoTIFFWriter:
+    """A Cloud-Optimized GeoTIFF, built in two passes so that memory stays bounded by a band.
+
+    Bands of rows go to a scratch GeoTIFF next to ``path``: band-interleaved strips of exactly one
+    band of rows each, so every write completes its strips and GDAL flushes them at once (tiles
+    would stay dirty in the block cache until a whole tile row had arrived: 512 rows x width x
+    256 dimensions, 1.9 GB for a 0.1 deg grid). On :meth:`close` the scratch gets its overviews
+    and is copied into the COG layout (``COPY_SRC_OVERVIEWS``: IFDs first, then the overviews'
+    tiles from the coarsest, then the full resolution), which GDAL does one dimension and one
+    swath of block rows at a time, then the scratch is removed.
+
+    The COG is band-interleaved (one 512 x 512 float32 block of one dimension is 1 MiB): GDAL's
+    COG driver (before 3.11) only writes pixel-interleaved tiles, which for 256 dimensions would
+    be 256 MiB each. DEFLATE with the floating-point predictor, readable by every GeoTIFF reader.
+    Overviews average the embeddings of the cells they cover.
+    """
+
     def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
         rasterio = _need("rasterio")
         from rasterio.transform import from_origin
 
+        self.rasterio = rasterio
         self.window = _need("rasterio.windows").Window
-        self.width = grid.width
-        # Strips, pixel-interleaved: each band of rows completes its strips, so GDAL can flush them
-        # at once; tiles (or band interleave) would stay dirty in the block cache until the rows of a
-        # whole tile row arrived. A small cache keeps the writer's memory flat on any grid size.
+        self.path, self.width, self.height = path, grid.width, grid.height
+        self.scratch = path.with_name(f"{path.stem}.scratch{path.suffix}")
+        # A small block cache keeps the writer's memory flat on any grid size (finished strips
+        # and the copy's swaths go straight to disk).
         self.env = rasterio.Env(GDAL_CACHEMAX=64)
         self.env.__enter__()
-        self.file = rasterio.open(
-            path,
-            "w",
-            driver="GTiff",
-            width=grid.width,
-            height=grid.height,
-            count=dim,
-            dtype="float32",
-            crs="EPSG:4326",
-            transform=from_origin(grid.region[0], grid.region[3], grid.resolution, grid.resolution),
-            tiled=False,
-            blockysize=1,
-            compress="deflate",
-            BIGTIFF="IF_SAFER",
-            interleave="pixel",
-        )
-        self.file.update_tags(**{k: str(v) for k, v in attrs.items()})
+        self.file: Any = None
+        try:
+            self.file = rasterio.open(
+                self.scratch,
+                "w",
+                driver="GTiff",
+                width=grid.width,
+                height=grid.height,
+                count=dim,
+                dtype="float32",
+                crs="EPSG:4326",
+                transform=from_origin(grid.region[0], grid.region[3], grid.resolution, grid.resolution),
+                tiled=False,
+                blockysize=band_rows,
+                interleave="band",
+                # Fast and lossless: the scratch is read twice, then deleted.
+                compress="zstd",
+                zstd_level=1,
+                predictor=3,
+                BIGTIFF="IF_SAFER",
+            )
+            self.file.update_tags(**{k: str(v) for k, v in attrs.items()})
+        except BaseException:
+            self.discard()
+            raise
 
     def write(self, rows: slice, band: np.ndarray) -> None:
         window = self.window(0, rows.start, self.width, rows.stop - rows.start)
         self.file.write(np.ascontiguousarray(np.moveaxis(band, 2, 0)), window=window)
 
     def close(self) -> None:
-        self.file.close()
-        self.env.__exit__(None, None, None)
+        from rasterio.enums import Resampling
+        from rasterio.shutil import copy
+
+        try:
+            block = min(COG_BLOCK, 16 * -(-max(self.width, self.height) // 16))
+            factors = cog_overview_factors(self.width, self.height, block)
+            if factors:
+                self.file.build_overviews(factors, Resampling.average)
+            self.file.close()
+            self.file = None
+            copy(
+                self.scratch,
+                self.path,
+                driver="GTiff",
+                COPY_SRC_OVERVIEWS="YES",
+                TILED="YES",
+                BLOCKXSIZE=block,
+                BLOCKYSIZE=block,
+                INTERLEAVE="BAND",
+                COMPRESS="DEFLATE",
+                PREDICTOR=3,
+                BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
+            )
+        finally:
+            self.discard()
+
+    def discard(self) -> None:
+        """Closes and removes the scratch file (after an interrupt or a failure too)."""
+        try:
+            if self.file is not None:
+                self.file.close()
+                self.file = None
+        finally:
+            self.scratch.unlink(missing_ok=True)
+            if self.env is not None:
+                self.env.__exit__(None, None, None)
+                self.env = None
