@@ -147,7 +147,7 @@ def test_geotiff_export_is_a_valid_cloud_optimized_geotiff(
     valid, errors, warnings = cog_validate(str(tif), strict=True)
     assert valid and not errors and not warnings, (errors, warnings)
     with rasterio.open(tif) as f:
-        assert (f.block_shapes[0], f.compression.name, f.interleaving.name) == ((32, 32), "deflate", "band")
+        assert (f.block_shapes[0], f.compression.name, f.interleaving.name) == ((32, 32), "zstd", "band")
         assert f.tags(ns="IMAGE_STRUCTURE")["PREDICTOR"] == "3"
         assert f.overviews(1) == [2, 4]
         assert f.tags()["crs"] == "EPSG:4326"
