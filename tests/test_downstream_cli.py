@@ -155,6 +155,24 @@ def test_geotiff_export_georeference_round_trips(tmp_path, released_l6, monkeypa
     np.testing.assert_allclose(values.reshape(256, -1).T, expected, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(("suffix", "refused"), [(".nc", False), (".tif", True)])
+def test_export_needs_room_for_a_geotiff_scratch_file_too(
+    tmp_path, released_l6, monkeypatch, capsys, suffix, refused
+) -> None:
+    require("rasterio" if suffix == ".tif" else "h5netcdf")
+    import shutil
+
+    size = 12 * 10 * 256 * 4  # the grid below, float32
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=size * 3 // 2))
+    out = tmp_path / f"grid{suffix}"
+    args = ["map", "--model", released_l6, "--export", str(out), "--resolution", "2.5", "--region=-10,35,20,60"]
+    assert main([*args, "--device", "cpu"]) == (1 if refused else 0)
+    assert out.exists() != refused
+    if refused:
+        assert "take 120.0 KiB (uncompressed, twice over while the COG is built" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("suffix", [".zarr", ".nc"])
 def test_xarray_exports_hold_the_grid(tmp_path, released_l6, monkeypatch, suffix) -> None:
     xr = require("xarray")

@@ -252,11 +252,16 @@ def run_map(args: argparse.Namespace) -> int:
         else:
             dim = model.nnet.last_layer.dim_out
         size = grid.width * grid.height * dim * 4
+        # A GeoTIFF is copied into the COG layout from a compressed scratch file beside it, and
+        # float embeddings compress little: both must fit at once.
+        cog = args.export.suffix.lower() in (".tif", ".tiff")
+        need = 2 * size if cog else size
+        twice = ", twice over while the COG is built from its scratch file" if cog else ""
         free = shutil.disk_usage(args.export.parent if str(args.export.parent) else ".").free
-        if size > free:
+        if need > free:
             raise OSError(
                 f"--export {args.export}: {grid.width} x {grid.height} cells x {dim} float32 embeddings take "
-                f"{format_bytes(size)} (uncompressed), but only {format_bytes(free)} is free there; "
+                f"{format_bytes(size)} (uncompressed{twice}), but only {format_bytes(free)} is free there; "
                 "use a coarser --resolution or a smaller --region"
             )
     if args.output is not None:
