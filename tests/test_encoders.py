@@ -44,14 +44,15 @@ def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
     """satclip's GeoCLIP vs the package's own LocationEncoder (its weights file, loaded by it): within
     1e-5 relative on 10,000 points with the poles and the antimeridian; the package is not imported
     by satclip's path."""
-    require("geoclip")
     points = sphere_points(10_000, seed=1)
     satclip.encoding.clear_model_cache()
-    if "geoclip" not in sys.modules:
+    imported_before = "geoclip" in sys.modules  # another test may have imported the package already
+    try:
         ours = satclip.encode(points, "geoclip", device="cpu")
-        assert "geoclip" not in sys.modules, "satclip imported the geoclip package"
-    else:  # pragma: no cover - another test imported it first
-        ours = satclip.encode(points, "geoclip", device="cpu")
+    except MissingExtraError:
+        require("geoclip")  # skips here without the extra (fails in CI)
+        raise
+    assert imported_before or "geoclip" not in sys.modules, "satclip imported the geoclip package"
     assert ours.shape == (10_000, 512) and ours.dtype == np.float32
 
     with warnings.catch_warnings():
@@ -68,6 +69,7 @@ def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
 
 
 @needs_py311
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_geoclip_weights_from_a_file_and_their_layout(tmp_path: Path) -> None:
     require("geoclip")
     from satclip.geoclip import GeoCLIPLocationEncoder, installed_weights, load_geoclip
@@ -122,7 +124,7 @@ def test_geoclip_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
 
 def test_baselines_match_independent_formulas() -> None:
-    points = sphere_points(2000, seed=3)
+    points = sphere_points(600, seed=3)
     lon, lat = np.radians(points[:, 0]), np.radians(points[:, 1])
     expected = {
         "wrap": np.column_stack([np.sin(lon), np.cos(lon), np.sin(lat), np.cos(lat)]),
@@ -137,8 +139,8 @@ def test_baselines_match_independent_formulas() -> None:
         got32 = satclip.encode(points, name)  # float32: the float64 features rounded once
         assert got32.dtype == np.float32
         np.testing.assert_array_equal(got32, want.astype(np.float32) if name != "sh-L10" else got.astype(np.float32))
-    sh40 = satclip.encode(points[:50], "sh-L40", dtype=torch.float64)
-    np.testing.assert_allclose(sh40, reference_features(points[:50], 40), rtol=0, atol=1e-10)
+    sh40 = satclip.encode(points[:12], "sh-L40", dtype=torch.float64)
+    np.testing.assert_allclose(sh40, reference_features(points[:12], 40), rtol=0, atol=1e-10)
     assert satclip.encode(points[:3], "SH-L7").shape == (3, 49)
 
 
@@ -214,7 +216,7 @@ def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -
     require("sklearn")
     from satclip.evaluate import Comparison, compare
 
-    points = sphere_points(1500, seed=6)
+    points = sphere_points(1000, seed=6)
     y = _smooth_sh_target(points)
     calls = []
 
@@ -233,7 +235,7 @@ def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -
     assert all(np.array_equal(folds[0], f) for f in folds)  # the same spatial folds for every encoder
     assert result.dims == {"sh-L10": 100, "counted_wrap": 4, "lonlat": 2}
     table = result.table().splitlines()
-    assert "4-fold spatial CV" in table[0] and "1500 points" in table[0]
+    assert "4-fold spatial CV" in table[0] and "1000 points" in table[0]
     assert [line.split()[0] for line in table[2:]] == ["sh-L10", "counted_wrap", "lonlat"]
     assert "±" in table[2] and "fit s" in table[1]
     # The same through the command line, with a chart.
@@ -266,3 +268,45 @@ def test_compare_errors(tmp_path: Path) -> None:
     csv = tmp_path / "p.csv"
     csv.write_text("lon,lat,y\n" + "\n".join(f"{a},{b},{b}" for a, b in points))
     assert main(["probe", str(csv), "--target", "y", "--models", "wrap", "--plot", str(tmp_path / "x.gif")]) == 2
+
+
+# --- GeoCLIP's real weights downstream --------------------------------------------------------------
+
+
+@needs_py311
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
+def test_geoclip_probe_on_air_temperature_beats_lonlat_and_its_map_has_structure() -> None:
+    """With GeoCLIP's weights: a spatial-CV ridge probe of mean air temperature at the stations of
+    the shared data (when present) scores far above raw lon/lat, and the embeddings of a region
+    vary smoothly (neighbours close, far cells apart) over a few dominant components."""
+    require("geoclip")
+    require("sklearn")
+    pd = require("pandas")
+    from conftest import shared_data_dir
+    from satclip.evaluate import compare
+
+    data = shared_data_dir()
+    csv = data / "air-temperature-stations.csv" if data is not None else None
+    if csv is None or not csv.is_file():
+        pytest.skip("the shared air-temperature-stations.csv is not here (SATCLIP_SHARED_DATA or ../shared/data)")
+    frame = pd.read_csv(csv)
+    result = compare(frame, "meanT", ["geoclip", "lonlat"], cv="spatial", folds=5)
+    r2 = {k: v[0] for k, v in result.scores().items()}
+    # Measured: geoclip 0.874 ± 0.032, lonlat 0.254 ± 0.204 (README "Other location encoders").
+    assert r2["geoclip"] > 0.8 and r2["geoclip"] > r2["lonlat"] + 0.4, r2
+
+    # The embedding map of Europe at 1 degree (what `satclip map` draws: the first three principal
+    # components as RGB) is structured: each component is strongly correlated between neighbouring
+    # cells (measured 0.87 / 0.92 / 0.75 east-west, 0.82 / 0.89 / 0.66 north-south; 0 for noise)
+    # and the three carry 20 % of the variance of 512 dimensions.
+    lon, lat = np.meshgrid(np.arange(-10.0, 30.0, 1.0), np.arange(35.0, 60.0, 1.0))
+    emb = satclip.encode(np.column_stack([lon.ravel(), lat.ravel()]), "geoclip").astype(np.float64)
+    centred = emb - emb.mean(0)
+    _, s, vt = np.linalg.svd(centred, full_matrices=False)
+    assert (s[:3] ** 2).sum() / (s**2).sum() > 0.15
+    pcs = (centred @ vt[:3].T).reshape(*lon.shape, 3)
+    for k in range(3):
+        pc = pcs[..., k]
+        east_west = np.corrcoef(pc[:, 1:].ravel(), pc[:, :-1].ravel())[0, 1]
+        north_south = np.corrcoef(pc[1:].ravel(), pc[:-1].ravel())[0, 1]
+        assert east_west > 0.6 and north_south > 0.55, (k, east_west, north_south)
