@@ -310,3 +310,22 @@ def test_geoclip_probe_on_air_temperature_beats_lonlat_and_its_map_has_structure
         east_west = np.corrcoef(pc[:, 1:].ravel(), pc[:, :-1].ravel())[0, 1]
         north_south = np.corrcoef(pc[1:].ravel(), pc[:-1].ravel())[0, 1]
         assert east_west > 0.6 and north_south > 0.55, (k, east_west, north_south)
+
+
+def test_builtin_encoders_through_the_dask_and_ray_adapters() -> None:
+    pd = require("pandas")
+    points = sphere_points(30, seed=9)
+    frame = pd.DataFrame({"lon": points[:, 0], "lat": points[:, 1]})
+    want = satclip.encode(points, "wrap")
+    dd = require("dask.dataframe")
+    from satclip import dask as satclip_dask
+
+    out = satclip_dask.encode(dd.from_pandas(frame, npartitions=3), model="wrap").compute(scheduler="synchronous")
+    np.testing.assert_array_equal(np.stack(out["embedding"].to_numpy()), want)
+    require("ray.data")
+    from satclip.ray import SatCLIPEncoder
+
+    for model in ("wrap", satclip.encoders.Wrap(), lambda x: satclip.encoders.Wrap()(x)):
+        batch = SatCLIPEncoder(model, device="cpu")(frame.copy())
+        # (a plain callable gets the points in float32, the built-ins compute from float64)
+        np.testing.assert_allclose(np.stack(list(batch["embedding"])), want, rtol=0, atol=1e-6)

@@ -65,7 +65,8 @@ def encode(
         A ``dask.dataframe.DataFrame`` with longitude/latitude columns in degrees, or a
         ``dask_geopandas.GeoDataFrame`` of points (any CRS; see ``lon``/``lat``).
     model:
-        A released model name (``"resnet50-l40"``), a Hub repository, or a ``.ckpt`` /
+        A released model name (``"resnet50-l40"``), a built-in encoder name (``"geoclip"``,
+        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.encoders`), a Hub repository, or a ``.ckpt`` /
         ``.safetensors`` path readable by every worker (relative paths are made absolute
         here). Loaded once per worker process.
     lon, lat:

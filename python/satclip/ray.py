@@ -42,8 +42,10 @@ class SatCLIPEncoder:
     ----------
     model:
         A released model name, a Hub repository, a ``.ckpt``/``.safetensors`` path readable by
-        every actor, or a :class:`~satclip.nn.LocationEncoder` (Ray ships constructor
-        arguments to each actor once).
+        every actor, a built-in encoder (``"geoclip"``, ``"sh-L10"``, ``"wrap"``..., see
+        :mod:`satclip.encoders`), or a :class:`~satclip.nn.LocationEncoder`, any other module or a
+        callable mapping (N, 2) [lon, lat] to (N, D) (Ray ships constructor arguments to each
+        actor once).
     lon, lat:
         Column names; default the usual names (``lon``/``longitude``/``x``..., any case).
     device:
@@ -78,7 +80,7 @@ class SatCLIPEncoder:
         self.np_dtype = _numpy_dtype(dtype)
         self.dtype, self.batch_size = dtype, batch_size
         self.device = torch.device(device) if device is not None else _default_device()
-        if isinstance(model, torch.nn.Module):
+        if isinstance(model, torch.nn.Module) or (callable(model) and not isinstance(model, (str, os.PathLike))):
             self.model: Any = model  # not cached by satclip.encode: its weights are copied per batch
         else:
             text = os.fspath(model)
