@@ -424,7 +424,7 @@ class _NetCDFWriter:
 COG_BLOCK = 512
 
 
-def cog_overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
+def _cog_overview_factors(width: int, height: int, block: int = COG_BLOCK) -> list[int]:
     """Decimation factors 2, 4, 8 ... until the coarsest overview fits in one block (GDAL's COG rule)."""
     factors: list[int] = []
     f = 2
@@ -500,7 +500,7 @@ class _GeoTIFFWriter:
 
         try:
             block = min(COG_BLOCK, 16 * -(-max(self.width, self.height) // 16))
-            factors = cog_overview_factors(self.width, self.height, block)
+            factors = _cog_overview_factors(self.width, self.height, block)
             if factors:
                 self.file.build_overviews(factors, Resampling.average)
             self.file.close()
