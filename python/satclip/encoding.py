@@ -76,7 +76,10 @@ def encode(
     model:
         A short name (``"resnet50-l40"``, see :data:`satclip.MODELS`), a Hub repository, a
         local ``.ckpt``/``.safetensors`` path, or a :class:`~satclip.nn.LocationEncoder`.
-        Names are loaded once and cached per (model, device, dtype).
+        Names are loaded once and cached per (model, device, dtype). Also other location
+        encoders (:mod:`satclip.encoders`): the built-ins ``"geoclip"``, ``"sh-L10"``,
+        ``"sh-L40"``, ``"wrap"``, ``"cartesian3d"``, ``"lonlat"``, and any ``torch.nn.Module`` or
+        callable mapping ``(N, 2)`` ``[lon, lat]`` degrees to ``(N, D)``.
     device:
         Where to compute; default CUDA when available (or the input tensor's CUDA device),
         else CPU.

@@ -68,7 +68,9 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
     ----------
     model:
         Anything :func:`satclip.encode` accepts: a short name (``"resnet50-l40"``), a Hub repository,
-        a checkpoint path or a :class:`satclip.LocationEncoder`.
+        a checkpoint path, a :class:`satclip.LocationEncoder`, a built-in encoder (``"geoclip"``,
+        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.encoders`) or any module or callable mapping
+        (N, 2) [lon, lat] to (N, D).
     device:
         ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
     dtype:
