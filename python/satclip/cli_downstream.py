@@ -1,6 +1,7 @@
 """The downstream subcommands of the ``satclip`` command line: probes and embedding maps.
 
     satclip probe stations.csv --target meanT --model resnet50-l40 --model vit16-l40 --cv spatial
+    satclip probe stations.csv --target meanT --models resnet50-l40,geoclip,wrap,sh-L10 --plot chart.png
     satclip map --model resnet50-l40 -o map.png --resolution 0.5 [--region lon0,lat0,lon1,lat1]
     satclip map --model resnet50-l40 --resolution 0.1 --export grid.zarr   (or grid.nc, grid.tif)
 

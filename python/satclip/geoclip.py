@@ -279,8 +279,4 @@ def _flush_subnormals(weights: Tensor) -> Tensor:
     return weights.masked_fill(weights.abs() < tiny, 0.0)
 
 
-def parameter_count(model: GeoCLIPLocationEncoder) -> int:
-    return sum(t.numel() for t in model.state_dict().values())
-
-
 __all__ = ["GeoCLIPLocationEncoder", "equal_earth_projection", "installed_weights", "load_geoclip"]
