@@ -329,3 +329,14 @@ def test_builtin_encoders_through_the_dask_and_ray_adapters() -> None:
         batch = SatCLIPEncoder(model, device="cpu")(frame.copy())
         # (a plain callable gets the points in float32, the built-ins compute from float64)
         np.testing.assert_allclose(np.stack(list(batch["embedding"])), want, rtol=0, atol=1e-6)
+
+
+def test_map_command_draws_a_builtin_encoder(tmp_path: Path) -> None:
+    require("matplotlib")
+    from satclip.cli import main
+
+    png = tmp_path / "wrap.png"
+    args = ["map", "--model", "cartesian3d", "-o", str(png), "--region=-20,30,40,70", "--resolution", "2"]
+    assert main([*args, "--size", "120x80", "--quiet"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["map", "--model", "wrapp", "-o", str(tmp_path / "x.png"), "--quiet"]) != 0
