@@ -331,7 +331,7 @@ def test_builtin_encoders_through_the_dask_and_ray_adapters() -> None:
         np.testing.assert_allclose(np.stack(list(batch["embedding"])), want, rtol=0, atol=1e-6)
 
 
-def test_map_command_draws_a_builtin_encoder(tmp_path: Path) -> None:
+def test_map_command_draws_a_builtin_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require("matplotlib")
     from satclip.cli import main
 
@@ -339,4 +339,5 @@ def test_map_command_draws_a_builtin_encoder(tmp_path: Path) -> None:
     args = ["map", "--model", "cartesian3d", "-o", str(png), "--region=-20,30,40,70", "--resolution", "2"]
     assert main([*args, "--size", "120x80", "--quiet"]) == 0
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert main(["map", "--model", "wrapp", "-o", str(tmp_path / "x.png"), "--quiet"]) != 0
+    assert main(["map", "--model", "wrapp", "-o", str(tmp_path / "x.png"), "--quiet"]) == 1
+    assert "geoclip" in capsys.readouterr().err  # the message lists the built-in encoders

@@ -238,8 +238,10 @@ def run_map(args: argparse.Namespace) -> int:
     progress = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
 
     from .checkpoint import load
-    from .encoders import builtin_key
+    from .encoders import builtin_key, is_unknown_name, unknown_encoder
 
+    if is_unknown_name(args.model):
+        raise unknown_encoder(args.model)  # lists the SatCLIP models and the built-in encoders
     # Once, not once per band (a built-in encoder is built once and kept in encode's cache).
     model: Any = args.model if builtin_key(args.model) is not None else load(args.model)
     builtin = isinstance(model, str)
