@@ -19,10 +19,7 @@ import copy
 import numbers
 import os
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
 from typing import Any, Union
 
 import numpy as np
@@ -40,6 +37,7 @@ from .lru import LRUCache
 from .nn import LocationEncoder, Sine, SirenNet, SphericalHarmonics
 from .registry import ModelSource, cache_key
 from .torch_harmonics import torch_spherical_harmonics
+from .workers import share_out
 
 ModelLike = Union[str, "os.PathLike[str]", LocationEncoder]
 
@@ -310,7 +308,7 @@ class _SirenRunner:
       all cores each (a chunk's GEMM is too small to split well, and every layer pays an OpenMP
       barrier, which collapses when the machine is busy) and splitting the cores between SH and
       GEMM (the SH are ~10% of the work). While the workers run, torch's intra-op threads are
-      set to 1 (see :func:`_one_torch_thread`). A single-threaded GEMM of a fixed shape gives
+      set to 1 (see :func:`satclip.workers.one_torch_thread`). A single-threaded GEMM of a fixed shape gives
       the same bits whichever worker runs it, so results do not depend on the thread count.
     """
 
@@ -389,50 +387,11 @@ class _SirenRunner:
             out = torch.empty(n, self.embed_dim, dtype=self.dtype, device=self.device)
         lonlat = lonlat.to(self.device, non_blocking=True)
         workers = min(len(buffers), -(-n // c))
-        if workers <= 1:
-            # One worker runs its GEMMs on one torch thread too: a GEMM split over several threads
-            # sums in another order, so an input of one chunk would otherwise get other float bits
-            # than the same points encoded among others.
-            with _one_torch_thread() if self.device.type == "cpu" else nullcontext():
-                self._run_chunks(lonlat, iter(range(0, n, c)), buffers[0], out, progress or (lambda rows: None))
-            return out
-        # Chunks are handed out one at a time from a shared iterator (so workers stay busy to the
-        # end); the calling thread waits, reports progress and stops the workers on an error or
-        # Ctrl-C (each finishes the chunk it is on).
-        starts, lock, stop = iter(range(0, n, c)), threading.Lock(), threading.Event()
-        done = [0]
 
-        def next_start() -> Iterator[int]:
-            while not stop.is_set():
-                with lock:
-                    start = next(starts, None)
-                if start is None:
-                    return
-                yield start
+        def work(starts: Iterator[int], count: Callable[[int], object], worker: int) -> None:
+            self._run_chunks(lonlat, starts, buffers[worker], out, count)
 
-        def count(rows: int) -> None:
-            with lock:
-                done[0] += rows
-
-        with _one_torch_thread():
-            pool = _chunk_workers(workers)
-            jobs: list[Future[None]] = []
-            reported = 0
-            try:
-                for i in range(workers):
-                    jobs.append(pool.submit(self._run_chunks, lonlat, next_start(), buffers[i], out, count))
-                while jobs:
-                    finished, pending = wait(jobs, timeout=0.1, return_when=FIRST_EXCEPTION)
-                    for job in finished:
-                        job.result()  # raises a worker's error here
-                    jobs = list(pending)
-                    if progress is not None and done[0] > reported:
-                        progress(done[0] - reported)
-                        reported = done[0]
-            except BaseException:
-                stop.set()
-                wait(jobs)
-                raise
+        share_out(work, range(0, n, c), workers, progress, cpu=self.device.type == "cpu")
         return out
 
     def _run_chunks(
@@ -461,41 +420,6 @@ class _SirenRunner:
                 if chunk_out is buffers["out"]:
                     out[start:stop].copy_(chunk_out[: stop - start])
                 progress(stop - start)
-
-
-_WORKERS_LOCK = threading.Lock()
-_WORKERS: tuple[int, int, ThreadPoolExecutor] | None = None  # (pid that made it, threads, pool)
-_RUN_LOCK = threading.Lock()  # one multi-worker run at a time (see _one_torch_thread)
-
-
-def _chunk_workers(count: int) -> ThreadPoolExecutor:
-    """A thread pool of at least ``count`` threads for :meth:`_SirenRunner.run`, made again in a
-    forked child (whose copy of the parent's pool has no threads behind it)."""
-    global _WORKERS
-    with _WORKERS_LOCK:
-        pid = os.getpid()
-        if _WORKERS is None or _WORKERS[0] != pid or _WORKERS[1] < count:
-            if _WORKERS is not None and _WORKERS[0] == pid:
-                _WORKERS[2].shutdown(wait=False)  # its threads end once jobs already given to it finish
-            _WORKERS = (pid, count, ThreadPoolExecutor(count, thread_name_prefix="satclip-encode"))
-        return _WORKERS[2]
-
-
-@contextmanager
-def _one_torch_thread() -> Iterator[None]:
-    """torch's intra-op threads set to 1 while chunk workers run (each worker is a core's worth
-    of work already), and put back afterwards by the same thread. Calls take turns (each would
-    use every core anyway), so set/restore pairs never overlap. Known limit: torch's setting is
-    partly per thread and partly process-wide (measured here: lowering it on one thread lowers
-    it for threads that have run torch ops, raising it does not), so another thread's torch
-    calls run on one thread meanwhile and may stay there (see README "Status and known limits")."""
-    with _RUN_LOCK:
-        before = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
 
 
 def _itemsize(dtype: torch.dtype) -> int:

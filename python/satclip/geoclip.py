@@ -31,6 +31,7 @@ Input order: like every satclip encoder this module takes ``[lon, lat]``; GeoCLI
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Union
 
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import CheckpointError, MissingExtraError
+from .workers import share_out
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -222,35 +224,14 @@ class GeoCLIPLocationEncoder(nn.Module):
         lonlat = lonlat.to(self.b.device)
         c = min(self.CHUNK, n)
         starts = list(range(0, n, c))
-        workers = min(torch.get_num_threads(), len(starts)) if out.device.type == "cpu" else 1
-        if workers <= 1:
-            with torch.inference_mode():
-                self._run_chunks(lonlat, iter(starts), c, out)
-            return out
-        import threading
+        cpu = out.device.type == "cpu"
+        workers = min(torch.get_num_threads(), len(starts)) if cpu else 1
 
-        from .encoding import _chunk_workers, _one_torch_thread
-
-        lock = threading.Lock()
-        shared = iter(starts)
-
-        def next_start() -> Any:
-            while True:
-                with lock:
-                    start = next(shared, None)
-                if start is None:
-                    return
-                yield start
-
-        def work() -> None:
+        def work(chunk_starts: Iterator[int], count: Callable[[int], object], worker: int) -> None:
             with torch.inference_mode():  # thread-local: each worker enters it
-                self._run_chunks(lonlat, next_start(), c, out)
+                self._run_chunks(lonlat, chunk_starts, c, out)
 
-        with _one_torch_thread():
-            pool = _chunk_workers(workers)
-            jobs = [pool.submit(work) for _ in range(workers)]
-            for job in jobs:
-                job.result()
+        share_out(work, starts, workers, cpu=cpu)
         return out
 
     def _run_chunks(self, lonlat: Tensor, starts: Any, c: int, out: Tensor) -> None:

@@ -31,8 +31,6 @@ import sys
 import threading
 import weakref
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_EXCEPTION, Future, wait
-from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -40,11 +38,12 @@ import torch
 from torch import Tensor
 
 from .dtypes import check_float_dtype
-from .encoding import _AUTO_PROGRESS_WORK, ModelLike, _chunk_workers, _one_torch_thread, _runner_for, _SirenRunner
+from .encoding import _AUTO_PROGRESS_WORK, ModelLike, _runner_for, _SirenRunner
 from .errors import CoordinateError, DTypeError, ShapeError
 from .harmonics import spherical_harmonics
 from .inputs import pick_device
 from .nn import Sine, Siren
+from .workers import share_out
 
 #: Latitudes whose ``A`` is computed together (one batched GEMM of a fixed shape; a grid's last
 #: block is padded). Also the unit of work a thread takes.
@@ -304,45 +303,11 @@ class _GridEncoder:
         blocks = range(0, lat.size, ROW_BLOCK)
         cpu = self.device.type == "cpu"
         workers = min(torch.get_num_threads(), len(blocks)) if cpu else 1
-        lock, stop = threading.Lock(), threading.Event()
-        starts = iter(blocks)
-        done = [0]
 
-        def next_block() -> Iterator[int]:
-            while not stop.is_set():
-                with lock:
-                    start = next(starts, None)
-                if start is None:
-                    return
-                yield start
+        def work(starts: Iterator[int], count: Callable[[int], object], worker: int) -> None:
+            self._work(lon, lat, t, out, starts, count)
 
-        def count(cells: int) -> None:
-            with lock:
-                done[0] += cells
-
-        if workers <= 1:
-            with _one_torch_thread() if cpu else nullcontext():
-                self._work(lon, lat, t, out, next_block(), progress)
-            return
-        with _one_torch_thread():
-            pool = _chunk_workers(workers)
-            jobs: list[Future[None]] = []
-            reported = 0
-            try:
-                for _ in range(workers):
-                    jobs.append(pool.submit(self._work, lon, lat, t, out, next_block(), count))
-                while jobs:
-                    finished, pending = wait(jobs, timeout=0.1, return_when=FIRST_EXCEPTION)
-                    for job in finished:
-                        job.result()
-                    jobs = list(pending)
-                    if done[0] > reported:
-                        progress(done[0] - reported)
-                        reported = done[0]
-            except BaseException:
-                stop.set()
-                wait(jobs)
-                raise
+        share_out(work, blocks, workers, progress, cpu=cpu)
 
     def _work(
         self,
