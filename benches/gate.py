@@ -11,8 +11,8 @@ stored number: it builds the reference commit (``benches/gate-reference``, cache
 ``~/.cache/satclip/gate``), starts one timing worker on that build and one on this tree
 (``benches/gate_worker.py``), and sends both the same cases in alternating order, round after
 round, so both see the same machine, load and frequency. For each case the ratio
-``reference time / this tree's time`` (fastest call of each, in CPU time) must not fall below
-``1 - margin``.
+``reference time / this tree's time`` (in CPU time, median over rounds of each round's ratio of
+median calls) must not fall below ``1 - margin``.
 Everything runs on one thread; a case's two sides never run at the same time.
 
 The gate also fails when this tree's core runs a lower SIMD level than the CPU supports (the
@@ -32,6 +32,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from statistics import median
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -157,25 +158,32 @@ def worker_env(extra_path: Path | None, assignments: list[str]) -> dict[str, str
     return env
 
 
-def measure(reference: Worker, current: Worker, rounds: int) -> dict[str, tuple[float, float]]:
-    """Per case: the fastest call of each side over ``rounds`` alternating rounds, in CPU time.
+def measure(reference: Worker, current: Worker, rounds: int) -> dict[str, tuple[float, float, float]]:
+    """Per case: (reference time, this tree's time, their ratio), in CPU time.
 
     CPU time, because a call's wall-clock time grows while another process holds the core and
-    its CPU time does not; the minimum, because what load still adds (cache and memory-bandwidth
-    contention) only ever adds. On a 2-core machine with more runnable processes than cores,
-    wall-clock medians of the two sides drifted apart by up to 3.6x on an unchanged tree."""
+    its CPU time does not. Each round times both sides back to back (in alternating order) and
+    takes the ratio of their median calls; the case's ratio is the median over rounds. Pairing
+    within a round cancels slow drifts (other tenants filling the shared last-level cache can
+    double a memory-bound call for a while), and the medians ignore the odd lucky or unlucky
+    call: a minimum over calls was seen to pick one side's single fast outlier (2.6x)."""
     cases = [c for c in current.info["cases"] if c in reference.info["cases"]]
     calls = {}
     for case in cases:  # calls per request, so one request takes ~REQUEST_SECONDS
         one = min(reference.time(case, 1) + current.time(case, 1))
-        calls[case] = max(1, min(200, round(REQUEST_SECONDS / max(one, 1e-6))))
-    samples: dict[str, tuple[list[float], list[float]]] = {c: ([], []) for c in cases}
-    for r in range(rounds):
-        for case in cases:
+        calls[case] = max(3, min(200, round(REQUEST_SECONDS / max(one, 1e-6))))
+    results = {}
+    for case in cases:
+        ref_times, cur_times, ratios = [], [], []
+        for r in range(rounds):
             order = (reference, current) if r % 2 == 0 else (current, reference)
-            for worker in order:
-                samples[case][0 if worker is reference else 1].extend(worker.time(case, calls[case]))
-    return {case: (min(ref), min(cur)) for case, (ref, cur) in samples.items()}
+            got = {id(w): median(w.time(case, calls[case])) for w in order}
+            ref, cur = got[id(reference)], got[id(current)]
+            ref_times.append(ref)
+            cur_times.append(cur)
+            ratios.append(ref / cur)
+        results[case] = (median(ref_times), median(cur_times), median(ratios))
+    return results
 
 
 def fmt(seconds: float) -> str:
@@ -227,8 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("| case | reference | this tree | reference / this tree | verdict |\n|---|---|---|---|---|")
     floor = 1.0 - args.margin
-    for case, (ref, cur) in results.items():
-        ratio = ref / cur
+    for case, (ref, cur, ratio) in results.items():
         bad = ratio < floor
         verdict = f"SLOWER (below {floor:.2f}x)" if bad else "ok"
         print(f"| {case} | {fmt(ref)} | {fmt(cur)} | {ratio:.2f}x | {verdict} |")
