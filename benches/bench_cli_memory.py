@@ -1,4 +1,4 @@
-"""Peak memory of ``satclip encode`` on a 2e6-row table (issue 13 item 11): bounded by the batch.
+"""Peak memory of ``satclip encode`` on a 2e6-row table: bounded by the batch.
 
 Each run is a fresh subprocess; its peak resident set (``ru_maxrss`` from ``os.wait4``) is the
 number reported. Two references are measured in the same run:

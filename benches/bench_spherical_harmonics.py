@@ -13,7 +13,7 @@ Implementations (``impl`` in extra_info):
 * ``sphericart_fresh`` the same through sphericart's public ``compute``, a new array every call
 * ``write_floor``      ndarray.fill on an output of the same size: the memory-write floor (1 thread)
 * ``fresh_floor``      numpy.empty of the output's shape + fill, every call: the floor of any fresh
-                       result (issue 9's "page-zeroing floor"; 1 thread)
+                       result (1 thread)
 * ``fault_floor``      numpy.empty + one store per 4 KiB page: the operating system's page zeroing
                        alone, the part of ``fresh_floor`` no kernel can avoid (1 thread)
 """
