@@ -241,17 +241,15 @@ def _runner_for(
 ) -> _SirenRunner | _ModuleRunner | _EncoderRunner:
     from . import encoders  # built-in encoders and any (N, 2) -> (N, D) module or callable
 
-    if isinstance(model, nn.Module) and not isinstance(model, LocationEncoder):
-        return _EncoderRunner(model, device, dtype)
-    if callable(model) and not isinstance(model, (str, os.PathLike, nn.Module)):
-        return _EncoderRunner(model, device, dtype)
-    if isinstance(model, nn.Module):
-        # A model the user holds may change between calls, so it is not cached.
+    # Models the user holds may change between calls, so they are not cached.
+    if isinstance(model, LocationEncoder):
         return _make_runner(model, device, dtype)
+    if callable(model) and not isinstance(model, (str, os.PathLike)):  # any other module or callable
+        return _EncoderRunner(model, device, dtype)
+    if encoders.is_unknown_name(model):
+        raise encoders.unknown_encoder(str(model))
     builtin = encoders.builtin_key(model)
-    if builtin is not None or encoders.is_unknown_name(model):
-        if builtin is None:
-            raise encoders.unknown_encoder(str(model))
+    if builtin is not None:
         builtin_key = (("encoder", *builtin), str(device), dtype)
         cached = _CACHE.get(builtin_key)  # type: ignore[arg-type]
         if cached is None:
