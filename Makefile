@@ -16,7 +16,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.satclip-installed
 
-# The wheel: no target-cpu anywhere (rust/src/simd.rs picks AVX2/AVX-512 kernels at run time), zig as the
+# The wheel: no target-cpu anywhere (rust/src/kernel/simd.rs picks AVX2/AVX-512 kernels at run time), zig as the
 # linker so that the glibc symbols it links against are manylinux2014's, whatever this machine's glibc is.
 WHEEL_TARGET := x86_64-unknown-linux-gnu
 WHEEL_TAG := manylinux_2_17_x86_64

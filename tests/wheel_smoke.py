@@ -68,7 +68,7 @@ cli = subprocess.run(["satclip", "--version"], capture_output=True, text=True, c
 assert satclip.__version__ == version("satclip") == cli[-1] == facts["wheel_version"], (
     satclip.__version__, version("satclip"), cli, facts["wheel_version"])
 
-# The run-time dispatch picks the best level the CPU has (the names follow rust/src/simd.rs).
+# The run-time dispatch picks the best level the CPU has (the names follow rust/src/kernel/simd.rs).
 flags = set()
 for line in Path("/proc/cpuinfo").read_text().splitlines():
     if line.startswith("flags"):

@@ -5,14 +5,15 @@ use rayon::prelude::*;
 
 use crate::coords::validate;
 use crate::error::{Error, Result};
-use crate::kernel::{
+use crate::kernel::simd::SimdLevel;
+use crate::kernel::stream;
+use crate::kernel::values::{
     cached_workspace_bytes, encode_rows, trim_workspace, workspace_bytes_for, Store, LANES,
     WORKSPACE_CACHE_BYTES,
 };
 use crate::parallel::{pool, rows_per_task};
 pub use crate::plan::{Basis, Plan};
 use crate::real::Real;
-use crate::simd::SimdLevel;
 
 /// Below this many points the work runs on the calling thread: handing it to the pool costs
 /// more than it saves.
@@ -44,14 +45,12 @@ impl Destination {
     /// How an output of `bytes` bytes starting at `first` is best written by a kernel whose
     /// blocks of `LANES` rows take `block_bytes` (see `stream::STREAMED_BLOCK_BYTES`).
     pub(crate) fn store(self, first: *const u8, bytes: usize, block_bytes: usize) -> Store {
-        if bytes < crate::stream::streaming_threshold()
-            || block_bytes > crate::stream::STREAMED_BLOCK_BYTES
-        {
+        if bytes < stream::streaming_threshold() || block_bytes > stream::STREAMED_BLOCK_BYTES {
             return Store::Cached;
         }
         match self {
             Destination::Reused => Store::Streaming,
-            Destination::Fresh if crate::stream::is_mapped(first.wrapping_add(bytes / 2)) => {
+            Destination::Fresh if stream::is_mapped(first.wrapping_add(bytes / 2)) => {
                 Store::Streaming
             }
             Destination::Fresh => Store::Cached,
@@ -131,7 +130,7 @@ pub(crate) fn cached_workspace_bytes_total() -> usize {
         .into_iter()
         .sum::<usize>()
         + cached_workspace_bytes()
-        + crate::gradient::cached_scratch_bytes_total()
+        + crate::kernel::gradient::cached_scratch_bytes_total()
 }
 
 /// Convenience for Rust callers: allocates and returns the `n x L*L` features.

@@ -57,7 +57,7 @@ mod sealed {
     impl Sealed for f32 {}
 }
 
-// The staging reinterpretation in `kernel.rs` / `gradient.rs` relies on this; checked at compile time.
+// The staging reinterpretation in `kernel/values.rs` / `kernel/gradient.rs` relies on this; checked at compile time.
 const _: () = {
     assert!(std::mem::size_of::<f32>() <= std::mem::size_of::<f64>());
     assert!(std::mem::align_of::<f32>() <= std::mem::align_of::<f64>());

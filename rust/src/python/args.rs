@@ -1,5 +1,5 @@
 //! Checks on the arrays Python hands to the `satclip._core` bindings, shared by every entry
-//! point (`python.rs`, `python_gradient.rs`): the dtype dispatch, shapes, layout, and borrows
+//! point (`python/mod.rs`, `python/gradient.rs`): the dtype dispatch, shapes, layout, and borrows
 //! through rust-numpy's borrow checker. Each check and its message lives here once.
 
 use numpy::{Element, PyArray, PyArray2, PyArrayMethods, PyReadwriteArray, PyUntypedArrayMethods};

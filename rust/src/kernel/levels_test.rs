@@ -6,10 +6,11 @@
 //! paths, on block sizes that do and do not fill the SIMD lanes; the same for the kernel of
 //! values with gradients.
 
-use crate::gradient::{rows_with_gradient, spherical_harmonics_with_gradient_into};
-use crate::kernel::{encode_rows, Store, LANES};
+use super::gradient::rows_with_gradient;
+use super::simd::SimdLevel;
+use super::values::{encode_rows, Store, LANES};
+use crate::gradient::spherical_harmonics_with_gradient_into;
 use crate::plan::{Basis, Plan};
-use crate::simd::SimdLevel;
 use crate::test_points::random_points;
 
 const LEVELS: [SimdLevel; 3] = [SimdLevel::Baseline, SimdLevel::Avx2, SimdLevel::Avx512];
@@ -121,7 +122,7 @@ fn gradient_kernel_writes_the_same_with_either_store_at_every_level() {
             for streaming in [false, true] {
                 let (mut v, mut g) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
                 rows_with_gradient(&plan, &pts, &mut v, &mut g, level, streaming).unwrap();
-                crate::stream::fence();
+                super::stream::fence();
                 let close =
                     |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-12);
                 assert!(close(&v, &v_ref), "{level:?} streaming={streaming} values");

@@ -8,17 +8,17 @@
 //! The code is written as plain loops over `[f64; LANES]` and compiled three times, for
 //! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
 
-use crate::block::{
+use super::block::{
     angles, staging_as, transpose_into, unpack, zonal_column, Angles, Isa, Portable,
 };
 #[cfg(target_arch = "x86_64")]
-use crate::block::{Avx2, Avx512};
-pub(crate) use crate::block::{Lanes, LANES};
+use super::block::{Avx2, Avx512};
+pub(crate) use super::block::{Lanes, LANES};
+use super::simd::SimdLevel;
+use super::stream;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::real::Real;
-use crate::simd::SimdLevel;
-use crate::stream;
 
 /// How the finished block is written out.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

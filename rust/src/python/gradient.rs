@@ -1,7 +1,7 @@
 //! The pyo3 binding of `gradient`: `satclip._core.spherical_harmonics_with_gradient`.
 //!
-//! Kept apart from `python.rs` so each entry point reads on its own; both check their
-//! arguments with `python_args`. The caller (the Python package, `satclip/gradients.py`)
+//! Kept apart from `python/mod.rs` so each entry point reads on its own; both check their
+//! arguments with `python::args`. The caller (the Python package, `satclip/gradients.py`)
 //! allocates both outputs; this checks their dtypes, shapes and layout, borrows everything
 //! through rust-numpy's borrow checker (so an output that overlaps the input or the other
 //! output is refused instead of aliased), releases the GIL and runs the kernel.
@@ -12,11 +12,11 @@ use pyo3::prelude::*;
 use crate::gradient::compute_with_gradient;
 use crate::harmonics::Destination;
 use crate::plan::Plan;
-use crate::python::{detach_catching, plan_for, DTypeError};
-use crate::python_args::{
+use crate::python::args::{
     borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
     not_float_array, output_slice, Float,
 };
+use crate::python::{detach_catching, plan_for, DTypeError};
 
 fn compute<I: Float, O: Float>(
     py: Python<'_>,
@@ -29,7 +29,7 @@ fn compute<I: Float, O: Float>(
     let (n, nf) = (check_pairs(lonlat.shape())?, plan.num_features());
     check_shape("`values`", values.shape(), &[n, nf])?;
     check_shape("`gradients`", gradients.shape(), &[n, nf, 2])?;
-    // Copied while the GIL is held (see `python_args::copy_input`): what is validated is what
+    // Copied while the GIL is held (see `python::args::copy_input`): what is validated is what
     // is computed, whatever other threads do meanwhile.
     let input: Vec<I> = copy_input(lonlat, "lonlat")?;
     let mut vals = borrow_output(values, "`values`")?;

@@ -7,16 +7,19 @@ use numpy::{Element, PyArray2, PyUntypedArrayMethods};
 use pyo3::exceptions::PyMemoryError;
 use pyo3::prelude::*;
 
+mod args;
+mod gradient;
+
 use crate::error::{Column, Error};
 use crate::harmonics::{compute_validated, Basis, Destination, Plan};
-use crate::kernel::LANES;
+use crate::kernel::simd::SimdLevel;
+use crate::kernel::values::LANES;
 use crate::parallel;
-use crate::python_args::{
+use crate::python::args::{
     borrow_output, check_pairs, check_shape, copy_input, dispatch_float, lonlat_dtype_error,
     not_float_array, output_slice, Float,
 };
 use crate::real::Real;
-use crate::simd::SimdLevel;
 
 pyo3::import_exception!(satclip.errors, CoordinateError);
 pyo3::import_exception!(satclip.errors, DegreeError);
@@ -241,7 +244,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
     m.add_function(wrap_pyfunction!(cached_workspace_bytes, m)?)?;
-    crate::python_gradient::register(m)?;
+    gradient::register(m)?;
     m.add("MAX_DEGREES", crate::error::MAX_DEGREES)?;
     Ok(())
 }

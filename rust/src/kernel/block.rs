@@ -1,4 +1,4 @@
-//! The pieces both block kernels (`kernel.rs` for values, `gradient.rs` for values with
+//! The pieces both block kernels (`values.rs` for values, `gradient.rs` for values with
 //! derivatives) are built from: the lane layout, the per-instruction-set operations, the angles
 //! of a block of points, and the transposes that turn a feature-major block into row-major
 //! output rows.
@@ -6,10 +6,10 @@
 //! Everything here is `#[inline(always)]`: it is compiled into each kernel's target-feature
 //! functions, once per instruction set.
 
+use super::stream;
+use super::transpose::{self, Tile};
+use super::trig::sincos_deg;
 use crate::real::Real;
-use crate::stream;
-use crate::transpose::{self, Tile};
-use crate::trig::sincos_deg;
 
 /// Points per block: one per SIMD lane (8 f64 = one AVX-512 vector, two AVX2 vectors).
 pub(crate) const LANES: usize = 8;
