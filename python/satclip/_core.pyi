@@ -1,4 +1,4 @@
-"""Type stubs for the Rust extension ``satclip._core`` (source: rust/src/python.rs, python_gradient.rs; argument checks in python_args.rs)."""
+"""Type stubs for the Rust extension ``satclip._core`` (source: rust/src/python/mod.rs, gradient.rs; argument checks in args.rs)."""
 
 import numpy as np
 import numpy.typing as npt
