@@ -48,11 +48,13 @@ impl Column {
         }
     }
 
-    /// The largest valid magnitude, in degrees.
-    pub(crate) fn bound(self) -> f64 {
+    /// The valid closed range, in degrees. Longitude takes [-180, 180] and also (180, 360], the
+    /// convention of grids stored as 0..360 (ERA5, CMIP); a value there names the meridian
+    /// `lon - 360`. Swapped [lat, lon] columns are still caught, by the latitude range.
+    pub(crate) fn range(self) -> (f64, f64) {
         match self {
-            Column::Longitude => 180.0,
-            Column::Latitude => 90.0,
+            Column::Longitude => (-180.0, 360.0),
+            Column::Latitude => (-90.0, 90.0),
         }
     }
 }
@@ -74,13 +76,18 @@ impl fmt::Display for Error {
                 column.name()
             ),
             Error::OutOfRange { row, column, value } => {
-                let b = column.bound();
+                let (lo, hi) = column.range();
                 write!(
                     f,
-                    "row {row}: {} {value:?} is outside [-{b}, {b}]; satclip takes [lon, lat] in degrees \
-                     (column 0 longitude, column 1 latitude) - are the columns swapped?",
+                    "row {row}: {} {value:?} is outside [{lo}, {hi}]; satclip takes [lon, lat] in degrees \
+                     (column 0 longitude, column 1 latitude)",
                     column.name()
-                )
+                )?;
+                // Every latitude is a valid longitude, so only the latitude column can show a swap.
+                match column {
+                    Column::Latitude => write!(f, " - are the columns swapped?"),
+                    Column::Longitude => Ok(()),
+                }
             }
             Error::OutputSize { expected, found } => write!(
                 f,

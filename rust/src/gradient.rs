@@ -186,7 +186,7 @@ mod tests {
     #[test]
     fn invalid_input_or_wrong_sizes_write_nothing() {
         let plan = Plan::new(3, Basis::Satclip).unwrap();
-        let pts = [0.0, 0.0, 200.0, 0.0];
+        let pts = [0.0, 0.0, 400.0, 0.0];
         let (mut v, mut g) = (vec![7.0f64; 18], vec![7.0f64; 36]);
         assert!(matches!(
             spherical_harmonics_with_gradient_into(&plan, &pts[..], &mut v, &mut g),

@@ -9,6 +9,7 @@
 use super::stream;
 use super::transpose::{self, Tile};
 use super::trig::sincos_deg;
+use crate::coords::wrap_lon;
 use crate::real::Real;
 
 /// Points per block: one per SIMD lane (8 f64 = one AVX-512 vector, two AVX2 vectors).
@@ -85,6 +86,11 @@ pub(crate) fn unpack<I: Real>(pts: &[I]) -> (Lanes, Lanes) {
 /// The trigonometry of a block, from one sincos per angle: with `theta = lat + 90` and
 /// `phi = lon + 180`, `x = cos theta = -sin(lat)`, `s = sin theta = cos(lat) >= 0`,
 /// `cos phi = -cos(lon)`, `sin phi = -sin(lon)`.
+///
+/// This is where a coordinate becomes an angle, for every kernel: a longitude in (180, 360] is
+/// taken as the same meridian in [-180, 180] here (`coords::wrap_lon`, exact), so it gives the
+/// bits of `lon - 360` for values and derivatives alike, and `sincos_deg` keeps its exact range
+/// reduction on |x| <= 180.
 pub(crate) struct Angles {
     pub x: Lanes,
     pub s: Lanes,
@@ -104,7 +110,7 @@ pub(crate) fn angles(lon: &Lanes, lat: &Lanes) -> Angles {
         let (sl, cl) = sincos_deg(lat[i]);
         a.x[i] = -sl;
         a.s[i] = cl.abs();
-        let (so, co) = sincos_deg(lon[i]);
+        let (so, co) = sincos_deg(wrap_lon(lon[i]));
         a.cos_phi[i] = -co;
         a.sin_phi[i] = -so;
     }

@@ -151,3 +151,105 @@ fn levels_below_the_best_are_really_exercised() {
     assert_eq!(here[0], "baseline");
     assert_eq!(*here.last().unwrap(), SimdLevel::supported().name());
 }
+
+/// Longitudes in (180, 360] with their twins `lon - 360` (exact), plus 180 / -180 and 360 / 0,
+/// at latitudes that include both poles; every pair is (lon, lat) interleaved.
+fn longitude_twins() -> (Vec<f64>, Vec<f64>) {
+    let mut lons = vec![
+        180.000_000_1,
+        180.5,
+        225.0,
+        270.0,
+        314.999_999,
+        315.0,
+        359.999,
+        359.999_999_999_9,
+        360.0,
+    ];
+    let golden = (5f64.sqrt() - 1.0) / 2.0;
+    lons.extend((0..40).map(|i| 180.0 + 180.0 * (i as f64 * golden).fract()));
+    let lats = [-90.0, -89.999, -33.3, -0.0, 0.0, 12.5, 89.999_999_9, 90.0];
+    let (mut wide, mut twin) = (Vec::new(), Vec::new());
+    for (i, &lon) in lons.iter().enumerate() {
+        let lat = lats[i % lats.len()];
+        let back = if lon > 180.0 { lon - 360.0 } else { lon };
+        wide.extend_from_slice(&[lon, lat]);
+        twin.extend_from_slice(&[back, lat]);
+    }
+    // Not remapped, but the same meridians, so the same bits: the antimeridian from both sides,
+    // and 360 against 0.
+    wide.extend_from_slice(&[180.0, 45.0, 360.0, -60.0]);
+    twin.extend_from_slice(&[-180.0, 45.0, 0.0, -60.0]);
+    (wide, twin)
+}
+
+fn same_bits<T: Copy + Into<f64>>(a: &[T], b: &[T]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (*x).into().to_bits() == (*y).into().to_bits())
+}
+
+#[test]
+fn longitudes_up_to_360_give_the_bits_of_lon_minus_360_at_every_level() {
+    let (wide, twin) = longitude_twins();
+    let n = wide.len() / 2;
+    let (wide32, twin32): (Vec<f32>, Vec<f32>) = (
+        wide.iter().map(|&x| x as f32).collect(),
+        // In f32 too `lon - 360` is exact, so the f32 twin is the rounded f64 twin's own twin.
+        wide.iter()
+            .zip(&twin)
+            .map(|(&w, &t)| {
+                if w > 180.0 {
+                    w as f32 - 360.0
+                } else {
+                    t as f32
+                }
+            })
+            .collect(),
+    );
+    let mut compared = 0;
+    for degrees in [1, 2, 10, 40] {
+        let plan = Plan::new(degrees, Basis::Satclip).unwrap();
+        let nf = plan.num_features();
+        for level in levels_here() {
+            for store in [Store::Cached, Store::Streaming] {
+                let a: Vec<f64> = run(&plan, &wide, level, store);
+                let b: Vec<f64> = run(&plan, &twin, level, store);
+                assert!(same_bits(&a, &b), "{} L={degrees} {store:?}", level.name());
+                let a: Vec<f32> = run(&plan, &wide, level, store);
+                let b: Vec<f32> = run(&plan, &twin, level, store);
+                assert!(
+                    same_bits(&a, &b),
+                    "{} L={degrees} {store:?} f32",
+                    level.name()
+                );
+                let (mut a, mut b) = (vec![0.0f64; n * nf], vec![0.0f64; n * nf]);
+                encode_rows(&plan, &wide32, &mut a, level, store).unwrap();
+                encode_rows(&plan, &twin32, &mut b, level, store).unwrap();
+                assert!(
+                    same_bits(&a, &b),
+                    "{} L={degrees} {store:?} f32 in",
+                    level.name()
+                );
+            }
+            for streaming in [false, true] {
+                let grads = |pts: &[f64]| {
+                    let (mut v, mut g) = (vec![0.0f64; n * nf], vec![0.0f64; 2 * n * nf]);
+                    rows_with_gradient(&plan, pts, &mut v, &mut g, level, streaming).unwrap();
+                    super::stream::fence();
+                    (v, g)
+                };
+                let ((va, ga), (vb, gb)) = (grads(&wide), grads(&twin));
+                assert!(same_bits(&va, &vb), "{} L={degrees} values", level.name());
+                assert!(
+                    same_bits(&ga, &gb),
+                    "{} L={degrees} gradients",
+                    level.name()
+                );
+                compared += 1;
+            }
+        }
+    }
+    assert!(compared >= 4 * 2, "compared {compared} runs");
+}
