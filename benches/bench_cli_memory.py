@@ -34,8 +34,8 @@ WORKING_LIMIT = 600 * MiB
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ru_maxrss semantics: Linux only")
 
 _BASELINE = """
-import sys, satclip.cli, torch
-from satclip.checkpoint import load
+import sys, satclip.cli.main, torch
+from satclip.io.checkpoint import load
 load(sys.argv[1])
 """
 
@@ -64,7 +64,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory, mode: Mode) -> dict[str, A
     import pandas as pd
 
     import satclip
-    from satclip.checkpoint import EncoderConfig
+    from satclip.io.checkpoint import EncoderConfig
 
     n = 200_000 if mode.name == "quick" else 2_000_000
     root = tmp_path_factory.mktemp("cli-memory")
@@ -89,7 +89,7 @@ def bench_cli_peak_rss(benchmark: Any, dataset: dict[str, Any], source: str) -> 
         cli = [
             sys.executable,
             "-m",
-            "satclip.cli",
+            "satclip.cli.main",
             "encode",
             str(root / source),
             "-o",

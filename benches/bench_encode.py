@@ -41,7 +41,7 @@ DEGREES = (10, 40)
 #: Points per batch for every variant; encode's own default is of the same order on CPU.
 BATCH = 16_384
 
-nn_mod = pytest.importorskip("satclip.nn")
+nn_mod = pytest.importorskip("satclip.models.location")
 # Depend on the public function, not on the module that defines it (it has been renamed before).
 if not callable(getattr(satclip, "encode", None)):
     pytest.skip("satclip.encode is not available", allow_module_level=True)
@@ -141,7 +141,7 @@ def _make_call(variant: str, L: int, n: int, device: str) -> Callable[[], Any]:
         pts32 = torch.from_numpy(lonlat.astype(np.float32)).to(device)
         out = torch.empty(n, model.embed_dim, dtype=torch.float32, device=device)
         if device == "cuda":
-            from satclip.torch_harmonics import torch_spherical_harmonics as sh_fn  # the package's GPU path
+            from satclip.harmonics.torch_values import torch_spherical_harmonics as sh_fn  # the package's GPU path
         else:
             sh_fn = vectorised_torch_sh
 

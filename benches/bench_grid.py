@@ -6,7 +6,7 @@ on the same cells, and the peak memory of global Zarr and GeoTIFF products.
   variants are timed in the same run, interleaved (best of ``rounds`` each), so the ratio is
   measured on one machine state; it lands in ``extra_info["speedup"]``. Goal: >= 3x at L = 40,
   not slower at L = 10; asserted with a margin for a busy machine (2.0x and 0.85x).
-* ``bench_product_peak_rss``: ``satclip.embedding_map.export_grid`` of a global grid at L = 10 in a
+* ``bench_product_peak_rss``: ``satclip.downstream.embedding_map.export_grid`` of a global grid at L = 10 in a
   fresh process, to Zarr (0.1 deg in full mode, 0.5 deg otherwise) and to a Cloud-Optimized
   GeoTIFF (0.25 deg in full mode, 1 deg otherwise); the growth of its resident-set high-water
   mark (VmHWM) over the same process's baseline after imports and the model must stay within a
@@ -43,7 +43,7 @@ def _axes(resolution: float) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("L", [10, 40])
 def bench_grid_vs_pointwise(benchmark: Any, mode: Mode, L: int, threads: int) -> None:
-    from satclip.nn import build_location_encoder
+    from satclip.models.location import build_location_encoder
 
     resolution = 1.0 if mode.name == "quick" else 0.25
     lon, lat = _axes(resolution)
@@ -99,8 +99,8 @@ _EXPORT = """
 import json, sys, time, torch
 from pathlib import Path
 import satclip
-from satclip import embedding_map
-from satclip.nn import build_location_encoder
+from satclip.downstream import embedding_map
+from satclip.models.location import build_location_encoder
 
 def hwm():  # the process's resident-set high-water mark, bytes
     with open("/proc/self/status") as f:
@@ -144,7 +144,7 @@ def _export_in_fresh_process(path: Path, resolution: float) -> dict[str, Any]:
 def bench_product_peak_rss(benchmark: Any, mode: Mode, tmp_path: Path, suffix: str) -> None:
     pytest.importorskip("zarr")
     pytest.importorskip("rasterio")
-    from satclip.embedding_map import BAND_POINTS
+    from satclip.downstream.embedding_map import BAND_POINTS
 
     if suffix == ".zarr":
         resolution = 0.1 if mode.name == "full" else 0.5

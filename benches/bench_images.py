@@ -28,7 +28,7 @@ from benchkit import Mode, set_threads, timed, usable_cpus
 from conftest import get_mode
 
 pytest.importorskip("timm")
-from satclip.image_encoder import ImageEncoder, ImageEncoderConfig
+from satclip.models.image import ImageEncoder, ImageEncoderConfig
 
 ARCHITECTURES = ("resnet18", "resnet50", "vit16")
 SIZE = 256

@@ -58,7 +58,7 @@ def client(pytestconfig):
 
 @pytest.fixture(scope="module")
 def model_files(tmp_path_factory):
-    from satclip.nn import build_location_encoder
+    from satclip.models.location import build_location_encoder
 
     root = tmp_path_factory.mktemp("models")
     files = {}

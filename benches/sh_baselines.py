@@ -5,7 +5,7 @@ Everything here is benchmark-only code, written for this suite:
 * :func:`vectorised_torch_sh` - (a) the fair pure-PyTorch baseline: the same normalised
   recurrences as the Rust core, vectorised across points *and* orders m, one degree l at a time,
   in cache-sized chunks of points with preallocated buffers (no gathers, no (N, L, L)
-  intermediate, no fresh temporaries). It is deliberately independent of ``satclip.torch_harmonics`` (the
+  intermediate, no fresh temporaries). It is deliberately independent of ``satclip.harmonics.torch_values`` (the
   package's CUDA path), so that a slow-down in the package cannot make the baseline look worse
   and the Rust core look better.
 * :func:`per_lm_torch_sh` - (b) the structure of the original SatCLIP code: one torch expression

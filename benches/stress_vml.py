@@ -2,15 +2,15 @@
 """Stress check: MKL's first multi-threaded ``sin`` in a process, with and without satclip's defence.
 
     python benches/stress_vml.py --trials 2000 --defence off   # the race, as the SIREN met it before
-    python benches/stress_vml.py --trials 6000 --defence on    # the same, after satclip.vml.initialise()
+    python benches/stress_vml.py --trials 6000 --defence on    # the same, after satclip.runtime.vml.initialise()
 
 Each trial forks a fresh child from a parent that has imported torch but never called a VML
 function, so the child's first ``sin`` is MKL's first. The child runs the SIREN's first layer as
-``satclip.nn.Siren.forward_into`` does (``addmm``, ``* w0``, in-place ``sin_``) on a 2,560 x 256
+``satclip.models.location.Siren.forward_into`` does (``addmm``, ``* w0``, in-place ``sin_``) on a 2,560 x 256
 chunk and compares the result with NumPy's float64 sine of the same pre-activations; a trial is
 bad when any value is off by more than 1e-5 (MKL's high-accuracy sine is within an ulp, its
-low-accuracy mode ~5e-4 here). ``--defence on`` calls :func:`satclip.vml.initialise` in the child
-first, which is what importing :mod:`satclip.nn` does in every satclip process.
+low-accuracy mode ~5e-4 here). ``--defence on`` calls :func:`satclip.runtime.vml.initialise` in the child
+first, which is what importing :mod:`satclip.models.location` does in every satclip process.
 
 Patterns: ``omp`` - one ``sin_`` split over ``--threads`` torch (OpenMP) threads, as a direct
 ``SirenNet`` call does; ``workers`` - two Python threads, each with one torch thread, running
@@ -58,7 +58,7 @@ def _first_layer_error(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 def _child(args: argparse.Namespace, data: tuple) -> int:
     x, weight, bias = data
     if args.defence == "on":
-        from satclip import vml
+        from satclip.runtime import vml
 
         vml.initialise()
     if args.pattern == "omp":

@@ -8,7 +8,7 @@ columns Lon, Lat, meanT, ...): mean annual air temperature at ~3,000 weather sta
 Protocol, as in B01: embed each station; scale the target by its maximum on the training half
 (y / ymax); a 50/50 random train/test split; an MLP with one hidden layer of 64 units (ReLU)
 trained with Adam (learning rate 1e-3) on the mean squared error, full batch. Reported: test R^2
-and RMSE in degrees C. Next to it the ridge probe of :func:`satclip.evaluate.probe` (5-fold, random
+and RMSE in degrees C. Next to it the ridge probe of :func:`satclip.downstream.probes.probe` (5-fold, random
 and spatial-block CV). The same is run on raw-coordinate baselines: lon/lat degrees, unit xyz
 vectors, and the spherical harmonics alone (the encoder's input, without its network).
 
@@ -26,8 +26,8 @@ import pandas as pd
 import torch
 
 import satclip
+from satclip.downstream.probes import baseline_features, probe
 from satclip.errors import CheckpointError
-from satclip.evaluate import baseline_features, probe
 
 DEFAULT_CSV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "air-temperature-stations.csv"
 
@@ -77,7 +77,7 @@ def main() -> None:
         model = satclip.load(args.model)
         label = args.model
     except CheckpointError as err:
-        from satclip.nn import build_location_encoder
+        from satclip.models.location import build_location_encoder
 
         bar = "!" * 100
         print(f"{bar}\n!! Could not load {args.model!r}: {' '.join(str(err).split())[:160]}")

@@ -55,7 +55,7 @@ def main() -> None:
         model = satclip.load(args.model)
         label = args.model
     except CheckpointError as err:
-        from satclip.nn import build_location_encoder
+        from satclip.models.location import build_location_encoder
 
         print(f"Could not load {args.model!r}: {err}")
         print("Demonstrating on a randomly initialised L=40 encoder of the released architecture;")

@@ -30,7 +30,7 @@ import torch
 
 import satclip
 from satclip.errors import CheckpointError
-from satclip.georef import great_circle_km, image_center
+from satclip.io.georef import great_circle_km, image_center
 
 #: ../shared/data/example-s2 next to the repository ($SATCLIP_SHARED_DATA overrides ../shared/data).
 EXAMPLES = (
@@ -41,8 +41,8 @@ EXAMPLES = (
 
 def stand_in_model() -> tuple[satclip.ImageEncoder, satclip.LocationEncoder]:
     """Random encoders of the released ResNet50-L40 architecture (seeded: same numbers every run)."""
-    from satclip.image_encoder import ImageEncoderConfig
-    from satclip.nn import build_location_encoder
+    from satclip.models.image import ImageEncoderConfig
+    from satclip.models.location import build_location_encoder
 
     torch.manual_seed(0)
     return satclip.ImageEncoder(ImageEncoderConfig("resnet50")).eval(), build_location_encoder(40).eval()

@@ -198,14 +198,14 @@ def released_l6(tmp_path_factory: pytest.TempPathFactory) -> str:
 def fresh_model_cache() -> None:
     """Empties encode's model cache, so every test loads its checkpoint afresh (use with
     ``pytestmark = pytest.mark.usefixtures("fresh_model_cache")``)."""
-    from satclip.encoding import clear_model_cache
+    from satclip.embed.locations import clear_model_cache
 
     clear_model_cache()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     """``satclip *argv`` in this process: (exit code, stdout, stderr)."""
-    from satclip.cli import main
+    from satclip.cli.main import main
 
     code = main(list(argv))
     captured = capsys.readouterr()

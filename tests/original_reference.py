@@ -136,7 +136,7 @@ def released_init_state_dict(
     prefix: str = "nnet.",
 ) -> dict[str, torch.Tensor]:
     """Float64 SIREN weights drawn like the original initialisation (uniform; first layer
-    +-1/dim_in, later ones +-sqrt(6/dim_in) with w0 = 1), independently of satclip.nn."""
+    +-1/dim_in, later ones +-sqrt(6/dim_in) with w0 = 1), independently of satclip.models.location."""
     gen = torch.Generator().manual_seed(seed)
     out: dict[str, torch.Tensor] = {}
 

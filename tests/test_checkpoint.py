@@ -15,9 +15,9 @@ import torch
 
 import satclip
 from conftest import CheckpointFactory, fill_hub_cache, location_state_dict, released_checkpoint_dict
-from satclip.checkpoint import MODELS, load, save
 from satclip.errors import CheckpointError, DTypeError
-from satclip.nn import LocationEncoder
+from satclip.io.checkpoint import MODELS, load, save
+from satclip.models.location import LocationEncoder
 
 POINTS = torch.tensor(
     [[8.55, 47.37], [-122.4, 37.8], [0.0, 90.0], [0.0, -90.0], [180.0, 0.0], [-180.0, -33.9], [151.2, -33.9]],
@@ -399,9 +399,9 @@ def test_legendre_polys_names_L_only_in_the_file_format(tmp_path: Path) -> None:
     import numpy as np
     from safetensors import safe_open
 
-    from satclip.checkpoint import EncoderConfig
-    from satclip.evaluate import baseline_features
-    from satclip.nn import SphericalHarmonics
+    from satclip.downstream.probes import baseline_features
+    from satclip.io.checkpoint import EncoderConfig
+    from satclip.models.location import SphericalHarmonics
 
     path = save(EncoderConfig(L=3, embed_dim=8, capacity=16).build(), tmp_path / "m.safetensors")
     with safe_open(str(path), framework="pt") as f:

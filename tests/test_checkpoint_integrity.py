@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import HUB_COMMIT, CheckpointFactory, fill_hub_cache, released_hyper_parameters
-from satclip import hub
-from satclip.checkpoint import MAX_PARAMETERS, MODELS, load
 from satclip.errors import CheckpointError
+from satclip.io import hub
+from satclip.io.checkpoint import MAX_PARAMETERS, MODELS, load
 
 
 def _largest_record_data_offset(path: Path) -> tuple[str, int, int]:

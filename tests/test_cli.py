@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from conftest import run_cli
-from satclip.checkpoint import MODELS
-from satclip.encoding import encode
+from satclip.embed.locations import encode
+from satclip.io.checkpoint import MODELS
 
 pytestmark = pytest.mark.usefixtures("fresh_model_cache")
 
@@ -199,7 +199,7 @@ def test_console_entry_point(tmp_path: Path, ckpt: str) -> None:
     src = tmp_path / "p.npy"
     np.save(src, np.array([[8.55, 47.37], [-122.4, 37.8]]))
     result = subprocess.run(
-        [sys.executable, "-m", "satclip.cli", "encode", str(src), "-o", str(tmp_path / "e.npy"), "--model", ckpt],
+        [sys.executable, "-m", "satclip.cli.main", "encode", str(src), "-o", str(tmp_path / "e.npy"), "--model", ckpt],
         capture_output=True,
         text=True,
         timeout=120,

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import require, run_cli
-from satclip import embedding_map
+from satclip.downstream import embedding_map
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
@@ -98,7 +98,7 @@ def test_outputs_and_options_are_checked_before_the_model_is_loaded(
     def no_loading(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr("satclip.checkpoint.load", no_loading)
+    monkeypatch.setattr("satclip.io.checkpoint.load", no_loading)
     if argv[0] not in ("convert", "probe"):
         argv = [*argv, "--model", "absent.ckpt"]
     got, _, err = run_cli(capsys, *argv)
@@ -108,7 +108,7 @@ def test_outputs_and_options_are_checked_before_the_model_is_loaded(
 
 
 def test_a_directory_of_images_stands_for_its_geotiffs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from satclip.cli_images import image_paths
+    from satclip.cli.images import image_paths
 
     (tmp_path / "b.TIF").write_bytes(b"")
     (tmp_path / "a.tif").write_bytes(b"")
@@ -156,7 +156,7 @@ def test_pca_rgb_is_float32(released_l6: str) -> None:
 
 def test_a_grid_finer_than_the_image_is_sampled_down_before_matplotlib_copies_it() -> None:
     require("matplotlib")
-    from satclip.maps import plot_embedding_map
+    from satclip.downstream.plots import plot_embedding_map
 
     rows, cols = 900, 1800
     rgb = np.zeros((rows, cols, 3), dtype=np.float32)
@@ -180,7 +180,7 @@ def test_a_sigterm_swallowed_by_a_finaliser_still_stops_the_run(tmp_path: Path) 
     script = textwrap.dedent("""
         import os, signal, sys, time
         from pathlib import Path
-        from satclip.publish import Terminated, publish, signals_as_exceptions
+        from satclip.io.publish import Terminated, publish, signals_as_exceptions
 
         class Finaliser:
             def __del__(self):
@@ -235,7 +235,7 @@ def _sigterm_at_several_moments(command: list[str], out: Path, delays: list[floa
 def test_sigterm_stops_map_export_at_any_moment(tmp_path: Path, ckpt: str) -> None:
     require("h5netcdf")
     out = tmp_path / "grid.nc"
-    command = [sys.executable, "-m", "satclip.cli", "map", "--model", ckpt, "--export", str(out), "--resolution", "0.5",
+    command = [sys.executable, "-m", "satclip.cli.main", "map", "--model", ckpt, "--export", str(out), "--resolution", "0.5",
                "--quiet", "--device", "cpu"]  # fmt: skip
     assert _sigterm_at_several_moments(command, out, [0.0, 0.05, 0.2, 0.5]) >= 3
 
@@ -244,6 +244,6 @@ def test_sigterm_stops_encode_at_any_moment(tmp_path: Path, ckpt: str) -> None:
     src, out = tmp_path / "in.parquet", tmp_path / "out.parquet"
     rng = np.random.default_rng(3)
     pd.DataFrame({"lon": rng.uniform(-180, 180, 60000), "lat": rng.uniform(-90, 90, 60000)}).to_parquet(src)
-    command = [sys.executable, "-m", "satclip.cli", "encode", str(src), "-o", str(out), "--model", ckpt,
+    command = [sys.executable, "-m", "satclip.cli.main", "encode", str(src), "-o", str(out), "--model", ckpt,
                "--batch-size", "500", "--quiet", "--device", "cpu"]  # fmt: skip
     assert _sigterm_at_several_moments(command, out, [0.0, 0.05, 0.2, 0.5]) >= 3

@@ -11,8 +11,8 @@ import pytest
 
 import satclip
 from conftest import require, write_s2_geotiff
-from satclip.cli import main
-from satclip.georef import great_circle_km, image_center
+from satclip.cli.main import main
+from satclip.io.georef import great_circle_km, image_center
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli
-from satclip.cli import main
-from satclip.encoding import encode
-from satclip.publish import OutputExistsError, publish
+from satclip.cli.main import main
+from satclip.embed.locations import encode
+from satclip.io.publish import OutputExistsError, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -160,7 +160,7 @@ def test_publish_refuses_a_name_taken_while_writing(tmp_path: Path) -> None:
 def test_cli_does_not_clobber_an_output_created_meanwhile(
     tmp_path: Path, ckpt: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import satclip.streaming as streaming
+    import satclip.io.tables as streaming
 
     src, dst = tmp_path / "in.csv", tmp_path / "o.parquet"
     frame(50, 5).to_csv(src, index=False)
@@ -270,7 +270,7 @@ def test_sigint_midway_then_rerun_completes_only_the_missing_parts(tmp_path: Pat
     command = [
         sys.executable,
         "-m",
-        "satclip.cli",
+        "satclip.cli.main",
         "encode",
         str(parts),
         "--model",
@@ -308,7 +308,7 @@ def test_sigterm_while_writing_removes_the_temporary_file(tmp_path: Path, ckpt: 
     frame(50000, 30).to_parquet(src)
     env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "satclip.cli", "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "500", "--quiet"],
+        [sys.executable, "-m", "satclip.cli.main", "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "500", "--quiet"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     deadline = time.monotonic() + 120

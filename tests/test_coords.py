@@ -1,4 +1,4 @@
-"""Coordinate value errors: the torch path (satclip.coords, used for tensors off the CPU) and
+"""Coordinate value errors: the torch path (satclip.points.tensors, used for tensors off the CPU) and
 the NumPy path (the Rust core) report a bad row identically, because the core writes both."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 
 import satclip
 from satclip import _core
-from satclip.coords import check_lonlat_tensor
 from satclip.errors import CoordinateError
+from satclip.points.tensors import check_lonlat_tensor
 
 BAD_PAIRS = [
     (np.nan, 0.0),

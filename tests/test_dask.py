@@ -29,15 +29,15 @@ def client():
     )
     with cluster, distributed.Client(cluster) as c:
         # Start-up cost belongs to the fixture: each worker process imports torch once.
-        c.run(lambda: __import__("satclip.encoding"))
+        c.run(lambda: __import__("satclip.embed.locations"))
         yield c
 
 
 def _count_model_loads_on_workers(client) -> None:
-    """Wraps satclip.encoding.load in every worker process with a call counter (fresh cache)."""
+    """Wraps satclip.embed.locations.load in every worker process with a call counter (fresh cache)."""
 
     def install() -> None:
-        import satclip.encoding as enc
+        import satclip.embed.locations as enc
 
         enc.clear_model_cache()
         original = getattr(enc.load, "original", enc.load)
@@ -55,7 +55,7 @@ def _count_model_loads_on_workers(client) -> None:
 
 def _model_loads_on_workers(client) -> dict[str, int]:
     def calls() -> int:
-        import satclip.encoding as enc
+        import satclip.embed.locations as enc
 
         return enc.load.calls
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 import satclip
-from satclip.nn import build_location_encoder
+from satclip.models.location import build_location_encoder
 
 N_POINTS = 5_000
 SIMD_LEVELS = ("avx512", "avx2", "baseline")
@@ -120,7 +120,7 @@ def test_the_bits_hold_while_the_machine_is_busy(case):
 
 _CHILD = """
 import sys, numpy as np, torch, satclip
-from satclip.nn import build_location_encoder
+from satclip.models.location import build_location_encoder
 L, threads, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 torch.set_num_threads(threads)
 torch.manual_seed(L)
@@ -159,11 +159,13 @@ def test_fresh_processes_at_every_simd_level_give_the_same_bits(case, tmp_path: 
             _assert_same_bits(np.load(out), want, f"fresh process, SATCLIP_SIMD={level}, 16 threads")
 
 
-@pytest.mark.parametrize("module", ["satclip.nn", "satclip.torch_harmonics", "satclip.encoding"])
+@pytest.mark.parametrize(
+    "module", ["satclip.models.location", "satclip.harmonics.torch_values", "satclip.embed.locations"]
+)
 def test_importing_a_torch_path_initialises_mkl_vector_math_first(module):
-    """The defence against MKL's first-call race (satclip.vml) runs on import, in a fresh process,
+    """The defence against MKL's first-call race (satclip.runtime.vml) runs on import, in a fresh process,
     before any SIREN or torch SH code can run: its first VML call is then a serial one."""
-    script = f"import satclip.vml as v; assert not v.initialised(); import {module}; print(v.initialised())"
+    script = f"import satclip.runtime.vml as v; assert not v.initialised(); import {module}; print(v.initialised())"
     ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert ran.returncode == 0, ran.stderr[-2000:]
     assert ran.stdout.strip() == "True"

@@ -8,8 +8,8 @@ import pytest
 
 import satclip
 from conftest import require
-from satclip import embedding_map
-from satclip.cli import main
+from satclip.cli.main import main
+from satclip.downstream import embedding_map
 
 
 def _stations(tmp_path, n=400):

@@ -1,4 +1,4 @@
-"""satclip.embedding_map through the Python API: exports never replace an existing output unasked,
+"""satclip.downstream.embedding_map through the Python API: exports never replace an existing output unasked,
 GeoTIFF exports are valid Cloud-Optimized GeoTIFFs, and the PCA colours of models with fewer than
 three embedding dimensions."""
 
@@ -11,7 +11,7 @@ import pytest
 
 import satclip
 from conftest import require
-from satclip import embedding_map
+from satclip.downstream import embedding_map
 from satclip.errors import OutputExistsError, SatclipError
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import satclip
-import satclip.encoding as encode_module
+import satclip.embed.locations as encode_module
 from conftest import CheckpointFactory, location_state_dict
 from original_reference import original_embeddings, original_features, original_siren_forward
-from satclip.checkpoint import load
-from satclip.encoding import encode
+from satclip.embed.locations import encode
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
+from satclip.io.checkpoint import load
 from sh_reference import reference_features
 
 #: Within this many degrees of a pole the original's sin(theta) = sqrt(1 - cos(theta)^2)

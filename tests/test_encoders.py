@@ -14,8 +14,8 @@ import torch
 
 import satclip
 from conftest import require
-from satclip.encoders import BUILTIN_ENCODERS
 from satclip.errors import CheckpointError, EncoderError, MissingExtraError
+from satclip.models.encoders import BUILTIN_ENCODERS
 from sh_reference import reference_features
 
 
@@ -45,7 +45,7 @@ def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
     1e-5 relative on 10,000 points with the poles and the antimeridian; the package is not imported
     by satclip's path."""
     points = sphere_points(10_000, seed=1)
-    satclip.encoding.clear_model_cache()
+    satclip.embed.locations.clear_model_cache()
     imported_before = "geoclip" in sys.modules  # another test may have imported the package already
     try:
         ours = satclip.encode(points, "geoclip", device="cpu")
@@ -72,7 +72,7 @@ def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
 @pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated")
 def test_geoclip_weights_from_a_file_and_their_layout(tmp_path: Path) -> None:
     require("geoclip")
-    from satclip.geoclip import GeoCLIPLocationEncoder, installed_weights, load_geoclip
+    from satclip.models.geoclip import GeoCLIPLocationEncoder, installed_weights, load_geoclip
 
     path = installed_weights()
     assert path.name == "location_encoder_weights.pth" and path.parent.name == "weights"
@@ -96,7 +96,7 @@ def test_geoclip_weights_from_a_file_and_their_layout(tmp_path: Path) -> None:
 
 
 def test_geoclip_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from satclip import geoclip
+    from satclip.models import geoclip
 
     with pytest.raises(CheckpointError, match="no such GeoCLIP weights file"):
         geoclip.load_geoclip(tmp_path / "missing.pth")
@@ -113,7 +113,7 @@ def test_geoclip_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    satclip.encoding.clear_model_cache()
+    satclip.embed.locations.clear_model_cache()
     with pytest.raises(MissingExtraError, match=r"pip install 'satclip\[geoclip\]'"):
         satclip.encode(np.zeros((1, 2)), "geoclip")
     with pytest.raises(ImportError):
@@ -214,7 +214,7 @@ def _smooth_sh_target(points: np.ndarray, seed: int = 0) -> np.ndarray:
 
 def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -> None:
     require("sklearn")
-    from satclip.evaluate import Comparison, compare
+    from satclip.downstream.probes import Comparison, compare
 
     points = sphere_points(1000, seed=6)
     y = _smooth_sh_target(points)
@@ -222,7 +222,7 @@ def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -
 
     def counted_wrap(x: torch.Tensor) -> torch.Tensor:
         calls.append(len(x))
-        return satclip.encoders.Wrap()(x)
+        return satclip.models.encoders.Wrap()(x)
 
     result = compare(points, y, ["sh-L10", counted_wrap, "lonlat"], cv="spatial", folds=4, n_blocks=40)
     assert isinstance(result, Comparison)
@@ -241,7 +241,7 @@ def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -
     # The same through the command line, with a chart.
     pd = require("pandas")
     require("matplotlib")
-    from satclip.cli import main
+    from satclip.cli.main import main
 
     csv = tmp_path / "field.csv"
     pd.DataFrame({"lon": points[:, 0], "lat": points[:, 1], "y": y}).to_csv(csv, index=False)
@@ -253,9 +253,9 @@ def test_compare_ranks_encoders_on_a_task_with_a_known_ranking(tmp_path: Path) -
 
 def test_compare_errors(tmp_path: Path) -> None:
     require("sklearn")
-    from satclip.cli import main
+    from satclip.cli.main import main
+    from satclip.downstream.probes import compare
     from satclip.errors import ProbeError
-    from satclip.evaluate import compare
 
     points = sphere_points(200, seed=7)
     y = points[:, 1].copy()
@@ -283,7 +283,7 @@ def test_geoclip_probe_on_air_temperature_beats_lonlat_and_its_map_has_structure
     require("sklearn")
     pd = require("pandas")
     from conftest import shared_data_dir
-    from satclip.evaluate import compare
+    from satclip.downstream.probes import compare
 
     data = shared_data_dir()
     csv = data / "air-temperature-stations.csv" if data is not None else None
@@ -325,7 +325,7 @@ def test_builtin_encoders_through_the_dask_and_ray_adapters() -> None:
     require("ray.data")
     from satclip.ray import SatCLIPEncoder
 
-    for model in ("wrap", satclip.encoders.Wrap(), lambda x: satclip.encoders.Wrap()(x)):
+    for model in ("wrap", satclip.models.encoders.Wrap(), lambda x: satclip.models.encoders.Wrap()(x)):
         batch = SatCLIPEncoder(model, device="cpu")(frame.copy())
         # (a plain callable gets the points in float32, the built-ins compute from float64)
         np.testing.assert_allclose(np.stack(list(batch["embedding"])), want, rtol=0, atol=1e-6)
@@ -333,7 +333,7 @@ def test_builtin_encoders_through_the_dask_and_ray_adapters() -> None:
 
 def test_map_command_draws_a_builtin_encoder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     require("matplotlib")
-    from satclip.cli import main
+    from satclip.cli.main import main
 
     png = tmp_path / "wrap.png"
     args = ["map", "--model", "cartesian3d", "-o", str(png), "--region=-20,30,40,70", "--resolution", "2"]

@@ -1,4 +1,4 @@
-"""satclip.evaluate: spatial-block CV on the sphere and cross-validated probes."""
+"""satclip.downstream.probes: spatial-block CV on the sphere and cross-validated probes."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 import satclip
-from satclip.evaluate import assign_folds, baseline_features, probe, spatial_blocks
+from satclip.downstream.probes import assign_folds, baseline_features, probe, spatial_blocks
 
 
 def _points(n: int, seed: int = 0) -> np.ndarray:

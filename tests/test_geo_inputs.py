@@ -123,7 +123,7 @@ def test_h3_cells_embed_at_their_centres(released_l6) -> None:
     assert np.abs(centres - PTS).max() < 0.05  # resolution-7 cells are ~1.2 km across
     same(enc(cells, released_l6), enc(centres, released_l6))
     same(enc(np.array(cells), released_l6), enc(centres, released_l6))
-    from satclip.geo_inputs import h3_to_lonlat
+    from satclip.points.geo import h3_to_lonlat
 
     np.testing.assert_array_equal(h3_to_lonlat([h3.str_to_int(c) for c in cells]), centres)
     with pytest.raises(CoordinateError, match="row 1: 'nonsense' is not a valid H3 cell"):

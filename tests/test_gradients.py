@@ -15,9 +15,9 @@ import torch
 
 import satclip
 from satclip.errors import CoordinateError, DegreeError, DTypeError, ShapeError
-from satclip.nn import SphericalHarmonics, build_location_encoder
-from satclip.sh_autograd import SphericalHarmonicsFunction
-from satclip.torch_gradients import torch_spherical_harmonics_with_gradient
+from satclip.harmonics.autograd import SphericalHarmonicsFunction
+from satclip.harmonics.torch_gradients import torch_spherical_harmonics_with_gradient
+from satclip.models.location import SphericalHarmonics, build_location_encoder
 from sh_gradient_reference import reference_gradients
 from sh_reference import EDGE_POINTS
 

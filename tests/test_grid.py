@@ -12,8 +12,8 @@ import torch
 
 import satclip
 from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict, require
+from satclip.embed.grid import SEGMENT_CPU, encode_grid
 from satclip.errors import CoordinateError, DTypeError, ShapeError
-from satclip.grid import SEGMENT_CPU, encode_grid
 from sh_reference import reference_features
 
 #: The float32 bound encode states against float64 (tests/test_precision.py).
@@ -78,8 +78,8 @@ def test_factorisation_against_brute_force_with_independent_harmonics(make_check
         i += 1
     ref = (x @ weights["nnet.last_layer.weight"].T + weights["nnet.last_layer.bias"]).reshape(4, 4, -1)
     # A grid this narrow goes point-wise by default; the separable path is forced here.
-    from satclip.encoding import _runner_for
-    from satclip.grid import _grid_encoder
+    from satclip.embed.grid import _grid_encoder
+    from satclip.embed.locations import _runner_for
 
     runner = _runner_for(path, torch.device("cpu"), torch.float64)
     out = np.empty((4, 4, runner.embed_dim))

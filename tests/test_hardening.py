@@ -212,7 +212,7 @@ def test_torch_tensors_of_every_kind_are_computed_or_refused_with_satclip_errors
     torch = require("torch")
     pts = torch.tensor([[10.0, 20.0], [-30.0, 45.0], [0.0, 0.0]], dtype=torch.float64)
     want = satclip.spherical_harmonics(pts.numpy(), 4)
-    module = satclip.nn.SphericalHarmonics(4)
+    module = satclip.models.location.SphericalHarmonics(4)
     got = satclip.spherical_harmonics(pts.clone().requires_grad_(True), 4)
     np.testing.assert_array_equal(got, want)
     # bfloat16 / float16 hold these values exactly; computed in float32 storage.

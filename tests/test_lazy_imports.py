@@ -83,7 +83,7 @@ def test_plain_import_and_encode_import_no_geo_eval_or_plotting_stack(make_check
         satclip.encode(np.array([[8.55, 47.37]]), {str(ckpt)!r})
         satclip.encode(pd.DataFrame({{"lon": [1.0], "lat": [2.0]}}), {str(ckpt)!r})
         satclip.encode([[1.0, 2.0]], {str(ckpt)!r})
-        import satclip.evaluate, satclip.embedding_map, satclip.geo_inputs, satclip.cli_downstream  # light until used
+        import satclip.downstream.probes, satclip.downstream.embedding_map, satclip.points.geo, satclip.cli.downstream  # light until used
         heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({DOWNSTREAM_HEAVY!r}))
         print("HEAVY", heavy)
     """)
@@ -97,7 +97,7 @@ def test_model_registry_needs_no_torch() -> None:
     script = textwrap.dedent("""
         import sys
         import satclip
-        from satclip.registry import parse_source
+        from satclip.models.registry import parse_source
         assert "resnet50-l40" in satclip.MODELS
         source = parse_source("microsoft/SatCLIP-ViT16-L40")
         assert source.kind == "hub" and source.filename == "satclip-vit16-l40.ckpt", source
@@ -109,13 +109,13 @@ def test_model_registry_needs_no_torch() -> None:
 
 
 def test_submodules_are_reachable_from_a_plain_import() -> None:
-    # `satclip.nn.build_location_encoder(...)` after `import satclip` alone, like any package whose
+    # `satclip.models.location.build_location_encoder(...)` after `import satclip` alone, like any package whose
     # submodules are imported on first use; unknown names still raise AttributeError.
     script = textwrap.dedent("""
         import sys
         import satclip
-        assert "satclip.nn" not in sys.modules
-        print(satclip.nn.build_location_encoder(4).posenc.L, satclip.errors.CoordinateError.__name__)
+        assert "satclip.models.location" not in sys.modules
+        print(satclip.models.location.build_location_encoder(4).posenc.L, satclip.errors.CoordinateError.__name__)
         print(hasattr(satclip, "no_such_thing"))
     """)
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)

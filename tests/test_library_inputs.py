@@ -66,7 +66,7 @@ def test_lon_lat_columns_are_preferred_over_x_y(released_l6) -> None:
 @pytest.mark.parametrize("cell", [-1, 1 << 64, 1 << 70, True, 2.5])
 def test_h3_integer_ids_out_of_range_are_coordinate_errors(cell) -> None:
     require("h3")
-    from satclip.geo_inputs import h3_to_lonlat
+    from satclip.points.geo import h3_to_lonlat
 
     with pytest.raises(CoordinateError, match=r"row 0: .* is not a valid H3 cell id"):
         h3_to_lonlat([cell])
@@ -93,7 +93,7 @@ def test_encode_names_an_unusable_device_with_a_device_error(device):
     import torch
 
     from satclip.errors import DeviceError
-    from satclip.nn import build_location_encoder
+    from satclip.models.location import build_location_encoder
 
     if device.startswith("cuda") and torch.cuda.is_available():
         pytest.skip("CUDA is available here: the device is usable")

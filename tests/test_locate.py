@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import satclip
-import satclip.encoding
+import satclip.embed.locations
 from conftest import require, shared_data_dir, write_s2_geotiff
-from satclip import geolocate as locate_mod
-from satclip.georef import great_circle_km, image_center, utm_to_lonlat
+from satclip.downstream import locate as locate_mod
+from satclip.io.georef import great_circle_km, image_center, utm_to_lonlat
 
 SAMPLE = (shared_data_dir() or Path("/nonexistent")) / "s2-100k-sample"
 
@@ -77,8 +77,8 @@ def test_locate_ranks_exactly_as_brute_force_cosine(model):
 
 def test_default_grid_embeddings_are_computed_once_and_cached_on_disk(model, monkeypatch, tmp_path):
     calls = []
-    real = satclip.encoding.encode
-    monkeypatch.setattr(satclip.encoding, "encode", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    real = satclip.embed.locations.encode
+    monkeypatch.setattr(satclip.embed.locations, "encode", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
     small = satclip.fibonacci_grid(2000)
     first = satclip.locate(images(1), model, candidates=small, device="cpu", cache_dir=tmp_path)
     again = satclip.locate(images(1, seed=5), model, candidates=small, device="cpu", cache_dir=tmp_path)

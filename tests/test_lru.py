@@ -1,10 +1,10 @@
-"""satclip.lru.LRUCache: the one bounded cache behind the model and embedding caches."""
+"""satclip.runtime.caches.LRUCache: the one bounded cache behind the model and embedding caches."""
 
 from __future__ import annotations
 
 import threading
 
-from satclip.lru import LRUCache
+from satclip.runtime.caches import LRUCache
 
 
 def test_keeps_the_most_recently_used_entries() -> None:

@@ -10,8 +10,8 @@ import torch
 
 import satclip
 from satclip.errors import CoordinateError, DTypeError, ShapeError
-from satclip.nn import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
-from satclip.torch_harmonics import torch_spherical_harmonics
+from satclip.harmonics.torch_values import torch_spherical_harmonics
+from satclip.models.location import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
 from sh_reference import EDGE_POINTS, reference_features
 
 

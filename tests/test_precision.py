@@ -14,8 +14,8 @@ import torch
 import satclip
 from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
 from original_reference import original_siren_forward
-from satclip.checkpoint import load
-from satclip.encoding import encode
+from satclip.embed.locations import encode
+from satclip.io.checkpoint import load
 from sh_reference import reference_features
 
 EDGE_POINTS = np.array(
@@ -92,7 +92,7 @@ def test_results_do_not_depend_on_the_thread_count(make_checkpoint: CheckpointFa
 def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
     make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from satclip import encoding
+    from satclip.embed import locations as encoding
 
     path = make_checkpoint(10, seed=8)
     points = _random(9 * 2560 + 5, seed=9)
@@ -170,7 +170,7 @@ def test_encode_works_in_a_forked_child_after_the_parent_used_its_workers(make_c
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_forward_into_equals_the_module_forward_bitwise(dtype: torch.dtype) -> None:
-    model = satclip.nn.build_location_encoder(10).to(dtype).eval()
+    model = satclip.models.location.build_location_encoder(10).to(dtype).eval()
     features = torch.from_numpy(satclip.spherical_harmonics(_random(700, seed=9), 10)).to(dtype)
     hidden = (torch.empty(700, 256, dtype=dtype), torch.empty(700, 256, dtype=dtype))
     out = torch.empty(700, 256, dtype=dtype)

@@ -21,7 +21,7 @@ def ckpt(make_checkpoint):
 
 
 def test_loads_the_model_once_and_encodes_every_batch_format(ckpt, monkeypatch) -> None:
-    import satclip.encoding as enc
+    import satclip.embed.locations as enc
 
     enc.clear_model_cache()
     loads = []

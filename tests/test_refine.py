@@ -1,4 +1,4 @@
-"""satclip.refine: gradient refinement of locations against target embeddings, and the Jacobian.
+"""satclip.downstream.refine: gradient refinement of locations against target embeddings, and the Jacobian.
 
 The model is a released-layout checkpoint built by the test (conftest), loaded with
 satclip.load. Targets are the embeddings of known locations, so the right answer is known; the
@@ -17,9 +17,9 @@ import torch
 from torch.nn import functional as F
 
 import satclip
+from satclip.downstream.refine import location_jacobian, refine_locations
 from satclip.errors import CoordinateError, ShapeError
-from satclip.nn import LocationEncoder
-from satclip.refine import location_jacobian, refine_locations
+from satclip.models.location import LocationEncoder
 
 TRUTH = np.array(
     [

@@ -311,7 +311,7 @@ def test_float32_input_is_validated_too() -> None:
         satclip.spherical_harmonics(np.array([[0, 0], [0, 0], [0, -90.5]], np.float32), 5)
 
 
-@pytest.mark.parametrize("L", [0, -3, satclip.harmonics.MAX_DEGREES + 1, 10**12])
+@pytest.mark.parametrize("L", [0, -3, satclip.harmonics.values.MAX_DEGREES + 1, 10**12])
 def test_bad_degree_count(L: int) -> None:
     with pytest.raises(DegreeError, match="between 1 and"):
         satclip.spherical_harmonics(np.zeros((1, 2)), L)

@@ -1,4 +1,4 @@
-"""The Triton SH kernel (satclip.triton_harmonics) checked against the Rust core without a GPU.
+"""The Triton SH kernel (satclip.harmonics.triton_kernel) checked against the Rust core without a GPU.
 
 Triton reads ``TRITON_INTERPRET`` once, at import, and other tests may import it first (torch
 does on some paths), so the interpreter run happens in a fresh subprocess.
@@ -57,7 +57,7 @@ def test_triton_kernel_matches_rust_core_in_the_interpreter() -> None:
 
 
 def test_unavailable_device_is_a_clear_error() -> None:
-    from satclip import triton_harmonics
+    from satclip.harmonics import triton_kernel as triton_harmonics
 
     if triton_harmonics.interpreting():
         pytest.skip("the interpreter runs CPU tensors")

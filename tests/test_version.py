@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import satclip
-from satclip.cli import main
+from satclip.cli.main import main
 
 CARGO_TOML = Path(__file__).resolve().parents[1] / "rust" / "Cargo.toml"
 
@@ -39,5 +39,7 @@ def test_cli_version_flag(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_console_script_version() -> None:
-    out = subprocess.run([sys.executable, "-m", "satclip.cli", "--version"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "satclip.cli.main", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["satclip", satclip.__version__]

@@ -178,7 +178,7 @@ def run(
 
 def time_sh(L: int, batch: int) -> tuple[float, float]:
     import satclip
-    from satclip.torch_harmonics import torch_spherical_harmonics
+    from satclip.harmonics.torch_values import torch_spherical_harmonics
 
     points = np.random.default_rng(0).uniform([-180, -90], [180, 90], (batch, 2))
     satclip.set_num_threads(1)
@@ -205,9 +205,9 @@ def encode_check(n: int = 2_000_000) -> None:
     with the original code path (per-(l, m) SH columns + float64 SIREN) timed in the same run."""
     sys.path.insert(0, str(REPO / "benches"))
     import satclip
-    from satclip import triton_harmonics
-    from satclip.nn import build_location_encoder
-    from satclip.torch_harmonics import torch_spherical_harmonics
+    from satclip.harmonics import triton_kernel as triton_harmonics
+    from satclip.harmonics.torch_values import torch_spherical_harmonics
+    from satclip.models.location import build_location_encoder
     from sh_baselines import per_lm_torch_sh
 
     def rate(fn, points: int, repeats: int = 5) -> float:

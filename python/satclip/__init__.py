@@ -4,7 +4,7 @@
 >>> satclip.spherical_harmonics(np.array([[8.55, 47.37]]), 10).shape
 (1, 100)
 
-The PyTorch parts (``encode``, ``load``, ``save``, ``satclip.nn``, and the image half:
+The PyTorch parts (``encode``, ``load``, ``save``, ``satclip.models.location``, and the image half:
 ``encode_images``, ``load_image_encoder``, ``locate``, ``similarity_map``) are imported on first use,
 so ``import satclip`` stays fast for users who only need the encoding.
 """
@@ -15,9 +15,9 @@ from importlib import import_module
 from importlib.util import find_spec
 from typing import Any
 
-from . import errors
-from .gradients import spherical_harmonics_with_gradient
-from .harmonics import get_num_threads, set_num_threads, simd_level, spherical_harmonics
+from satclip import errors
+from satclip.harmonics.gradients import spherical_harmonics_with_gradient
+from satclip.harmonics.values import get_num_threads, set_num_threads, simd_level, spherical_harmonics
 
 
 def _installed_version() -> str:
@@ -32,28 +32,28 @@ def _installed_version() -> str:
 
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {
-    "encode": "satclip.encoding",
-    "encode_grid": "satclip.grid",
-    "load": "satclip.checkpoint",
-    "save": "satclip.checkpoint",
-    "MODELS": "satclip.registry",
-    "LocationEncoder": "satclip.nn",
-    "SphericalHarmonics": "satclip.nn",
-    "SirenNet": "satclip.nn",
+    "encode": "satclip.embed.locations",
+    "encode_grid": "satclip.embed.grid",
+    "load": "satclip.io.checkpoint",
+    "save": "satclip.io.checkpoint",
+    "MODELS": "satclip.models.registry",
+    "LocationEncoder": "satclip.models.location",
+    "SphericalHarmonics": "satclip.models.location",
+    "SirenNet": "satclip.models.location",
     # The image half (needs timm; GeoTIFF paths need tifffile): the `images` extra.
-    "encode_images": "satclip.images",
-    "load_image_encoder": "satclip.image_encoder",
-    "ImageEncoder": "satclip.image_encoder",
-    "locate": "satclip.geolocate",
-    "similarity_map": "satclip.geolocate",
-    "fibonacci_grid": "satclip.geolocate",
-    "plot_similarity_map": "satclip.maps",
-    "refine_locations": "satclip.refine",
-    "location_jacobian": "satclip.refine",
+    "encode_images": "satclip.embed.images",
+    "load_image_encoder": "satclip.models.image",
+    "ImageEncoder": "satclip.models.image",
+    "locate": "satclip.downstream.locate",
+    "similarity_map": "satclip.downstream.locate",
+    "fibonacci_grid": "satclip.downstream.locate",
+    "plot_similarity_map": "satclip.downstream.plots",
+    "refine_locations": "satclip.downstream.refine",
+    "location_jacobian": "satclip.downstream.refine",
     # Other location encoders (GeoCLIP, parameter-free baselines) and probes that compare them.
-    "BUILTIN_ENCODERS": "satclip.encoders",
-    "load_geoclip": "satclip.geoclip",
-    "compare": "satclip.evaluate",
+    "BUILTIN_ENCODERS": "satclip.models.encoders",
+    "load_geoclip": "satclip.models.geoclip",
+    "compare": "satclip.downstream.probes",
 }
 
 
@@ -66,7 +66,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if not name.startswith("_") and find_spec(f"satclip.{name}") is not None:
-        # Submodules too (``satclip.nn.build_location_encoder`` after a plain ``import satclip``),
+        # Submodules too (``satclip.models.location.build_location_encoder`` after a plain ``import satclip``),
         # imported on first use like the names above.
         return import_module(f"satclip.{name}")
     raise AttributeError(f"module 'satclip' has no attribute {name!r}")

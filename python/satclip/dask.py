@@ -13,7 +13,7 @@ Design choices:
   A lock makes concurrent threads of one worker wait for that single load instead of loading
   the model once per thread. A path must therefore be readable on every worker (a shared file
   system), and a Hub name needs the Hub (or its cache) there.
-* A :class:`~satclip.nn.LocationEncoder` object is refused: Dask would pickle its weights into
+* A :class:`~satclip.models.location.LocationEncoder` object is refused: Dask would pickle its weights into
   every task of the graph. Save it once with :func:`satclip.save` and pass the file.
 * The output is the input partition plus the embeddings, either one column ``embedding``
   (``layout="list"``) or columns ``emb_0 .. emb_{d-1}`` (``layout="wide"``). ``to_parquet`` writes
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CoordinateError, DTypeError, ShapeError
+from satclip.errors import CoordinateError, DTypeError, ShapeError
 
 #: Serialises the first load of a model in a worker process (see the module notes).
 _LOAD_LOCK = threading.Lock()
@@ -66,7 +66,7 @@ def encode(
         ``dask_geopandas.GeoDataFrame`` of points (any CRS; see ``lon``/``lat``).
     model:
         A released model name (``"resnet50-l40"``), a built-in encoder name (``"geoclip"``,
-        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.encoders`), a Hub repository, or a ``.ckpt`` /
+        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.models.encoders`), a Hub repository, or a ``.ckpt`` /
         ``.safetensors`` path readable by every worker (relative paths are made absolute
         here). Loaded once per worker process.
     lon, lat:
@@ -197,7 +197,7 @@ def _loaded(name: str) -> Any:
 
 def _point_columns(meta: Any, lon: str | None, lat: str | None) -> tuple[str, str] | None:
     """The (lon, lat) columns to read, or None to read a GeoDataFrame's point geometry."""
-    from .columns import find_lonlat_columns
+    from satclip.points.columns import find_lonlat_columns
 
     if _is_geo(meta) and lon is None and lat is None:
         return None  # a GeoDataFrame's location is its geometry

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ShapeError
+from satclip.errors import ShapeError
 
 #: Column the embeddings are written to.
 COLUMN = "embedding"
@@ -43,7 +43,7 @@ class SatCLIPEncoder:
     model:
         A released model name, a Hub repository, a ``.ckpt``/``.safetensors`` path readable by
         every actor, a built-in encoder (``"geoclip"``, ``"sh-L10"``, ``"wrap"``..., see
-        :mod:`satclip.encoders`), or a :class:`~satclip.nn.LocationEncoder`, any other module or a
+        :mod:`satclip.models.encoders`), or a :class:`~satclip.models.location.LocationEncoder`, any other module or a
         callable mapping (N, 2) [lon, lat] to (N, D) (Ray ships constructor arguments to each
         actor once).
     lon, lat:
@@ -73,8 +73,7 @@ class SatCLIPEncoder:
         import torch
 
         import satclip
-
-        from .dask import _numpy_dtype
+        from satclip.dask import _numpy_dtype
 
         self.lon, self.lat, self.column = lon, lat, column
         self.np_dtype = _numpy_dtype(dtype)
@@ -98,7 +97,7 @@ class SatCLIPEncoder:
         kind, columns = _batch_kind(batch)
         if self.column in columns:
             raise ShapeError(f"the batch already has a column {self.column!r}; pass column= another name")
-        from .columns import find_lonlat_columns
+        from satclip.points.columns import find_lonlat_columns
 
         lon, lat = find_lonlat_columns(columns, self.lon, self.lat)
         points = _points(batch, kind, lon, lat)

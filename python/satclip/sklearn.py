@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CoordinateError, ShapeError
+from satclip.errors import CoordinateError, ShapeError
 
 try:
     from sklearn.base import BaseEstimator, TransformerMixin
@@ -69,7 +69,7 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
     model:
         Anything :func:`satclip.encode` accepts: a short name (``"resnet50-l40"``), a Hub repository,
         a checkpoint path, a :class:`satclip.LocationEncoder`, a built-in encoder (``"geoclip"``,
-        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.encoders`) or any module or callable mapping
+        ``"sh-L10"``, ``"wrap"``..., see :mod:`satclip.models.encoders`) or any module or callable mapping
         (N, 2) [lon, lat] to (N, D).
     device:
         ``"cpu"``, ``"cuda"`` or ``None`` (CUDA when available).
@@ -124,7 +124,7 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         feature names" warning, and a DataFrame whose lon/lat columns have other names an error,
         as for any fitted scikit-learn estimator.
         """
-        from .encoding import encode
+        from satclip.embed.locations import encode
 
         points = self._lonlat(X, reset=False)
         emb = encode(points, self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size)
@@ -135,7 +135,7 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         """``satclip0 .. satclip{d-1}`` (loads the model to learn ``d`` if nothing was transformed yet)."""
         dim = getattr(self, "_embed_dim", None)
         if dim is None:
-            from .encoding import encode
+            from satclip.embed.locations import encode
 
             dim = encode(np.zeros((1, 2)), self.model, device=self.device, dtype=self.dtype).shape[1]
         return np.asarray([f"satclip{i}" for i in range(dim)], dtype=object)
@@ -152,7 +152,7 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         # The stateless transformer may transform without fit: nothing recorded, nothing to check.
         check_names = reset or hasattr(self, "n_features_in_")
         if pandas is not None and isinstance(X, pandas.DataFrame):
-            from .columns import find_lonlat_columns
+            from satclip.points.columns import find_lonlat_columns
 
             lon, lat = find_lonlat_columns(list(X.columns), self.lon, self.lat)
             X = X[[lon, lat]]

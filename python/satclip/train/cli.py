@@ -17,9 +17,9 @@ import sys
 
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from ..errors import SatclipError
-from .datamodule import S2DataModule
-from .module import SatCLIPModule
+from satclip.errors import SatclipError
+from satclip.train.datamodule import S2DataModule
+from satclip.train.module import SatCLIPModule
 
 
 class SatCLIPCLI(LightningCLI):

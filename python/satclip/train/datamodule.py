@@ -26,10 +26,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .. import harmonics
-from .augment import center_crop, jitter_location, random_crop_and_flip, random_gaussian_blur
-from .errors import DatasetError, TrainingConfigError
-from .s2data import (
+from satclip.harmonics import values as harmonics
+from satclip.train.augment import center_crop, jitter_location, random_crop_and_flip, random_gaussian_blur
+from satclip.train.errors import DatasetError, TrainingConfigError
+from satclip.train.s2data import (
     DEFAULT_MIN_FILE_BYTES,
     IndexEntry,
     SkipReport,

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import TrainingConfigError
+from satclip.train.errors import TrainingConfigError
 
 #: Short name -> timm architecture. The ViT's patch size is 16; its input size is a parameter.
 ARCHITECTURES: dict[str, str] = {
@@ -68,8 +68,8 @@ def resolve_weights_file(reference: str) -> Path:
     """The local file for ``reference``: a path, or ``hf://owner/repo/file`` downloaded on request."""
     # One hf:// syntax and one downloader (HF_HUB_OFFLINE honoured, fast failure without Hub access)
     # for satclip.load and training.
-    from ..errors import CheckpointError
-    from ..hub import download, parse_hub_file
+    from satclip.errors import CheckpointError
+    from satclip.io.hub import download, parse_hub_file
 
     try:
         hub_file = parse_hub_file(reference)

@@ -6,7 +6,7 @@ input error, so ``except ValueError`` catches them too.
 
 from __future__ import annotations
 
-from ..errors import SatclipError
+from satclip.errors import SatclipError
 
 
 class DatasetError(SatclipError, ValueError):

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from ..harmonics import check_degrees
-from ..nn import LocationEncoder, build_location_encoder
-from .encoders import (
+from satclip.harmonics.values import check_degrees
+from satclip.models.location import LocationEncoder, build_location_encoder
+from satclip.train.encoders import (
     check_encoder_name,
     classifier_head,
     create_image_encoder,
@@ -33,8 +33,8 @@ from .encoders import (
     freeze_all_but_head,
     load_backbone_weights,
 )
-from .errors import DatasetError, TrainingConfigError
-from .loss import clip_loss
+from satclip.train.errors import DatasetError, TrainingConfigError
+from satclip.train.loss import clip_loss
 
 LOCATION_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Precisions that would cast the location encoder's weights to 16 bits (see module docstring).

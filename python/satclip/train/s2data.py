@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DatasetError
+from satclip.train.errors import DatasetError
 
 #: Bands stored per file, and where the missing B10 band goes among them.
 S2_FILE_BANDS = 12

@@ -1,0 +1,242 @@
+"""Spherical-harmonics positional encoding of (lon, lat) points — the NumPy API.
+
+The numbers are computed by the Rust core (``satclip._core``, source in ``rust/src``);
+this module turns whatever the user passes into the arrays the core takes, and documents
+the basis.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import sys
+import warnings
+from typing import Literal
+
+import numpy as np
+
+from satclip import _core
+from satclip.errors import CoordinateError, DegreeError, DTypeError, ShapeError
+from satclip.points.columns import frame_lonlat, is_dataframe
+
+Basis = Literal["satclip", "orthonormal"]
+
+#: Largest ``L`` accepted. The recurrences are exact far beyond it; the cap only turns a typo
+#: into an error instead of an attempt to allocate terabytes.
+MAX_DEGREES: int = _core.MAX_DEGREES
+
+
+def _parses_as_float(value: object) -> bool:
+    try:
+        float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _object_pairs(arr: np.ndarray) -> np.ndarray:
+    """An object (N, 2) array (lists of pairs holding None, or numbers of mixed types) as float64;
+    a missing or non-numeric entry is named by row and column."""
+    out = np.empty(arr.shape, dtype=np.float64)
+    for (row, column), value in np.ndenumerate(arr):
+        axis = "longitude" if column == 0 else "latitude"
+        if value is None or type(value).__name__ in ("NAType", "NaTType"):
+            err = CoordinateError(f"row {row}: {axis} is missing ({value!r}); drop or fill that row")
+            err.row, err.column = row, "lon" if column == 0 else "lat"
+            raise err
+        if isinstance(value, (str, bytes)) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise DTypeError(
+                f"row {row}: the {axis} {value!r} is a {type(value).__name__}, not a number; "
+                "lonlat must hold real numbers (degrees)"
+            )
+        out[row, column] = value
+    return out
+
+
+def as_lonlat_array(lonlat: object) -> np.ndarray:
+    """Returns ``lonlat`` as an aligned C-contiguous float32/float64 array of shape (N, 2).
+
+    float32 and float64 are kept; integers and booleans become float64; float16 becomes float32.
+    Anything else (complex, object, strings) raises :class:`~satclip.errors.DTypeError`.
+    A pandas DataFrame gives its longitude/latitude columns found by name, exactly as
+    :func:`satclip.encode` finds them (never by position). Torch tensors are accepted on any
+    device, with or without ``requires_grad``, in any real dtype (bfloat16 becomes float32) and
+    sparse; masked arrays are refused (their mask would be ignored).
+    """
+    if is_dataframe(lonlat):
+        return np.ascontiguousarray(frame_lonlat(lonlat))
+    if isinstance(lonlat, np.ma.MaskedArray):
+        raise DTypeError(
+            "lonlat is a masked array; satclip would ignore its mask. Drop the masked rows "
+            "(a[~np.ma.getmaskarray(a).any(axis=1)]) or fill them (a.filled(...)) first"
+        )
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(lonlat, torch.Tensor):
+        lonlat = _tensor_to_numpy(torch, lonlat)
+    try:
+        arr = np.asarray(lonlat)
+    except ValueError as err:
+        # NumPy refuses ragged nested sequences ("inhomogeneous shape").
+        raise ShapeError(
+            f"lonlat must be (N, 2) [lon, lat] pairs; NumPy could not make an array of it ({err})"
+        ) from None
+    kind = arr.dtype.kind
+    if kind == "f":
+        if arr.dtype not in (np.float32, np.float64):
+            arr = arr.astype(np.float32 if arr.dtype.itemsize < 4 else np.float64)
+    elif kind in "iub":
+        arr = arr.astype(np.float64)
+    elif kind == "O" and arr.ndim == 2 and arr.shape[1] == 2:
+        arr = _object_pairs(arr)
+    elif kind in "US" and arr.ndim == 2 and arr.shape[1] == 2 and arr.size:
+        # Pairs with a string in them (NumPy made every entry a string): name the first entry
+        # that is no number, or else the first entry.
+        row, column = next((i for i, v in np.ndenumerate(arr) if not _parses_as_float(v)), (0, 0))
+        axis = "longitude" if column == 0 else "latitude"
+        raise DTypeError(
+            f"row {row}: the {axis} {arr[row, column].item()!r} is a str, not a number; "
+            "lonlat must hold real numbers (degrees)"
+        )
+    else:
+        raise DTypeError(f"lonlat must hold real numbers (degrees), got dtype {arr.dtype}")
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        hint = ""
+        if arr.ndim == 1 and arr.shape[0] == 2:
+            hint = " (a single point must be passed as [[lon, lat]])"
+        raise ShapeError(f"lonlat must have shape (N, 2) with columns [lon, lat], got {arr.shape}{hint}")
+    # Unaligned or byte-swapped data is copied like any other layout the core cannot read.
+    return np.require(arr, dtype=arr.dtype.newbyteorder("="), requirements=["C_CONTIGUOUS", "ALIGNED"])
+
+
+def _tensor_to_numpy(torch: object, t: object) -> np.ndarray:
+    """A CPU NumPy array with ``t``'s values, or a satclip error saying why there is none."""
+    from satclip.points.tensors import as_dense_real_tensor  # lazy: imports torch
+
+    t = as_dense_real_tensor(t).detach()  # type: ignore[arg-type]  # a torch.Tensor (caller checked)
+    return t.cpu().numpy()
+
+
+def check_degrees(L: object) -> int:
+    """Validates the number of Legendre degrees and returns it as an int."""
+    if isinstance(L, bool) or not isinstance(L, numbers.Integral):
+        raise DegreeError(f"L must be an integer number of Legendre degrees, got {L!r}")
+    L = int(L)
+    if not 1 <= L <= MAX_DEGREES:
+        raise DegreeError(f"L must be between 1 and {MAX_DEGREES}, got {L}")
+    return L
+
+
+def renamed_legendre_polys(L: object, legendre_polys: object | None, where: str) -> object:
+    """``L``, or the value of the ``legendre_polys=`` keyword that ``where`` took in 0.1.
+
+    The public API names the number of Legendre degrees ``L`` everywhere; ``legendre_polys``
+    stays only the key of the released checkpoints' hyper-parameters.
+    """
+    if legendre_polys is None:
+        return L
+    warnings.warn(
+        f"{where}(legendre_polys=...) is deprecated: the number of Legendre degrees is L=...",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return legendre_polys
+
+
+def spherical_harmonics(
+    lonlat: object,
+    L: int,
+    *,
+    basis: Basis = "satclip",
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Real spherical harmonics of points on the sphere, shape ``(N, L*L)``.
+
+    Parameters
+    ----------
+    lonlat:
+        ``(N, 2)`` array-like of ``[lon, lat]`` in degrees; ``lon`` in [-180, 180],
+        ``lat`` in [-90, 90].
+    L:
+        Number of Legendre degrees; columns are ordered ``l = 0..L-1`` and, inside each
+        ``l``, ``m = -l..l`` (column ``l*l + l + m``).
+    basis:
+        ``"satclip"`` (default) is the basis the released SatCLIP checkpoints were trained
+        with: real SH without Condon-Shortley phase, ``sqrt(2)``-scaled for ``m != 0``, with
+        the ``m = 0`` columns multiplied by ``pi`` (as in the original code).
+        ``"orthonormal"`` is the standard real orthonormal basis (no factor ``pi``).
+    out:
+        Optional C-contiguous float32/float64 array of shape ``(N, L*L)`` to write into
+        (e.g. ``torch_tensor.numpy()``); returned. Without it a new array is returned whose
+        dtype follows the input's (float32 in, float32 out; otherwise float64).
+
+    Notes
+    -----
+    Angles are ``phi = lon + 180`` and ``theta = lat + 90`` degrees, as in SatCLIP. The
+    values come from normalised recurrences evaluated in float64 (float32 output is rounded
+    at the end), accurate to ~1e-15 at any degree.
+    """
+    L = check_degrees(L)
+    arr = as_lonlat_array(lonlat)
+    _follow_torch_worker_threads()
+    if basis not in ("satclip", "orthonormal"):
+        raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
+    if out is not None:
+        if not isinstance(out, np.ndarray):
+            raise DTypeError(
+                f"out must be a NumPy array (use tensor.numpy() for a CPU torch tensor), got {type(out).__name__}"
+            )
+        if out.dtype not in (np.float32, np.float64):
+            raise DTypeError(f"out must be float32 or float64, got {out.dtype}")
+    # The core checks out's shape, layout, writeability and overlap (rust/src/python_args.rs).
+    return _core.spherical_harmonics(arr, L, basis, out)
+
+
+def simd_level() -> str:
+    """The instruction set the Rust kernel uses on this CPU: ``"avx512"``, ``"avx2"`` or ``"baseline"``.
+
+    Chosen at run time; ``SATCLIP_SIMD=baseline`` (set before import) forces the portable path.
+    """
+    return _core.simd_level()
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads the Rust core computes with (0 = the default: RAYON_NUM_THREADS,
+    else OMP_NUM_THREADS, else one per CPU). Overrides the DataLoader-worker rule below for the
+    process it is called in."""
+    global _explicit_threads_pid
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 0:
+        raise ValueError(f"number of threads must be a non-negative integer, got {n!r}")
+    _core.set_num_threads(int(n))
+    _explicit_threads_pid = os.getpid()
+
+
+def get_num_threads() -> int:
+    """The number of threads the Rust core computes with."""
+    return _core.get_num_threads()
+
+
+# Process ids for which the pool size was settled: set explicitly (set_num_threads), or checked
+# against torch's DataLoader-worker setting. Compared with os.getpid() so a forked worker (which
+# inherits these values) checks again.
+_explicit_threads_pid: int | None = None
+_checked_worker_pid: int | None = None
+
+
+def _follow_torch_worker_threads() -> None:
+    """Inside a torch DataLoader worker, sizes the pool like torch's (``torch.get_num_threads()``,
+    which the DataLoader sets to 1 per worker) instead of the parent's, so that N workers do not
+    run N x CPUs threads. Checked once per process; costs a getpid() per call."""
+    global _checked_worker_pid
+    pid = os.getpid()
+    if _checked_worker_pid == pid:
+        return
+    _checked_worker_pid = pid
+    if _explicit_threads_pid == pid:
+        return
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    data = getattr(getattr(torch, "utils", None), "data", None)
+    if data is None or data.get_worker_info() is None:
+        return
+    _core.set_num_threads(max(1, torch.get_num_threads()))
