@@ -18,7 +18,8 @@ import numpy as np
 
 from satclip import _core
 from satclip.errors import DTypeError
-from satclip.harmonics.values import Basis, as_lonlat_array, check_degrees
+from satclip.harmonics.values import Basis, check_degrees
+from satclip.points.arrays import as_lonlat_array
 
 
 def spherical_harmonics_with_gradient(

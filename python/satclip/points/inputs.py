@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from satclip.errors import CoordinateError, DeviceError, DTypeError
-from satclip.harmonics.values import as_lonlat_array
+from satclip.points.arrays import as_lonlat_array
 from satclip.points.columns import frame_lonlat, is_dataframe
 from satclip.points.tensors import check_lonlat_tensor
 
