@@ -1,6 +1,6 @@
 """Spherical harmonics together with their derivatives in longitude and latitude — the NumPy API.
 
-The derivatives are analytic (differentiated recurrences in the Rust core, ``rust/src/gradient.rs``),
+The derivatives are analytic (differentiated recurrences in the Rust core, ``rust/src/kernel/gradient.rs``),
 not finite differences, and are computed in the same pass as the values.
 
 Units: **per degree**, because the inputs are degrees. Multiply by ``180 / pi`` for per-radian.
@@ -79,6 +79,6 @@ def spherical_harmonics_with_gradient(
             raise DTypeError(
                 f"out arrays must both be float32 or both float64, got {values.dtype} and {gradients.dtype}"
             )
-    # The core checks shapes, layout, writeability and overlap (rust/src/python_gradient.rs).
+    # The core checks shapes, layout, writeability and overlap (rust/src/python/gradient.rs).
     _core.spherical_harmonics_with_gradient(arr, L, basis, values, gradients, fresh=out is None)
     return values, gradients

@@ -97,7 +97,7 @@ def spherical_harmonics(
             )
         if out.dtype not in (np.float32, np.float64):
             raise DTypeError(f"out must be float32 or float64, got {out.dtype}")
-    # The core checks out's shape, layout, writeability and overlap (rust/src/python_args.rs).
+    # The core checks out's shape, layout, writeability and overlap (rust/src/python/args.rs).
     return _core.spherical_harmonics(arr, L, basis, out)
 
 
