@@ -51,6 +51,10 @@ class CheckpointError(SatclipError, ValueError):
     """A checkpoint is missing, truncated, unsafe, or does not describe a SatCLIP model."""
 
 
+class ModelConfigError(SatclipError, ValueError):
+    """A model configuration (image encoder architecture, input size, ...) cannot be built."""
+
+
 class ImageError(SatclipError, ValueError):
     """An image cannot be embedded: unreadable or not a GeoTIFF, non-finite pixels, or values
     that are not Sentinel-2 reflectances."""
@@ -85,6 +89,7 @@ __all__ = [
     "ImageError",
     "InternalError",
     "MissingExtraError",
+    "ModelConfigError",
     "OutputExistsError",
     "ProbeError",
     "SatclipError",

@@ -16,7 +16,7 @@ all with 13 input channels (Sentinel-2 L2A with a zero B10 band) and a 256-d lin
 Checkpoints written by ``satclip-train`` use the same layout and name the encoder with
 ``hyper_parameters["image_encoder"]`` (``resnet18`` / ``resnet50`` / ``vit16``).
 
-The architecture is built by :func:`satclip.train.encoders.create_image_encoder` (the one
+The architecture is built by :func:`satclip.models.backbones.create_image_encoder` (the one
 training uses; it imports timm only, not Lightning) with ``pretrained=False``: nothing is
 downloaded - the original code fetched the SSL4EO-S12 backbone weights just to build the model,
 only to overwrite them with the checkpoint's. The sizes come from the weights themselves (head
@@ -77,7 +77,7 @@ class ImageEncoderConfig:
     image_size: int = 224
 
     def __post_init__(self) -> None:
-        from satclip.train.encoders import ARCHITECTURES
+        from satclip.models.backbones import ARCHITECTURES
 
         if self.architecture not in ARCHITECTURES:
             raise CheckpointError(
@@ -96,7 +96,7 @@ class ImageEncoderConfig:
 
     @property
     def timm_name(self) -> str:
-        from satclip.train.encoders import ARCHITECTURES
+        from satclip.models.backbones import ARCHITECTURES
 
         return ARCHITECTURES[self.architecture]
 
@@ -109,15 +109,24 @@ class ImageEncoder(nn.Module):
     the ViT exactly ``config.image_size`` pixels); :func:`satclip.encode_images` does that.
     """
 
-    def __init__(self, config: ImageEncoderConfig, *, device: torch.device | str | None = None):
+    def __init__(
+        self,
+        config: ImageEncoderConfig,
+        *,
+        device: torch.device | str | None = None,
+        visual: nn.Module | None = None,
+    ):
         super().__init__()
         try:
             import timm  # noqa: F401
         except ImportError:
             raise SatclipError("the image encoders need timm: pip install 'satclip[images]'") from None
-        from satclip.train.encoders import create_image_encoder
+        from satclip.models.backbones import create_image_encoder
 
         self.config = config
+        if visual is not None:  # an existing backbone (the two-tower model's): shared, not copied
+            self.visual = visual
+            return
         with torch.device(device) if device is not None else contextlib.nullcontext():
             self.visual = create_image_encoder(
                 config.architecture, config.embed_dim, config.in_channels, config.image_size
@@ -214,7 +223,7 @@ def _read_lightning(path: Path) -> tuple[ImageEncoderConfig, dict[str, Tensor]]:
 
 
 def _architecture_from_hparams(hparams: Mapping[str, Any], *, source: str) -> str:
-    from satclip.train.encoders import ARCHITECTURES
+    from satclip.models.backbones import ARCHITECTURES
 
     vision = hparams.get("vision_layers")
     if isinstance(vision, str) and vision in RELEASED_VISION_LAYERS:

@@ -1,8 +1,6 @@
-"""Image encoders: timm ResNet18 / ResNet50 / ViT-S/16 with 13 input channels and an
-``embed_dim`` linear head, optionally initialised from SSL4EO-S12 MoCo weights.
-
-The encoder *is* the timm model (its head is timm's classifier, resized to ``embed_dim``), so
-parameter names are timm's - the names the released checkpoints use under ``model.visual``.
+"""Training the image encoders (built by :mod:`satclip.models.backbones`): initialising them
+from SSL4EO-S12 MoCo (or any) backbone weights, freezing all but the head, and running them with
+or without autograd.
 
 Pretrained weights are only ever used when asked for: ``pretrained_weights`` is a local file or
 an explicit Hub file ``hf://owner/repo/path``; nothing is downloaded otherwise.
@@ -16,52 +14,24 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from satclip.errors import ModelConfigError
+from satclip.models.backbones import (
+    check_architecture,
+    classifier_head,
+    classifier_prefix,
+)
 from satclip.train.errors import TrainingConfigError
-
-#: Short name -> timm architecture. The ViT's patch size is 16; its input size is a parameter.
-ARCHITECTURES: dict[str, str] = {
-    "resnet18": "resnet18",
-    "resnet50": "resnet50",
-    "vit16": "vit_small_patch16_224",
-}
 
 #: Prefixes training frameworks put in front of backbone weights (DDP, MoCo, torchgeo trainers).
 _WRAPPER_PREFIXES = ("module.", "model.", "backbone.", "encoder.", "encoder_q.")
 
 
 def check_encoder_name(name: str) -> str:
-    if name not in ARCHITECTURES:
-        raise TrainingConfigError(f"unknown image encoder {name!r}; choose one of {', '.join(ARCHITECTURES)}")
-    return name
-
-
-def create_image_encoder(name: str, embed_dim: int, in_channels: int, image_size: int) -> nn.Module:
-    """A randomly initialised timm model mapping (B, in_channels, S, S) images to (B, embed_dim)."""
-    import timm
-
-    check_encoder_name(name)
-    kwargs: dict[str, Any] = {"in_chans": in_channels, "num_classes": embed_dim, "pretrained": False}
-    if name.startswith("vit"):
-        if image_size % 16:
-            raise TrainingConfigError(f"ViT-S/16 needs an image size divisible by 16, got {image_size}")
-        kwargs["img_size"] = image_size
-    return timm.create_model(ARCHITECTURES[name], **kwargs)
-
-
-def classifier_head(encoder: nn.Module) -> nn.Module:
-    """The timm model's classification head (``fc`` for ResNets, ``head`` for ViTs)."""
-    # Every timm model defines get_classifier; nn.Module's __getattr__ types it as a Tensor.
-    head: nn.Module = encoder.get_classifier()  # type: ignore[operator]
-    return head
-
-
-def classifier_prefix(encoder: nn.Module) -> str:
-    """Name prefix of the head's parameters (``fc.`` for ResNets, ``head.`` for ViTs)."""
-    head = classifier_head(encoder)
-    for name, module in encoder.named_modules():
-        if module is head:
-            return name + "."
-    raise TrainingConfigError(f"cannot find the classifier of {type(encoder).__name__}")
+    """``name`` if satclip builds that image encoder; a training option error otherwise."""
+    try:
+        return check_architecture(name)
+    except ModelConfigError as err:
+        raise TrainingConfigError(str(err)) from None
 
 
 def resolve_weights_file(reference: str) -> Path:
@@ -147,23 +117,4 @@ def freeze_all_but_head(encoder: nn.Module) -> None:
     classifier_head(encoder).requires_grad_(True)
 
 
-def encode_images(encoder: nn.Module, images: Tensor, backbone_frozen: bool) -> Tensor:
-    """(B, C, S, S) -> (B, embed_dim). A frozen backbone runs without autograd bookkeeping,
-    which saves its activations' memory and the time to record them."""
-    if not backbone_frozen:
-        return encoder(images)
-    with torch.no_grad():
-        features = encoder.forward_features(images)  # type: ignore[operator]  # timm's API
-    head_out: Tensor = encoder.forward_head(features)  # type: ignore[operator]
-    return head_out
-
-
-__all__ = [
-    "ARCHITECTURES",
-    "check_encoder_name",
-    "classifier_head",
-    "create_image_encoder",
-    "encode_images",
-    "freeze_all_but_head",
-    "load_backbone_weights",
-]
+__all__ = ["check_encoder_name", "freeze_all_but_head", "load_backbone_weights", "read_backbone_state_dict"]

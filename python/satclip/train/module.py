@@ -14,74 +14,26 @@ location encoder runs with autocast off in its own dtype: its first SIREN layer 
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
+from satclip.errors import CheckpointError, ModelConfigError
 from satclip.harmonics.values import check_degrees
+from satclip.models.backbones import create_image_encoder
+from satclip.models.image import ImageEncoder, ImageEncoderConfig
 from satclip.models.location import LocationEncoder, build_location_encoder
-from satclip.train.encoders import (
-    check_encoder_name,
-    classifier_head,
-    create_image_encoder,
-    encode_images,
-    freeze_all_but_head,
-    load_backbone_weights,
-)
+from satclip.models.satclip import SatCLIP
+from satclip.train.encoders import check_encoder_name, freeze_all_but_head, load_backbone_weights
 from satclip.train.errors import DatasetError, TrainingConfigError
 from satclip.train.loss import clip_loss
 
 LOCATION_DTYPES = {"float64": torch.float64, "float32": torch.float32}
 #: Precisions that would cast the location encoder's weights to 16 bits (see module docstring).
 _UNSAFE_PRECISIONS = ("16-true", "bf16-true", "transformer-engine")
-
-
-class SatCLIP(nn.Module):
-    """Image encoder ``visual``, location encoder ``location``, and the learnable ``logit_scale``
-    (log inverse temperature, initialised to log(1/0.07) as in CLIP)."""
-
-    def __init__(self, visual: nn.Module, location: LocationEncoder, backbone_frozen: bool):
-        super().__init__()
-        self.visual = visual
-        self.location = location
-        self.backbone_frozen = backbone_frozen
-        self.logit_scale = nn.Parameter(torch.tensor(math.log(1 / 0.07), dtype=torch.float32))
-        self.train()  # modules start in training mode; put a frozen backbone in eval mode now
-
-    def train(self, mode: bool = True) -> SatCLIP:
-        super().train(mode)
-        if self.backbone_frozen:
-            # A frozen backbone stays in eval mode: batch-norm statistics must not drift
-            # either (the original code froze only the weights).
-            self.visual.eval()
-            classifier_head(self.visual).train(mode)
-        return self
-
-    def encode_image(self, images: Tensor) -> Tensor:
-        """(B, C, S, S) float images -> (B, D) float32 features (not normalised)."""
-        return encode_images(self.visual, images, self.backbone_frozen).float()
-
-    def encode_location(self, points: Tensor, sh: Tensor | None = None) -> Tensor:
-        """[lon, lat] (B, 2) -> (B, D) float32 features (not normalised).
-
-        ``sh`` are the SH features of ``points`` when the data loader computed them already.
-        """
-        dtype = next(self.location.nnet.parameters()).dtype
-        with torch.autocast(device_type=points.device.type, enabled=False):
-            if sh is None:
-                return self.location(points).float()
-            return self.location.nnet(sh.to(dtype)).float()
-
-    def forward(self, images: Tensor, points: Tensor, sh: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """L2-normalised (image features, location features), both (B, D) float32."""
-        image_features = F.normalize(self.encode_image(images), dim=1)
-        location_features = F.normalize(self.encode_location(points, sh), dim=1)
-        return image_features, location_features
 
 
 class SatCLIPModule(pl.LightningModule):
@@ -154,7 +106,11 @@ class SatCLIPModule(pl.LightningModule):
         self.save_hyperparameters()
 
         frozen = pretrained_weights is not None if freeze_backbone is None else freeze_backbone
-        visual = create_image_encoder(image_encoder, embed_dim, in_channels, image_size)
+        try:
+            config = ImageEncoderConfig(image_encoder, embed_dim, in_channels, image_size)
+            visual = create_image_encoder(image_encoder, embed_dim, in_channels, image_size)
+        except (ModelConfigError, CheckpointError) as err:
+            raise TrainingConfigError(str(err)) from None
         if pretrained_weights is not None:
             load_backbone_weights(visual, pretrained_weights)
         elif frozen:
@@ -167,7 +123,7 @@ class SatCLIPModule(pl.LightningModule):
             freeze_all_but_head(visual)
         location = build_location_encoder(legendre_polys, embed_dim, capacity, num_hidden_layers)
         location.to(LOCATION_DTYPES[location_dtype])
-        self.model = SatCLIP(visual, location, backbone_frozen=frozen)
+        self.model = SatCLIP(ImageEncoder(config, visual=visual), location, backbone_frozen=frozen)
 
     # ------------------------------------------------------------------ training
 
