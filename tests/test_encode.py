@@ -250,7 +250,7 @@ def test_bad_coordinates_name_the_row(ckpt_l10: Path) -> None:
 
 def test_bad_row_beyond_the_first_batch_is_caught_before_any_work(ckpt_l10: Path) -> None:
     points = random_points(100)
-    points[97, 0] = 200.0
+    points[97, 0] = 400.0
     with pytest.raises(CoordinateError, match="row 97"):
         encode(points, ckpt_l10, batch_size=8)
 

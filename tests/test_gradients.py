@@ -250,7 +250,7 @@ def test_no_jacobian_without_requires_grad(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 def test_bad_coordinates_still_raise_on_the_autograd_path() -> None:
-    x = torch.tensor([[0.0, 0.0], [200.0, 0.0]], dtype=torch.float64, requires_grad=True)
+    x = torch.tensor([[0.0, 0.0], [400.0, 0.0]], dtype=torch.float64, requires_grad=True)
     with pytest.raises(CoordinateError, match="row 1"):
         SphericalHarmonics(5)(x)
 
