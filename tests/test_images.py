@@ -152,7 +152,7 @@ def test_band_axis_comes_from_the_tiff_layout_not_the_shape(released_with_visual
         tifffile.imwrite(tif, np.moveaxis(dn[0], 0, -1), photometric="minisblack", planarconfig="contig")
     else:
         tifffile.imwrite(tif, dn[0], photometric="minisblack", planarconfig="separate")
-    np.testing.assert_array_equal(satclip.embed.images.read_image(tif)[[*range(10), *range(11, 13)]], dn[0])
+    np.testing.assert_array_equal(satclip.io.geotiff.read_image(tif)[[*range(10), *range(11, 13)]], dn[0])
     np.testing.assert_allclose(
         satclip.encode_images(tif, path, device="cpu"), satclip.encode_images(dn, path, device="cpu"), atol=1e-6
     )

@@ -14,12 +14,12 @@ import tifffile  # the `train` extra, part of `test`: a missing one is an error,
 import torch
 
 import satclip
+from satclip.io.geotiff import read_s2_image
 from satclip.train import augment
 from satclip.train.cli import build_cli, main
 from satclip.train.datamodule import S2DataModule, SkippedImageWarning
 from satclip.train.loss import clip_loss
 from satclip.train.module import SatCLIPModule
-from satclip.train.s2data import read_s2_image
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"

@@ -15,7 +15,7 @@ Input and preprocessing, as the original SatCLIP does it at inference (notebook 
   already-scaled reflectances otherwise. A float image of DN that is almost black (every value
   <= 6.55) would be misread: pass ``units="dn"`` or ``units="reflectance"`` to say which.
 * Paths name GeoTIFF patches (12 uint16 bands, as in S2-100K), read with the training data
-  reader (:func:`satclip.train.s2data.read_s2_image`, tifffile; no GDAL needed).
+  reader (:func:`satclip.io.geotiff.read_image`, tifffile; no GDAL needed).
 * The ViT-S/16 encoder was built for 224 x 224 inputs (its position embeddings are a 14 x 14
   grid), while S2-100K patches are 256 x 256: larger images are **centre-cropped** to 224 x 224
   (offset ``(H - 224) // 2``, ``(W - 224) // 2``), which keeps the model exactly the trained one
@@ -34,24 +34,21 @@ import os
 import sys
 import warnings
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from satclip.errors import DTypeError, ImageError, SatclipError, ShapeError, first_line
-from satclip.models.image import ImageEncoder, load_image_encoder
+from satclip.errors import DTypeError, ImageError, SatclipError, ShapeError
+from satclip.io.checkpoint import load_image_encoder
+from satclip.io.geotiff import CHANNELS, FILE_BANDS, ZERO_BAND_INDEX, read_image
+from satclip.models.image import ImageEncoder
 from satclip.models.registry import ModelSource, PathLike, cache_key
 from satclip.runtime.caches import LRUCache
 
 ImageModelLike = PathLike | ImageEncoder
 
-#: Sentinel-2 bands in an S2-100K file, and where the missing B10 goes among them.
-FILE_BANDS = 12
-ZERO_BAND_INDEX = 10
-CHANNELS = 13
 #: Digital numbers per unit reflectance (Sentinel-2 L2A quantification value).
 QUANTIFICATION = 10_000.0
 #: The largest reflectance a uint16 product can hold; larger float values must be DN.
@@ -193,30 +190,6 @@ def preprocess(
     if units == "dn":
         x.div_(QUANTIFICATION)  # float32 division, as the original's float32 / 10000.0
     return x if work == dtype else x.to(dtype)
-
-
-def read_image(path: PathLike) -> np.ndarray:
-    """One GeoTIFF patch as a ``(13, H, W)`` uint16 array (zero B10 inserted at index 10).
-
-    Raises :class:`ImageError` naming the file when it is missing, not a TIFF, or not a
-    12-band uint16 image.
-    """
-    from satclip.train.s2data import read_s2_image
-
-    text = os.fspath(path)
-    if not Path(text).is_file():
-        raise ImageError(f"no such image file: {text!r}")
-    try:
-        return read_s2_image(text)
-    except ImportError as err:
-        raise ImageError(
-            f"reading GeoTIFFs needs tifffile and imagecodecs (pip install 'satclip[images]'): {err}"
-        ) from None
-    except Exception as err:  # tifffile raises TiffFileError, ValueError, OSError, KeyError for bad files
-        raise ImageError(
-            f"{text}: not a Sentinel-2 GeoTIFF patch satclip can read ({type(err).__name__}: {first_line(err)}); "
-            f"expected a TIFF with {FILE_BANDS} uint16 bands (B01..B12 without B10)"
-        ) from None
 
 
 def clear_image_model_cache() -> None:

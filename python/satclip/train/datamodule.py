@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from satclip.harmonics import values as harmonics
+from satclip.io.geotiff import read_s2_image
 from satclip.train.augment import center_crop, jitter_location, random_crop_and_flip, random_gaussian_blur
 from satclip.train.errors import DatasetError, TrainingConfigError
 from satclip.train.s2data import (
@@ -35,7 +36,6 @@ from satclip.train.s2data import (
     SkipReport,
     drop_unusable_files,
     read_index,
-    read_s2_image,
 )
 
 #: S2 L2A digital numbers are reflectance x 10000.

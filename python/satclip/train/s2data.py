@@ -5,9 +5,8 @@
 The model sees 13 channels: a zero band is inserted at position 10 where B10 would be, as the
 released SatCLIP models were trained (their SSL4EO-S12 backbones expect all 13 bands).
 
-GeoTIFFs are decoded with tifffile + imagecodecs (LZW with predictor): the patches are plain
-pixel arrays whose georeferencing training does not use, so a GDAL stack (rasterio) would add
-a large native dependency for nothing; tifffile is pure Python on top of imagecodecs' wheels.
+The GeoTIFFs are decoded by :func:`satclip.io.geotiff.read_s2_image` (tifffile + imagecodecs), the
+reader :func:`satclip.encode_images` uses too.
 """
 
 from __future__ import annotations
@@ -18,15 +17,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from satclip.train.errors import DatasetError
 
-#: Bands stored per file, and where the missing B10 band goes among them.
-S2_FILE_BANDS = 12
-ZERO_BAND_INDEX = 10
-#: Channels the image encoders take.
-S2_CHANNELS = 13
 #: Files smaller than this hold (almost) nothing but no-data: the original code skipped them too.
 DEFAULT_MIN_FILE_BYTES = 10_000
 
@@ -125,48 +117,3 @@ def drop_unusable_files(entries: list[IndexEntry], min_file_bytes: int, report: 
             continue
         kept.append(entry)
     return kept
-
-
-def read_s2_image(path: str | os.PathLike, min_size: int = 1) -> np.ndarray:
-    """Reads one patch as a (13, H, W) uint16 array with the zero B10 band inserted.
-
-    Raises ``ValueError`` (or the decoder's ``OSError``/``ValueError``) if the file is not a
-    12-band uint16 image of at least ``min_size`` x ``min_size`` pixels.
-    """
-    import tifffile  # the train extra; imported here so that reading the index does not need it
-
-    # maxworkers=1: each data-loading worker decodes one file on one thread; parallelism comes
-    # from the workers, and more threads per worker would only oversubscribe the CPUs.
-    with tifffile.TiffFile(path) as tif:
-        series = tif.series[0]
-        # The band axis comes from the file's own layout (tifffile derives the series axes from
-        # SamplesPerPixel and PlanarConfiguration: "YXS" pixel-interleaved, "SYX" planar, "QYX"/"IYX"
-        # one band per page), never from the shape: a 12-pixel-high patch has 12 at both ends.
-        axes = series.axes
-        data = tif.asarray(series=0, maxworkers=1)
-    data = _bands_height_width(data, axes)
-    if data.shape[0] != S2_FILE_BANDS:
-        raise ValueError(f"expected {S2_FILE_BANDS} bands, got an image of shape {data.shape}")
-    if data.dtype != np.uint16:
-        raise ValueError(f"expected uint16 pixels, got {data.dtype}")
-    height, width = data.shape[1:]
-    if height < min_size or width < min_size:
-        raise ValueError(f"image is {height} x {width} pixels, smaller than the {min_size}-pixel crop")
-    out = np.zeros((S2_CHANNELS, height, width), dtype=np.uint16)
-    out[:ZERO_BAND_INDEX] = data[:ZERO_BAND_INDEX]
-    out[ZERO_BAND_INDEX + 1 :] = data[ZERO_BAND_INDEX:]
-    return out
-
-
-def _bands_height_width(data: np.ndarray, axes: str) -> np.ndarray:
-    """``data`` (with tifffile's axis letters ``axes``) as (bands, height, width)."""
-    if data.ndim != len(axes):
-        raise ValueError(f"the TIFF's axes {axes!r} do not match its pixel array of shape {data.shape}")
-    keep = [i for i, axis in enumerate(axes) if axis in "YX" or data.shape[i] != 1]
-    shape = tuple(data.shape[i] for i in keep)
-    axes = "".join(axes[i] for i in keep)
-    if len(axes) != 3 or "Y" not in axes or "X" not in axes:
-        raise ValueError(f"expected a 3-D image (bands, height, width), got axes {axes!r} of shape {shape}")
-    data = data.reshape(shape)
-    band = next(i for i, axis in enumerate(axes) if axis not in "YX")
-    return data.transpose(band, axes.index("Y"), axes.index("X"))
