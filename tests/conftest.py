@@ -196,11 +196,11 @@ def released_l6(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def fresh_model_cache() -> None:
-    """Empties encode's model cache, so every test loads its checkpoint afresh (use with
+    """Empties satclip's model caches, so every test loads its checkpoint afresh (use with
     ``pytestmark = pytest.mark.usefixtures("fresh_model_cache")``)."""
-    from satclip.embed.locations import clear_model_cache
+    import satclip
 
-    clear_model_cache()
+    satclip.clear_caches()
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -39,7 +39,7 @@ def _count_model_loads_on_workers(client) -> None:
     def install() -> None:
         import satclip.embed.locations as enc
 
-        enc.clear_model_cache()
+        satclip.clear_caches()
         original = getattr(enc.load, "original", enc.load)
 
         def counting(*args, **kwargs):

@@ -45,7 +45,7 @@ def test_geoclip_matches_the_geoclip_package_with_its_real_weights() -> None:
     1e-5 relative on 10,000 points with the poles and the antimeridian; the package is not imported
     by satclip's path."""
     points = sphere_points(10_000, seed=1)
-    satclip.embed.locations.clear_model_cache()
+    satclip.clear_caches()
     imported_before = "geoclip" in sys.modules  # another test may have imported the package already
     try:
         ours = satclip.encode(points, "geoclip", device="cpu")
@@ -113,7 +113,7 @@ def test_geoclip_weights_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
 
     monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
-    satclip.embed.locations.clear_model_cache()
+    satclip.clear_caches()
     with pytest.raises(MissingExtraError, match=r"pip install 'satclip\[geoclip\]'"):
         satclip.encode(np.zeros((1, 2)), "geoclip")
     with pytest.raises(ImportError):

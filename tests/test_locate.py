@@ -28,9 +28,9 @@ def model(released_with_visual):
 
 @pytest.fixture(autouse=True)
 def _fresh_cache():
-    locate_mod.clear_candidate_cache()
+    satclip.clear_caches()
     yield
-    locate_mod.clear_candidate_cache()
+    satclip.clear_caches()
 
 
 def images(n: int = 3, seed: int = 0) -> np.ndarray:
@@ -85,7 +85,7 @@ def test_default_grid_embeddings_are_computed_once_and_cached_on_disk(model, mon
     assert calls == [2000]  # the second image reused the candidates' embeddings
     assert len(list(tmp_path.glob("satclip-candidates-*.npy"))) == 1
     assert len(list(tmp_path.iterdir())) == 1  # and no temporary file beside it
-    locate_mod.clear_candidate_cache()
+    satclip.clear_caches()
     from_disk = satclip.locate(images(1), model, candidates=small, device="cpu", cache_dir=tmp_path)
     assert calls == [2000]
     assert np.array_equal(from_disk.indices, first.indices) and not np.array_equal(again.indices, first.indices)
@@ -216,7 +216,7 @@ def test_great_circle_distance():
 def test_large_maps_are_computed_in_chunks_without_caching(model, monkeypatch):
     img = images(1)[0]
     cached = satclip.similarity_map(img, model, resolution=10.0, xarray=False, device="cpu")
-    locate_mod.clear_candidate_cache()
+    satclip.clear_caches()
     monkeypatch.setattr(locate_mod, "_MAP_CACHE_LIMIT", 10)
     chunked = satclip.similarity_map(img, model, resolution=10.0, xarray=False, device="cpu")
     assert np.allclose(chunked.values, cached.values, atol=1e-12)

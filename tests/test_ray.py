@@ -23,14 +23,14 @@ def ckpt(make_checkpoint):
 def test_loads_the_model_once_and_encodes_every_batch_format(ckpt, monkeypatch) -> None:
     import satclip.embed.locations as enc
 
-    enc.clear_model_cache()
+    satclip.clear_caches()
     loads = []
     original = enc.load
     monkeypatch.setattr(enc, "load", lambda *a, **k: loads.append(a) or original(*a, **k))
     frame = points_frame(500, seed=2)
     expected = satclip.encode(frame[["Longitude", "Latitude"]].to_numpy(), ckpt)
     assert len(loads) == 1
-    enc.clear_model_cache()
+    satclip.clear_caches()
     loads.clear()
 
     encoder = SatCLIPEncoder(str(ckpt), device="cpu")

@@ -12,10 +12,10 @@ so ``import satclip`` stays fast for users who only need the encoding.
 from __future__ import annotations
 
 from importlib import import_module
-from importlib.util import find_spec
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from satclip import errors
+from satclip._lazy import submodules
 from satclip.harmonics.gradients import spherical_harmonics_with_gradient
 from satclip.harmonics.values import get_num_threads, set_num_threads, simd_level, spherical_harmonics
 
@@ -30,6 +30,8 @@ def _installed_version() -> str:
         return "0+unknown"
 
 
+_submodule = submodules(__name__)
+
 # name -> module that defines it, imported lazily (they need torch).
 _LAZY = {
     "encode": "satclip.embed.locations",
@@ -42,11 +44,11 @@ _LAZY = {
     "SirenNet": "satclip.models.location",
     # The image half (needs timm; GeoTIFF paths need tifffile): the `images` extra.
     "encode_images": "satclip.embed.images",
-    "load_image_encoder": "satclip.models.image",
+    "load_image_encoder": "satclip.io.checkpoint",
     "ImageEncoder": "satclip.models.image",
     "locate": "satclip.downstream.locate",
     "similarity_map": "satclip.downstream.locate",
-    "fibonacci_grid": "satclip.downstream.locate",
+    "fibonacci_grid": "satclip.points.sphere",
     "plot_similarity_map": "satclip.downstream.plots",
     "refine_locations": "satclip.downstream.refine",
     "location_jacobian": "satclip.downstream.refine",
@@ -54,7 +56,40 @@ _LAZY = {
     "BUILTIN_ENCODERS": "satclip.models.encoders",
     "load_geoclip": "satclip.models.geoclip",
     "compare": "satclip.downstream.probes",
+    # The two-tower model, and the one switch for every in-memory cache.
+    "SatCLIP": "satclip.models.satclip",
+    "clear_caches": "satclip.runtime.caches",
 }
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API docs (tests check they match _LAZY)
+    from satclip.downstream.locate import locate as locate
+    from satclip.downstream.locate import similarity_map as similarity_map
+    from satclip.downstream.plots import plot_similarity_map as plot_similarity_map
+    from satclip.downstream.probes import compare as compare
+    from satclip.downstream.refine import location_jacobian as location_jacobian
+    from satclip.downstream.refine import refine_locations as refine_locations
+    from satclip.embed.grid import encode_grid as encode_grid
+    from satclip.embed.images import encode_images as encode_images
+    from satclip.embed.locations import encode as encode
+    from satclip.io.checkpoint import load as load
+    from satclip.io.checkpoint import load_image_encoder as load_image_encoder
+    from satclip.io.checkpoint import save as save
+    from satclip.models.encoders import BUILTIN_ENCODERS as BUILTIN_ENCODERS
+    from satclip.models.geoclip import load_geoclip as load_geoclip
+    from satclip.models.image import ImageEncoder as ImageEncoder
+    from satclip.models.location import (
+        LocationEncoder as LocationEncoder,
+    )
+    from satclip.models.location import (
+        SirenNet as SirenNet,
+    )
+    from satclip.models.location import (
+        SphericalHarmonics as SphericalHarmonics,
+    )
+    from satclip.models.registry import MODELS as MODELS
+    from satclip.models.satclip import SatCLIP as SatCLIP
+    from satclip.points.sphere import fibonacci_grid as fibonacci_grid
+    from satclip.runtime.caches import clear_caches as clear_caches
 
 
 def __getattr__(name: str) -> Any:
@@ -65,11 +100,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
-    if not name.startswith("_") and find_spec(f"satclip.{name}") is not None:
-        # Submodules too (``satclip.models.location.build_location_encoder`` after a plain ``import satclip``),
-        # imported on first use like the names above.
-        return import_module(f"satclip.{name}")
-    raise AttributeError(f"module 'satclip' has no attribute {name!r}")
+    # Submodules too (``satclip.models.location.build_location_encoder`` after a plain ``import satclip``),
+    # imported on first use like the names above.
+    return _submodule(name)
 
 
 __all__ = [

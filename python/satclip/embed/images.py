@@ -113,7 +113,7 @@ def encode_images(
     CheckpointError
         The model cannot be loaded or has no image encoder.
     """
-    from satclip.embed.dtypes import check_float_dtype
+    from satclip.models.dtypes import check_float_dtype
 
     dtype = check_float_dtype(dtype)
     if units not in UNITS:
@@ -190,11 +190,6 @@ def preprocess(
     if units == "dn":
         x.div_(QUANTIFICATION)  # float32 division, as the original's float32 / 10000.0
     return x if work == dtype else x.to(dtype)
-
-
-def clear_image_model_cache() -> None:
-    """Forgets the image encoders :func:`encode_images` has loaded."""
-    _CACHE.clear()
 
 
 # ----------------------------------------------------------------------------------------
@@ -397,4 +392,4 @@ def _exact_float32(device: torch.device) -> Iterator[None]:
         torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
 
 
-__all__ = ["MAX_REFLECTANCE", "UNITS", "clear_image_model_cache", "encode_images", "preprocess", "read_image"]
+__all__ = ["MAX_REFLECTANCE", "UNITS", "encode_images", "preprocess", "read_image"]

@@ -1,4 +1,5 @@
-"""A small thread-safe LRU cache: the in-process caches of loaded models and embeddings.
+"""The in-process caches of loaded models and embeddings, and :func:`clear_caches`, which empties
+them all.
 
 ``functools.lru_cache`` keys on a function's arguments; satclip's caches key on something
 derived from them (a model source with its file's mtime, a weights fingerprint) and compute the
@@ -8,21 +9,24 @@ value outside the lock, so that a slow load does not block other threads' hits.
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
 class LRUCache(Generic[K, V]):
-    """Holds the ``size`` most recently used entries; every method is safe across threads."""
+    """Holds the ``size`` most recently used entries; every method is safe across threads.
+    Every cache is emptied by :func:`clear_caches`."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self._entries: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        _ALL.add(self)
 
     def get(self, key: K) -> V | None:
         """The value for ``key`` (now the most recently used), or None."""
@@ -49,4 +53,15 @@ class LRUCache(Generic[K, V]):
             return len(self._entries)
 
 
-__all__ = ["LRUCache"]
+_ALL: weakref.WeakSet[LRUCache[Any, Any]] = weakref.WeakSet()
+
+
+def clear_caches() -> None:
+    """Forgets every model and embedding satclip keeps in memory: the location models
+    :func:`satclip.encode` loaded, the image encoders of :func:`satclip.encode_images`, and the
+    candidate embeddings of :func:`satclip.locate` (files in a ``cache_dir`` stay)."""
+    for cache in list(_ALL):
+        cache.clear()
+
+
+__all__ = ["LRUCache", "clear_caches"]
