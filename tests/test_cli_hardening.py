@@ -107,6 +107,92 @@ def test_outputs_and_options_are_checked_before_the_model_is_loaded(
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no temporary left
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["encode", "p.csv", "-o", "taken.parquet"],
+        ["encode", "p.csv", "-o", "taken.npy"],
+        ["convert", "absent.ckpt", "-o", "taken.safetensors"],
+        ["embed-images", "a.tif", "-o", "taken.parquet"],
+        ["locate", "a.tif", "--map", "taken.png"],
+        ["map", "-o", "taken.png"],
+        ["map", "--export", "taken.nc"],
+        ["map", "--export", "store.zarr"],
+        ["probe", "p.csv", "--target", "t", "--plot", "taken.png", "--model", "absent.ckpt"],
+    ],
+)
+def test_every_command_refuses_an_existing_output_before_loading_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    # Two proofs that no model was loaded: the checkpoint does not exist (loading it would be
+    # exit 1, "no such checkpoint file"), and every loader raises if it is called at all.
+    monkeypatch.chdir(tmp_path)
+    for name in ("a.tif", "taken.parquet", "taken.npy", "taken.safetensors", "taken.png", "taken.nc"):
+        Path(name).write_bytes(b"the user's own file")
+    Path("store.zarr").mkdir()
+    pd.DataFrame({"lon": [1.0, 2.0], "lat": [2.0, 3.0], "t": [3.0, 4.0]}).to_csv("p.csv", index=False)
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    for loader in (
+        "satclip.io.checkpoint.load",
+        "satclip.embed.images.encode_images",
+        "satclip.downstream.locate.locate",
+        "satclip.downstream.probes.compare",
+    ):
+        monkeypatch.setattr(loader, no_loading)
+    if argv[0] not in ("convert", "probe"):
+        argv = [*argv, "--model", "absent.ckpt"]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "already exists; pass --overwrite to replace it" in err and one_line_error(err), err
+    for name in ("taken.parquet", "taken.npy", "taken.safetensors", "taken.png", "taken.nc"):
+        assert Path(name).read_bytes() == b"the user's own file"
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file
+
+
+def test_probe_plot_is_published_and_replaced_only_with_overwrite(
+    tmp_path: Path, released_l6: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require("matplotlib")
+    require("sklearn")
+    rng = np.random.default_rng(1)
+    csv = tmp_path / "p.csv"
+    pd.DataFrame({"lon": rng.uniform(-180, 180, 60), "lat": rng.uniform(-80, 80, 60), "t": rng.normal(size=60)}).to_csv(
+        csv, index=False
+    )
+    chart = tmp_path / "chart.png"
+    argv = ["probe", str(csv), "--target", "t", "--baselines", "lonlat", "--plot", str(chart)]
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart.write_bytes(b"mine")
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2 and "already exists" in err and chart.read_bytes() == b"mine"
+    code, _, err = run_cli(capsys, *argv, "--overwrite")
+    assert code == 0 and chart.read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chart.png", "p.csv"]
+
+
+def test_map_export_checks_the_disk_before_loading_a_released_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr("satclip.io.checkpoint.load", no_loading)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage._replace(free=1000))
+    out = tmp_path / "grid.nc"
+    code, _, err = run_cli(capsys, "map", "--model", "resnet50-l40", "--export", str(out), "--resolution", "10")
+    assert code == 1 and one_line_error(err), err
+    # 36 x 18 cells x 256 float32 values, the size of every released model's embeddings
+    assert "36 x 18 cells x 256 float32 embeddings take 648.0 KiB" in err and "only 1000 B is free" in err, err
+    assert not out.exists()
+
+
 def test_a_directory_of_images_stands_for_its_geotiffs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from satclip.cli.images import image_paths
 

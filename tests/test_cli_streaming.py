@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import run_cli
+from conftest import require, run_cli
 from satclip.cli.main import main
 from satclip.embed.locations import encode
 from satclip.io.publish import OutputExistsError, publish
@@ -340,3 +340,96 @@ def test_a_directory_output_is_published_without_replacing_one_that_appeared(tmp
     publish(store, write("third"), overwrite=True)
     assert (store / "data").read_text() == "third"
     assert [p.name for p in tmp_path.iterdir()] == ["grid.zarr"]  # no temporary left behind
+
+
+# ----------------------------------------------------------------------------------------
+# GeoParquet without lon/lat columns: the points come from the geometry column
+
+
+def test_geometry_only_geoparquet_in_a_projected_crs(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gpd = require("geopandas")
+    pyproj = require("pyproj")
+    points = frame(300, 40)
+    metres = pyproj.Transformer.from_crs(4326, 3857, always_xy=True).transform(points.lon, points.lat)
+    # x/y in metres beside the geometry: they are not degrees, so the geometry is used.
+    gdf = gpd.GeoDataFrame(
+        {"id": points.id, "x": metres[0], "y": metres[1]}, geometry=gpd.points_from_xy(*metres), crs="EPSG:3857"
+    )
+    src, dst = tmp_path / "pts.parquet", tmp_path / "out.parquet"
+    gdf.to_parquet(src)  # GeoPandas' own GeoParquet writer: WKB and a PROJJSON crs
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "64")
+    assert code == 0, err
+    table = pq.read_table(dst)
+    assert table.column_names == ["id", "x", "y", "geometry", "embedding"]
+    assert json.loads(table.schema.metadata[b"geo"])["primary_column"] == "geometry"
+    # Independent reference: the original degrees (the CRS round trip is exact to ~1e-9 degrees).
+    np.testing.assert_allclose(embeddings_of(dst), encode(points[["lon", "lat"]].to_numpy(), ckpt), rtol=0, atol=2e-5)
+
+
+def test_geoparquet_polygons_are_encoded_as_satclip_encode_encodes_the_frame(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gpd = require("geopandas")
+    shapely = require("shapely")
+    # A concave (U-shaped) polygon: its centroid lies outside it, its representative point inside.
+    u_shape = shapely.Polygon([(0, 0), (10, 0), (10, 10), (8, 10), (8, 2), (2, 2), (2, 10), (0, 10)])
+    shapes = [shapely.affinity.translate(u_shape, 30 * i - 90, 10 * i - 40) for i in range(6)]
+    shapes.append(shapely.LineString([(100, 5), (110, 15)]))
+    gdf = gpd.GeoDataFrame({"name": [f"g{i}" for i in range(7)]}, geometry=shapes, crs="EPSG:4326")
+    src, dst = tmp_path / "shapes.parquet", tmp_path / "out.parquet"
+    gdf.to_parquet(src)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(dst), "--model", ckpt, "--batch-size", "3")
+    assert code == 0, err
+    np.testing.assert_array_equal(embeddings_of(dst), encode(gdf, ckpt))
+    inside = gdf.representative_point()
+    assert all(gdf.geometry.iloc[i].contains(inside.iloc[i]) for i in range(6))
+
+
+def test_a_missing_geometry_in_a_later_batch_names_its_row(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gpd = require("geopandas")
+    points = frame(100, 41)
+    geometry = list(gpd.points_from_xy(points.lon, points.lat))
+    geometry[70] = None
+    gdf = gpd.GeoDataFrame({"id": points.id}, geometry=geometry, crs="EPSG:4326")
+    src = tmp_path / "pts.parquet"
+    gdf.to_parquet(src)
+    code, _, err = run_cli(
+        capsys, "encode", str(src), "-o", str(tmp_path / "o.parquet"), "--model", ckpt, "--batch-size", "32"
+    )
+    assert code == 1 and "row 70" in err and "missing or empty geometry" in err, err
+    assert no_temporaries(tmp_path) and not (tmp_path / "o.parquet").exists()
+
+
+def test_hive_partitioned_local_folder_keeps_its_layout(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    parts = tmp_path / "points"
+    for year, seed in ((2020, 50), (2021, 51)):
+        (parts / f"year={year}").mkdir(parents=True)
+        frame(30, seed, first_id=year).to_parquet(parts / f"year={year}" / "part-0.parquet")
+    (parts / "_SUCCESS").write_text("")
+    out = tmp_path / "out"
+    code, stdout, err = run_cli(capsys, "encode", str(parts), "-o", str(out), "--model", ckpt)
+    assert code == 0 and "wrote 2 parts" in stdout, err
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*.parquet"))
+    assert written == ["year=2020/part-0.parquet", "year=2021/part-0.parquet"]
+    back = pd.read_parquet(out)  # pandas reads the hive layout back with its partition column
+    source = pd.read_parquet(parts)
+    assert back["year"].astype(int).tolist() == source["year"].astype(int).tolist()
+    np.testing.assert_allclose(
+        np.stack(back["embedding"].to_list()), encode(source[["lon", "lat"]].to_numpy(), ckpt), rtol=0, atol=2e-6
+    )
+
+
+def test_parts_written_into_their_own_input_folder_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame(10, 52).to_parquet(tmp_path / "a.parquet")
+    code, _, err = run_cli(
+        capsys, "encode", str(tmp_path), "-o", str(tmp_path), "--model", "absent.ckpt", "--overwrite"
+    )
+    assert code == 2 and "would replace an input part" in err, err

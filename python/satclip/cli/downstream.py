@@ -10,7 +10,11 @@ raw-coordinate baselines (``lonlat`` degrees, ``xyz`` unit vectors, ``sh`` the s
 alone), all scored on the same folds. ``map`` draws the embeddings' first three principal
 components as RGB and/or exports the full embedding grid, streaming bands of rows.
 
-:func:`register` adds the subcommands to ``satclip``'s parser (``cli.py``), like ``cli_images``.
+:func:`register` adds the subcommands to ``satclip``'s parser (``cli/main.py``), like
+``cli/images.py``. Both check every output and option (``cli.common.check_outputs``) before a
+model is loaded or the input table read; ``map --export`` checks the free disk space before
+loading the model too (for a checkpoint file whose embedding size only the file knows, again
+right after loading it).
 """
 
 from __future__ import annotations
@@ -20,9 +24,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from satclip.cli.main import Output, UsageError, check_outputs, positive_float, positive_int
+from satclip.cli.common import (
+    Output,
+    UsageError,
+    add_device_option,
+    add_lonlat_options,
+    add_model_option,
+    add_overwrite_option,
+    add_quiet_option,
+    check_outputs,
+    positive_float,
+    positive_int,
+    publish_output,
+    show_progress,
+)
 from satclip.errors import SatclipError
-from satclip.io.publish import publish
 
 BASELINES = ("lonlat", "xyz", "sh")
 IMAGE_SUFFIXES = (".png", ".pdf", ".svg")
@@ -70,9 +86,11 @@ def register(commands: Any) -> None:
     pr.add_argument("--plot", type=Path, help="bar chart of the scores (.png, .pdf or .svg)")
     pr.add_argument("--sh-degree", type=positive_int, default=10, help="L of the sh baseline (default: 10)")
     pr.add_argument("--seed", type=int, default=0, help="fold assignment seed")
-    pr.add_argument("--lon-col", help="longitude column (default: found by name)")
-    pr.add_argument("--lat-col", help="latitude column (default: found by name)")
-    pr.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_lonlat_options(
+        pr, lon_help="longitude column (default: found by name)", lat_help="latitude column (default: found by name)"
+    )
+    add_device_option(pr)
+    add_overwrite_option(pr, "replace the --plot file if it exists")
     pr.set_defaults(run=run_probe)
 
     mp = commands.add_parser(
@@ -81,16 +99,16 @@ def register(commands: Any) -> None:
         description="Embed a regular lon/lat grid; draw its first three principal components as RGB "
         "(-o) and/or write every embedding to Zarr, NetCDF or a multi-band GeoTIFF (--export).",
     )
-    mp.add_argument("--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path")
+    add_model_option(mp)
     mp.add_argument("-o", "--output", type=Path, help="image file (.png, .pdf, .svg)")
     mp.add_argument("--export", type=Path, help="full embedding grid: .zarr, .nc or .tif")
     mp.add_argument("--resolution", type=positive_float, default=0.5, help="grid spacing in degrees (default: 0.5)")
     mp.add_argument("--region", help="lon0,lat0,lon1,lat1 in degrees (default: the whole globe)")
     mp.add_argument("--size", default="1600x800", help="image size in pixels, WIDTHxHEIGHT (default: 1600x800)")
     mp.add_argument("--title", help="image title (default: the model)")
-    mp.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    mp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
-    mp.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_device_option(mp)
+    add_overwrite_option(mp, "replace existing outputs")
+    add_quiet_option(mp)
     mp.set_defaults(run=run_map)
 
 
@@ -110,8 +128,7 @@ def run_probe(args: argparse.Namespace) -> int:
     baselines = (
         [] if args.baselines.strip().lower() == "none" else [b.strip() for b in args.baselines.split(",") if b.strip()]
     )
-    if args.plot is not None and args.plot.suffix.lower() not in IMAGE_SUFFIXES:
-        raise UsageError(f"--plot {args.plot}: the chart is written as {', '.join(IMAGE_SUFFIXES)}")
+    check_outputs([Output("--plot", args.plot, IMAGE_SUFFIXES)], overwrite=args.overwrite, inputs=[args.input])
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
         raise UsageError(f"unknown baseline(s) {', '.join(unknown)}: use {', '.join(BASELINES)} or none")
@@ -150,9 +167,8 @@ def run_probe(args: argparse.Namespace) -> int:
             for i, (label, key) in enumerate(zip(shown, encoders, strict=True))
         }
         result = result.renamed(names)
-        result.plot(
-            args.plot, title=f"{args.task} of {args.target!r}: {args.head} probe, {args.folds}-fold {args.cv} CV"
-        )
+        title = f"{args.task} of {args.target!r}: {args.head} probe, {args.folds}-fold {args.cv} CV"
+        publish_output(args.plot, lambda tmp: result.plot(tmp, title=title), args.overwrite)
         print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
@@ -242,38 +258,25 @@ def run_map(args: argparse.Namespace) -> int:
             check_map_grid(grid)
     except SatclipError as err:  # the region or resolution: a usage error
         raise UsageError(str(err)) from None
-    progress = not args.quiet and sys.stderr is not None and sys.stderr.isatty()
+    progress = show_progress(args.quiet)
 
-    from satclip.io.checkpoint import load
     from satclip.models.encoders import builtin_key, is_unknown_name, unknown_encoder
 
     if is_unknown_name(args.model):
         raise unknown_encoder(args.model)  # lists the SatCLIP models and the built-in encoders
-    # Once, not once per band (a built-in encoder is built once and kept in encode's cache).
-    model: Any = args.model if builtin_key(args.model) is not None else load(args.model)
-    builtin = isinstance(model, str)
+    builtin = builtin_key(args.model) is not None
     if args.export is not None:
-        import shutil
+        # Before the model is loaded: from the built-in encoder's output or the released models' size.
+        dim = _builtin_dim(args.model) if builtin else _released_dim(args.model)
+        if dim is not None:
+            _check_export_space(args.export, grid, dim, format_bytes)
 
-        if builtin:
-            from satclip.embed.locations import encode
+    from satclip.io.checkpoint import load
 
-            dim = int(encode([[0.0, 0.0]], model, device="cpu").shape[1])
-        else:
-            dim = model.nnet.last_layer.dim_out
-        size = grid.width * grid.height * dim * 4
-        # A GeoTIFF is copied into the COG layout from a compressed scratch file beside it, and
-        # float embeddings compress little: both must fit at once.
-        cog = args.export.suffix.lower() in (".tif", ".tiff")
-        need = 2 * size if cog else size
-        twice = ", twice over while the COG is built from its scratch file" if cog else ""
-        free = shutil.disk_usage(args.export.parent if str(args.export.parent) else ".").free
-        if need > free:
-            raise OSError(
-                f"--export {args.export}: {grid.width} x {grid.height} cells x {dim} float32 embeddings take "
-                f"{format_bytes(size)} (uncompressed{twice}), but only {format_bytes(free)} is free there; "
-                "use a coarser --resolution or a smaller --region"
-            )
+    # Once, not once per band (a built-in encoder is built once and kept in encode's cache).
+    model: Any = args.model if builtin else load(args.model)
+    if args.export is not None and not builtin:
+        _check_export_space(args.export, grid, model.nnet.last_layer.dim_out, format_bytes)
     if args.output is not None:
         from satclip.downstream.plots import plot_embedding_map
 
@@ -287,7 +290,7 @@ def run_map(args: argparse.Namespace) -> int:
         )
         del rgb
         fmt = args.output.suffix.lstrip(".").lower()
-        publish(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), overwrite=args.overwrite)
+        publish_output(args.output, lambda tmp: fig.savefig(tmp, dpi=100, format=fmt), args.overwrite)
         print(f"wrote {args.output} ({w}x{h} px, grid {grid.width}x{grid.height})", file=sys.stderr)
     if args.export is not None:
         export_grid(
@@ -303,6 +306,45 @@ def run_map(args: argparse.Namespace) -> int:
             f"wrote {args.export} (grid {grid.width}x{grid.height}, {grid.width * grid.height} points)", file=sys.stderr
         )
     return 0
+
+
+#: The embedding size of every released SatCLIP model (``embed_dim`` in their hyper-parameters).
+_RELEASED_EMBED_DIM = 256
+
+
+def _builtin_dim(name: str) -> int:
+    from satclip.embed.locations import encode
+
+    return int(encode([[0.0, 0.0]], name, device="cpu").shape[1])
+
+
+def _released_dim(name: str) -> int | None:
+    """The embedding size of a released model named by its short name or Hub repository, known
+    without downloading it; None for anything else (a checkpoint file says it once loaded)."""
+    from satclip.models.registry import MODELS
+
+    if name in MODELS or any(name == m.repo_id for m in MODELS.values()):
+        return _RELEASED_EMBED_DIM
+    return None
+
+
+def _check_export_space(export: Path, grid: Any, dim: int, format_bytes: Any) -> None:
+    """Refuses an export larger than the free space where it goes."""
+    import shutil
+
+    size = grid.width * grid.height * dim * 4
+    # A GeoTIFF is copied into the COG layout from a compressed scratch file beside it, and
+    # float embeddings compress little: both must fit at once.
+    cog = export.suffix.lower() in (".tif", ".tiff")
+    need = 2 * size if cog else size
+    twice = ", twice over while the COG is built from its scratch file" if cog else ""
+    free = shutil.disk_usage(export.parent if str(export.parent) else ".").free
+    if need > free:
+        raise OSError(
+            f"--export {export}: {grid.width} x {grid.height} cells x {dim} float32 embeddings take "
+            f"{format_bytes(size)} (uncompressed{twice}), but only {format_bytes(free)} is free there; "
+            "use a coarser --resolution or a smaller --region"
+        )
 
 
 def _image_size(text: str) -> tuple[int, int]:

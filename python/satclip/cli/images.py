@@ -9,10 +9,11 @@ not recursive), as a directory of parts does for ``satclip encode``. ``locate`` 
 gives the patch centre, the great-circle distance of each guess to it. Outputs are never
 overwritten without ``--overwrite`` and are written to a temporary file that is renamed at the end.
 
-:func:`register` adds the subcommands to ``satclip``'s parser (``cli.py``); each sets
-``args.run``, which ``cli.main`` calls and whose errors it reports. Outputs and options are
-checked (``cli.check_outputs``) before the model is loaded; usage mistakes (an existing output,
-``--map`` with several files) exit with status 2, like a bad option.
+:func:`register` adds the subcommands to ``satclip``'s parser (``cli/main.py``); each sets
+``args.run``, which ``cli.common.run_command`` calls and whose errors it reports. Outputs and
+options are checked (``cli.common.check_outputs``) before the model is loaded or an image read;
+usage mistakes (an existing output, ``--map`` with several files) exit with status 2, like a bad
+option.
 """
 
 from __future__ import annotations
@@ -22,7 +23,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from satclip.cli.main import Output, UsageError, check_outputs, positive_float, positive_int
+from satclip.cli.common import (
+    Output,
+    UsageError,
+    add_batch_size_option,
+    add_device_option,
+    add_model_option,
+    add_overwrite_option,
+    check_outputs,
+    positive_float,
+    positive_int,
+    publish_output,
+)
 
 _IMAGE_SUFFIXES = (".tif", ".tiff")
 _PLOT_SUFFIXES = (".png", ".pdf", ".svg")
@@ -41,7 +53,7 @@ def register(commands: Any) -> None:
     emb.add_argument("tifs", nargs="+", type=Path, metavar="TIF", help="GeoTIFF patches, or directories of them")
     emb.add_argument("-o", "--output", type=Path, required=True, help="output .parquet file")
     _common(emb)
-    emb.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    add_overwrite_option(emb, "replace OUTPUT if it exists")
     emb.set_defaults(run=run_embed_images)
 
     loc = commands.add_parser(
@@ -58,21 +70,19 @@ def register(commands: Any) -> None:
         "--resolution", type=positive_float, default=1.0, help="map grid spacing in degrees, 0.01 to 90 (default: 1)"
     )
     loc.add_argument("--cache-dir", type=Path, help="keep the candidates' location embeddings on disk here")
-    loc.add_argument("--overwrite", action="store_true", help="replace the --map file if it exists")
+    add_overwrite_option(loc, "replace the --map file if it exists")
     loc.set_defaults(run=run_locate)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--model", default="resnet50-l40", help="short name, Hub repository or checkpoint path (default: resnet50-l40)"
-    )
-    parser.add_argument("--batch-size", type=positive_int, help="images per batch (default: 16 on CPU, 64 on CUDA)")
-    parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    add_model_option(parser)
+    add_batch_size_option(parser, "images per batch (default: 16 on CPU, 64 on CUDA)")
+    add_device_option(parser)
 
 
 def run_embed_images(args: argparse.Namespace) -> int:
+    check_outputs([Output("-o", args.output, (".parquet", ".pq"))], overwrite=args.overwrite, inputs=args.tifs)
     paths = [str(p) for p in image_paths(args.tifs)]
-    check_outputs([Output("-o", args.output, (".parquet", ".pq"))], overwrite=args.overwrite, inputs=paths)
 
     import numpy as np
     import pyarrow as pa
@@ -83,7 +93,7 @@ def run_embed_images(args: argparse.Namespace) -> int:
     emb = encode_images(paths, args.model, device=args.device, batch_size=args.batch_size)
     values = pa.array(np.ascontiguousarray(emb, dtype=np.float32).reshape(-1))
     table = pa.table({"path": pa.array(paths), "embedding": pa.FixedSizeListArray.from_arrays(values, emb.shape[1])})
-    _write_atomically(args.output, lambda tmp: pq.write_table(table, tmp), args.overwrite)
+    publish_output(args.output, lambda tmp: pq.write_table(table, tmp), args.overwrite)
     print(f"wrote {len(paths)} embeddings of dimension {emb.shape[1]} to {args.output}", file=sys.stderr)
     return 0
 
@@ -114,16 +124,16 @@ def run_locate(args: argparse.Namespace) -> int:
         )
     if args.cache_dir is not None and args.cache_dir.exists() and not args.cache_dir.is_dir():
         raise UsageError(f"--cache-dir {args.cache_dir} is not a directory")
-    tifs = image_paths(args.tifs)
     if args.map is not None:
-        if len(tifs) != 1:
-            raise UsageError(f"--map draws one image: give a single TIF, not {len(tifs)}")
         low, high = _MAP_RESOLUTION
         if not low <= args.resolution <= high:
             raise UsageError(
                 f"argument --resolution: the map's grid spacing must be {low:g} to {high:g} degrees, got {args.resolution:g}"
             )
-    check_outputs([Output("--map", args.map, _PLOT_SUFFIXES)], overwrite=args.overwrite, inputs=tifs)
+    check_outputs([Output("--map", args.map, _PLOT_SUFFIXES)], overwrite=args.overwrite, inputs=args.tifs)
+    tifs = image_paths(args.tifs)
+    if args.map is not None and len(tifs) != 1:
+        raise UsageError(f"--map draws one image: give a single TIF, not {len(tifs)}")
 
     from satclip.downstream.locate import locate, similarity_map
     from satclip.io.georef import great_circle_km, image_center
@@ -156,7 +166,7 @@ def run_locate(args: argparse.Namespace) -> int:
             title=f"{Path(paths[0]).name} - {args.model}",
         )
         fmt = args.map.suffix.lstrip(".").lower()
-        _write_atomically(args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt), args.overwrite)
+        publish_output(args.map, lambda tmp: fig.savefig(tmp, dpi=120, format=fmt), args.overwrite)
         print(f"wrote {args.map}", file=sys.stderr)
     return 0
 
@@ -167,12 +177,6 @@ def _center_or_none(image_center: Any, path: str) -> Any:
     except Exception as e:  # the pixels were read already; a bad georeference only loses the distance
         print(f"satclip: warning: {path}: no distance to the true centre ({e})", file=sys.stderr)
         return None
-
-
-def _write_atomically(path: Path, write: Any, overwrite: bool) -> None:
-    from satclip.io.publish import publish
-
-    publish(path, lambda tmp: write(str(tmp)), overwrite=overwrite)
 
 
 __all__ = ["image_paths", "register", "run_embed_images", "run_locate"]
