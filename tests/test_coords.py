@@ -19,7 +19,9 @@ BAD_PAIRS = [
     (-np.inf, 0.0),
     (0.0, np.inf),
     (0.0, -np.inf),
-    (180.5, 0.0),
+    (360.5, 0.0),
+    (360.0000001, 0.0),  # just above 360: refused in float64 (float32 rounds it to 360, which is fine)
+    (-180.0000001, 0.0),
     (-200.0, 10.0),
     (1e20, 0.0),  # Python writes 1e+20, Rust 1e20: a hand-copied message drifted like this
     (0.0, 90.0001),  # just outside, also after rounding to float32
@@ -42,6 +44,11 @@ def _raised(call: object) -> CoordinateError:
 def test_tensor_and_numpy_paths_raise_the_same_error(pair: tuple[float, float], row: int, dtype: type) -> None:
     arr: np.ndarray = np.zeros((row + 3, 2), dtype)
     arr[row] = pair
+    if dtype is np.float32 and arr[row, 0] in (360.0, -180.0):
+        # float32 rounds a longitude 1e-7 outside onto the edge of the range, which is valid.
+        check_lonlat_tensor(torch.from_numpy(arr[: row + 1]), values=True)
+        assert np.isfinite(satclip.spherical_harmonics(arr[: row + 1], 3)).all()
+        return
     arr[row + 1] = (0.0, 1000.0)  # a later bad row must not be the one reported
     from_numpy = _raised(lambda: satclip.spherical_harmonics(arr, 3))
     from_tensor = _raised(lambda: check_lonlat_tensor(torch.from_numpy(arr), values=True))
@@ -49,7 +56,7 @@ def test_tensor_and_numpy_paths_raise_the_same_error(pair: tuple[float, float], 
     assert str(from_tensor) == str(from_numpy)
     assert (from_tensor.row, from_tensor.column) == (from_numpy.row, from_numpy.column)
     assert from_numpy.row == row
-    assert from_numpy.column == ("lat" if np.isfinite(pair[0]) and abs(pair[0]) <= 180 else "lon")
+    assert from_numpy.column == ("lat" if np.isfinite(pair[0]) and -180 <= pair[0] <= 360 else "lon")
 
 
 def test_integer_tensors_report_like_their_float64_array() -> None:
@@ -60,7 +67,7 @@ def test_integer_tensors_report_like_their_float64_array() -> None:
 
 
 def test_the_closed_ranges_pass_both_checks() -> None:
-    edges = np.array([[-180.0, -90.0], [180.0, 90.0], [-0.0, 0.0]])
+    edges = np.array([[-180.0, -90.0], [180.0, 90.0], [-0.0, 0.0], [360.0, -90.0], [359.999, 90.0], [180.0000001, 0.0]])
     for row, (lon, lat) in enumerate(edges):
         _core.check_lonlat_row(row, lon, lat)  # raises if the core disagrees
     check_lonlat_tensor(torch.from_numpy(edges), values=True)

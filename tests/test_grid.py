@@ -152,7 +152,7 @@ def test_out_and_empty_grids(make_checkpoint: CheckpointFactory) -> None:
         ([0.0], 5.0, ShapeError, "lat must be 1-D"),
         ([0.0, np.nan], [0.0], CoordinateError, r"lon\[1\] is nan"),
         ([0.0], [0.0, 91.0], CoordinateError, r"lat\[1\] is 91.0: latitudes must be finite numbers in \[-90, 90\]"),
-        ([190.0], [0.0], CoordinateError, r"lon\[0\] is 190.0"),
+        ([360.5], [0.0], CoordinateError, r"lon\[0\] is 360.5: longitudes must be finite numbers in \[-180, 360\]"),
         (["a"], [0.0], DTypeError, "lon must hold real numbers"),
     ],
 )

@@ -24,6 +24,12 @@ class CoordinateError(SatclipError, ValueError):
     column: str | None = None
 
 
+class CRSError(CoordinateError):
+    """Coordinates whose reference system is missing or unusable: ``x``/``y`` values that are not
+    longitude/latitude degrees and come with no CRS (the message says how to give one), a CRS
+    that cannot be read, or a point that cannot be transformed to longitude/latitude."""
+
+
 class ShapeError(SatclipError, ValueError):
     """An array has the wrong shape or memory layout."""
 
@@ -80,6 +86,7 @@ class OutputExistsError(SatclipError, FileExistsError):
 
 
 __all__ = [
+    "CRSError",
     "CheckpointError",
     "CoordinateError",
     "DTypeError",

@@ -22,8 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from satclip import _core
-from satclip.errors import DTypeError, InternalError, ProbeError, SatclipError, ShapeError, first_line
+from satclip.errors import DTypeError, ProbeError, SatclipError, ShapeError, first_line
 
 TASKS = ("regression", "classification")
 HEADS = ("ridge", "logistic", "knn", "mlp")
@@ -179,10 +178,9 @@ def probe(
             if y not in frame.columns:
                 raise ShapeError(f"no target column {y!r}; the columns are {[str(c) for c in frame.columns]}")
             y = frame[y]
-        from satclip.points.columns import find_lonlat_columns
+        from satclip.points.columns import frame_lonlat
 
-        lon, lat = find_lonlat_columns(list(frame.columns))
-        lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+        lonlat = frame_lonlat(frame)
     points = _check_lonlat(lonlat)
     n = len(points)
     target = _check_target(y, n, task)
@@ -384,10 +382,9 @@ def _points_and_target(lonlat: Any, y: Any) -> tuple[np.ndarray, Any]:
             if y not in frame.columns:
                 raise ShapeError(f"no target column {y!r}; the columns are {[str(c) for c in frame.columns]}")
             y = frame[y]
-        from satclip.points.columns import find_lonlat_columns
+        from satclip.points.columns import frame_lonlat
 
-        lon, lat = find_lonlat_columns(list(frame.columns))
-        lonlat = frame[[lon, lat]].to_numpy(dtype=np.float64, na_value=np.nan)
+        lonlat = frame_lonlat(frame)
     return _check_lonlat(lonlat), y
 
 
@@ -412,20 +409,11 @@ def _features(embeddings: Any, points: np.ndarray, device: str | None) -> np.nda
 
 
 def _check_lonlat(lonlat: Any) -> np.ndarray:
-    try:
-        points = np.asarray(lonlat, dtype=np.float64)
-    except (TypeError, ValueError) as err:
-        raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees: {err}") from None
-    if points.ndim != 2 or points.shape[1] != 2:
-        raise ShapeError(f"lonlat must be (N, 2) [lon, lat] degrees, got shape {points.shape}")
-    lon, lat = points[:, 0], points[:, 1]
-    bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
-    if bad.any():
-        # The Rust core owns what a bad coordinate is and its message (as for every entry point).
-        row = int(np.argmax(bad))
-        _core.check_lonlat_row(row, float(lon[row]), float(lat[row]))
-        raise InternalError(f"row {row} of lonlat failed the check but passed the core's")  # unreachable
-    return points
+    """Validated float64 (N, 2) degrees, longitudes in [-180, 180]: the points validator every
+    entry point uses (0..360 accepted; the Rust core's messages)."""
+    from satclip.points.arrays import valid_points
+
+    return valid_points(lonlat)
 
 
 def _check_target(y: Any, n: int, task: str) -> np.ndarray:

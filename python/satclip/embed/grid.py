@@ -74,9 +74,10 @@ def encode_grid(
     Parameters
     ----------
     lon, lat:
-        1-D sequences of degrees, lon in [-180, 180] and lat in [-90, 90], in any order and with
+        1-D sequences of degrees, lon in [-180, 360] and lat in [-90, 90], in any order and with
         any spacing (the grid is their outer product; poles and both ends of the antimeridian
-        are fine).
+        are fine). A longitude in (180, 360] is the meridian ``lon - 360``: a grid stored as
+        0..360 (ERA5, CMIP) gives, cell for cell, the bits of the same grid written as -180..180.
     model, device:
         As for :func:`satclip.encode`. A model whose network is not the plain spherical
         harmonics + SIREN, and grids too narrow for the separable path to pay (fewer
@@ -97,7 +98,10 @@ def encode_grid(
     as :func:`satclip.encode`; grids narrow enough to be encoded point-wise follow encode's
     guarantee instead).
     """
-    lon_a, lat_a = _axis(lon, "lon", 180.0), _axis(lat, "lat", 90.0)
+    lon_a, lat_a = _axis(lon, "lon", (-180.0, 360.0)), _axis(lat, "lat", (-90.0, 90.0))
+    # 0..360 -> [-180, 180), exact; 180 too, so that the antimeridian column of a 0..360 grid has
+    # the bits of a -180..180 grid's -180 column (the Rust core gives 180 and -180 the same bits).
+    lon_a = np.where(lon_a >= 180.0, lon_a - 360.0, lon_a)
     dtype = check_float_dtype(dtype)
     compute_device = pick_device(device, torch.device("cpu"))
     runner = _runner_for(model, compute_device, dtype)
@@ -159,7 +163,7 @@ def _stderr_is_terminal() -> bool:
     return sys.stderr is not None and sys.stderr.isatty()
 
 
-def _axis(values: Any, name: str, limit: float) -> np.ndarray:
+def _axis(values: Any, name: str, limits: tuple[float, float]) -> np.ndarray:
     """A 1-D float64 coordinate vector, or a satclip error naming the problem."""
     if isinstance(values, Tensor):
         values = values.detach().cpu().numpy()
@@ -175,12 +179,12 @@ def _axis(values: Any, name: str, limit: float) -> np.ndarray:
             "for scattered points or 2-D coordinates use satclip.encode"
         )
     arr = np.ascontiguousarray(arr, dtype=np.float64)
-    bad = ~(np.isfinite(arr) & (np.abs(arr) <= limit))
+    bad = ~((arr >= limits[0]) & (arr <= limits[1]))  # NaN fails both
     if bad.any():
         i = int(np.argmax(bad))
         what = "longitude" if name == "lon" else "latitude"
         err = CoordinateError(
-            f"{name}[{i}] is {float(arr[i])!r}: {what}s must be finite numbers in [-{limit:g}, {limit:g}] degrees"
+            f"{name}[{i}] is {float(arr[i])!r}: {what}s must be finite numbers in [{limits[0]:g}, {limits[1]:g}] degrees"
         )
         err.row, err.column = i, name
         raise err

@@ -22,6 +22,7 @@ import torch
 
 from satclip.harmonics.torch_values import recurrence_tables
 from satclip.harmonics.values import Basis, check_degrees
+from satclip.points.tensors import wrap_longitudes
 
 
 @lru_cache(maxsize=32)
@@ -45,14 +46,15 @@ def torch_spherical_harmonics_with_gradient(
     """``(values (N, L*L), gradients (N, L*L, 2))`` of validated ``lonlat`` (N, 2) degrees.
 
     Same device and dtype as the input (computed in that dtype); gradients per degree,
-    ``[..., 0] = d/dlon``, ``[..., 1] = d/dlat``. The input is not checked here.
+    ``[..., 0] = d/dlon``, ``[..., 1] = d/dlat``. The input is not checked here; a longitude in
+    (180, 360] is taken as ``lon - 360`` (exact; the same derivatives), as the Rust core does.
     """
     L = check_degrees(L)
     dtype, device = lonlat.dtype, lonlat.device
     A, B, D, U, W = (t.to(device=device, dtype=dtype) for t in _tables(L))
     n = lonlat.shape[0]
     deg = math.pi / 180
-    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    lon, lat = wrap_longitudes(lonlat), lonlat[:, 1]
     lat_r = torch.deg2rad(lat)
     x = -torch.sin(lat_r)[:, None]  # cos(theta), theta = lat + 90 deg
     s = torch.cos(lat_r).abs()  # sin(theta)

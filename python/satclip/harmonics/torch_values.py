@@ -21,6 +21,7 @@ from functools import lru_cache
 import torch
 
 from satclip.harmonics.values import Basis, check_degrees
+from satclip.points.tensors import wrap_longitudes
 from satclip.runtime import vml
 
 vml.initialise()  # MKL's first sin/cos in a process must not be a multi-threaded one (see satclip.runtime.vml)
@@ -53,7 +54,9 @@ def torch_spherical_harmonics(
 ) -> torch.Tensor:
     """SH features of ``lonlat`` (N, 2) [lon, lat] degrees -> (N, L*L), same device and dtype.
 
-    The input is assumed validated (finite, in range); computation runs in the input's dtype.
+    The input is assumed validated (finite, lon in [-180, 360], lat in [-90, 90]); a longitude in
+    (180, 360] is taken as ``lon - 360`` (exact), as the Rust core does, so it gives the bits of
+    that twin. Computation runs in the input's dtype.
     Working memory beyond the output is O(N * L). ``out`` (N, L*L) may be given to fill.
     """
     L = check_degrees(L)
@@ -62,7 +65,7 @@ def torch_spherical_harmonics(
     n = lonlat.shape[0]
     if out is None:
         out = torch.empty(n, L * L, device=device, dtype=dtype)
-    lon, lat = lonlat[:, 0], lonlat[:, 1]
+    lon, lat = wrap_longitudes(lonlat), lonlat[:, 1]
     # theta = lat + 90 deg: x = cos(theta) = -sin(lat), s = sin(theta) = cos(lat).
     lat_r = torch.deg2rad(lat)
     x = -torch.sin(lat_r)[:, None]

@@ -10,7 +10,8 @@ writes every feature once. Same basis, ordering and normalisation as the Rust co
     column l*l + l + m = sqrt(2) Pbar_l^m cos(m phi),  l*l + l - m = sqrt(2) Pbar_l^m sin(m phi),
     column l*l + l     = Pbar_l^0 * (pi for the "satclip" basis, 1 for "orthonormal"),
 
-with theta = lat + 90 deg and phi = lon + 180 deg. cos(m phi), sin(m phi) come from rotating by
+with theta = lat + 90 deg and phi = lon + 180 deg, a longitude in (180, 360] taken as lon - 360
+(exact, as in the Rust core, so a 0..360 point gives its -180..180 twin's bits). cos(m phi), sin(m phi) come from rotating by
 phi once per order. Arithmetic is float64 in registers (the tables A, B are the torch recurrence's
 float64 ones); only the stores are float32. The kernel is bound by its N*L*L float32 writes on
 data-centre GPUs (H100/H200 float64 at half the float32 rate); on consumer GPUs, whose float64
@@ -75,6 +76,7 @@ def _kernel() -> Any:
         # like l^2 there, even with compensated x and coefficients), over the 1e-5 budget.
         lon = tl.load(lonlat_ptr + 2 * rows, mask=mask, other=0.0).to(tl.float64)
         lat = tl.load(lonlat_ptr + 2 * rows + 1, mask=mask, other=0.0).to(tl.float64)
+        lon = tl.where(lon > 180.0, lon - 360.0, lon)  # 0..360 -> -180..180, exact
         lat_r = lat * 0.017453292519943295
         x = -tl.sin(lat_r)  # cos(theta)
         s = tl.abs(tl.cos(lat_r))  # sin(theta) >= 0
@@ -124,7 +126,7 @@ def spherical_harmonics(
 ) -> torch.Tensor:
     """SH features (N, L*L) float32 of ``lonlat`` (N, 2) [lon, lat] degrees, on ``lonlat``'s device.
 
-    ``lonlat`` may be float32 or float64 and is assumed validated (finite, lon in [-180, 180],
+    ``lonlat`` may be float32 or float64 and is assumed validated (finite, lon in [-180, 360],
     lat in [-90, 90]; see :func:`satclip.points.tensors.check_lonlat_tensor`). ``out``: an optional
     C-contiguous float32 (N, L*L) tensor on the same device to write into. Raises
     ``RuntimeError`` when Triton cannot run on the tensor's device (see :func:`available`).

@@ -201,8 +201,14 @@ class GeoCLIPLocationEncoder(nn.Module):
         return out
 
     def features(self, lonlat: Tensor) -> Tensor:
-        """The random Fourier features of ``[lon, lat]``: ``(capsules, N, 512)`` (``cos`` then ``sin``)."""
-        x = equal_earth_projection(lonlat.flip(1).to(self.b.dtype))
+        """The random Fourier features of ``[lon, lat]``: ``(capsules, N, 512)`` (``cos`` then ``sin``).
+
+        A longitude in (180, 360] is taken as ``lon - 360`` (exact, in the input's dtype, before
+        the float32 projection): the projection is linear in the longitude, so 0..360 input would
+        otherwise land off the map the weights were trained on."""
+        from satclip.points.tensors import with_wrapped_longitudes
+
+        x = equal_earth_projection(with_wrapped_longitudes(lonlat).flip(1).to(self.b.dtype))
         out = []
         for i in range(self.capsules):
             vp = 2 * np.pi * x @ self.b[i].T  # (N, 256): the package's expression, one capsule at a time

@@ -2,16 +2,65 @@
 
 The values themselves (ranges, NaN, inf) are checked by the core, which names the first bad row;
 this module checks what the core cannot see: the container, its dtype and its shape.
+
+Longitudes are accepted in [-180, 360]: [-180, 180] and the 0..360 convention of gridded data
+(ERA5, CMIP). :func:`wrap_longitudes` takes a longitude in (180, 360] to ``lon - 360``, the
+same meridian in [-180, 180]; the subtraction is exact in float64 and float32 (Sterbenz: ``lon``
+and 360 are within a factor of two), which is what the Rust core does where a longitude becomes
+an angle, so every path gives a 0..360 point the bits of its -180..180 twin.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import numpy as np
 
-from satclip.errors import CoordinateError, DTypeError, ShapeError
+from satclip import _core
+from satclip.errors import CoordinateError, DTypeError, InternalError, ShapeError
 from satclip.points.columns import frame_lonlat, is_dataframe
+
+#: The accepted longitudes (degrees): [-180, 180] and 0..360 (a longitude in (180, 360] is the
+#: meridian ``lon - 360``). Latitudes: [-90, 90].
+LON_RANGE = (-180.0, 360.0)
+LAT_RANGE = (-90.0, 90.0)
+
+
+def bad_lonlat_rows(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Boolean mask of the rows whose (lon, lat) is non-finite or out of range (NaN is bad)."""
+    return ~((lon >= LON_RANGE[0]) & (lon <= LON_RANGE[1]) & (lat >= LAT_RANGE[0]) & (lat <= LAT_RANGE[1]))
+
+
+def raise_for_row(row: int, lon: float, lat: float) -> NoReturn:
+    """Raises the :class:`~satclip.errors.CoordinateError` the Rust core raises for this row (the
+    core owns what a bad coordinate is and its message, ``.row`` and ``.column``)."""
+    _core.check_lonlat_row(row, float(lon), float(lat))
+    raise InternalError(f"row {row} of lonlat failed the range check but passed the core's")  # unreachable
+
+
+def wrap_longitudes(points: np.ndarray) -> np.ndarray:
+    """``points`` (N, 2) with every longitude in (180, 360] written as ``lon - 360`` (exact), the
+    other values untouched; ``points`` itself when no longitude is above 180 (never modified)."""
+    above = points[:, 0] > 180
+    if not above.any():
+        return points
+    out = points.copy()
+    out[above, 0] -= out.dtype.type(360)
+    return out
+
+
+def valid_points(lonlat: object) -> np.ndarray:
+    """``lonlat`` (anything :func:`as_lonlat_array` takes) as validated float64 (N, 2) degrees,
+    longitudes in [-180, 180] (0..360 input wrapped, :func:`wrap_longitudes`). The NumPy
+    counterpart of :func:`satclip.points.inputs.as_points`, for code that needs no torch."""
+    points = np.ascontiguousarray(as_lonlat_array(lonlat), dtype=np.float64)
+    lon, lat = points[:, 0], points[:, 1]
+    bad = bad_lonlat_rows(lon, lat)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise_for_row(row, lon[row], lat[row])
+    return wrap_longitudes(points)
 
 
 def _parses_as_float(value: object) -> bool:

@@ -13,17 +13,21 @@ from torch import Tensor
 from satclip.errors import CoordinateError, DeviceError, DTypeError
 from satclip.points.arrays import as_lonlat_array
 from satclip.points.columns import frame_lonlat, is_dataframe
-from satclip.points.tensors import check_lonlat_tensor
+from satclip.points.tensors import check_lonlat_tensor, with_wrapped_longitudes
 
 
 def as_points(lonlat: Any) -> tuple[Tensor, torch.device]:
     """Validated float64 (N, 2) points as a tensor (CPU unless the input was a CUDA tensor), and
     the device they came from. Takes what :func:`satclip.encode` documents (NumPy arrays, torch
     tensors, lists of pairs, pandas DataFrames); a bad row in a DataFrame is named by its index
-    label too."""
+    label too.
+
+    Longitudes may be in [-180, 360]; the points come back with every longitude in [-180, 180]
+    (one in (180, 360] as ``lon - 360``, exact), so every encoder sees one meridian one way and a
+    0..360 grid gives the bits of its -180..180 twin. The caller's data is never modified."""
     if isinstance(lonlat, Tensor):
         check_lonlat_tensor(lonlat)
-        return lonlat.detach().to(torch.float64).contiguous(), lonlat.device
+        return _wrapped(lonlat.detach().to(torch.float64).contiguous()), lonlat.device
     index = None
     if is_dataframe(lonlat):
         index = lonlat.index
@@ -41,7 +45,14 @@ def as_points(lonlat: Any) -> tuple[Tensor, torch.device]:
             new.row, new.column = err.row, err.column
             raise new from None
         raise
-    return points, torch.device("cpu")
+    return _wrapped(points), torch.device("cpu")
+
+
+def _wrapped(points: Tensor) -> Tensor:
+    """``points`` with longitudes in [-180, 180]; ``points`` itself when none is above 180."""
+    if points.shape[0] == 0 or not bool((points[:, 0] > 180).any()):
+        return points
+    return with_wrapped_longitudes(points)
 
 
 def pick_device(device: torch.device | str | None, input_device: torch.device) -> torch.device:

@@ -1,5 +1,7 @@
 """Validation of (lon, lat) tensors, with errors that name the first bad row.
 
+Longitudes are accepted in [-180, 360] (see :mod:`satclip.points.arrays`); :func:`wrap_longitudes`
+is the torch twin of :func:`satclip.points.arrays.wrap_longitudes` (``lon - 360`` above 180, exact).
 NumPy input is validated by the Rust core; this covers torch tensors on any device (for CUDA
 the check costs one reduction and one host sync per batch). Only finding the bad row happens
 here: its error (message, ``.row``, ``.column``) comes from the core, so the two never drift.
@@ -9,8 +11,8 @@ from __future__ import annotations
 
 import torch
 
-from satclip import _core
-from satclip.errors import DTypeError, InternalError, ShapeError
+from satclip.errors import DTypeError, ShapeError
+from satclip.points.arrays import LAT_RANGE, LON_RANGE, raise_for_row
 
 
 def as_dense_real_tensor(lonlat: torch.Tensor) -> torch.Tensor:
@@ -51,15 +53,28 @@ def check_lonlat_tensor(lonlat: torch.Tensor, *, values: bool = True) -> None:
     if not values or lonlat.shape[0] == 0:
         return
     lon, lat = lonlat[:, 0], lonlat[:, 1]
-    bad = ~(torch.isfinite(lon) & torch.isfinite(lat) & (lon.abs() <= 180) & (lat.abs() <= 90))
-    if not bool(bad.any()):
+    # NaN fails every comparison, so it is caught here too.
+    good = (lon >= LON_RANGE[0]) & (lon <= LON_RANGE[1]) & (lat >= LAT_RANGE[0]) & (lat <= LAT_RANGE[1])
+    if bool(good.all()):
         return
-    row = int(torch.nonzero(bad)[0, 0])
+    row = int(torch.nonzero(~good)[0, 0])
     # The Rust core owns what a bad coordinate is and how it is reported: it raises the error
     # it would raise for this row of a NumPy array (same message, .row and .column).
     lon_v, lat_v = lonlat[row].tolist()  # one transfer from the device
-    _core.check_lonlat_row(row, float(lon_v), float(lat_v))
-    raise InternalError(f"row {row} of lonlat failed the tensor check but passed the core's")  # unreachable
+    raise_for_row(row, lon_v, lat_v)
+
+
+def wrap_longitudes(lonlat: torch.Tensor) -> torch.Tensor:
+    """The longitudes of validated (N, 2) ``lonlat`` with those in (180, 360] written as
+    ``lon - 360`` (exact in float32 and float64), as a new (N,) tensor in ``lonlat``'s dtype."""
+    lon = lonlat[:, 0]
+    return torch.where(lon > 180, lon - 360, lon)
+
+
+def with_wrapped_longitudes(lonlat: torch.Tensor) -> torch.Tensor:
+    """Validated ``lonlat`` with its longitudes in [-180, 180] (:func:`wrap_longitudes`): a new
+    tensor, so the caller's is never modified."""
+    return torch.stack([wrap_longitudes(lonlat), lonlat[:, 1]], dim=1)
 
 
 _INTEGER_DTYPES = {torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8}
