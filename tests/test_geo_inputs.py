@@ -9,7 +9,7 @@ import shapely
 
 import satclip
 from conftest import require
-from satclip.errors import CoordinateError, SatclipError, ShapeError
+from satclip.errors import CoordinateError, CRSError, SatclipError, ShapeError
 
 PTS = np.array([[8.55, 47.37], [-122.42, 37.77], [151.21, -33.87], [-0.13, 51.51], [139.69, 35.69]])
 
@@ -128,3 +128,111 @@ def test_h3_cells_embed_at_their_centres(released_l6) -> None:
     np.testing.assert_array_equal(h3_to_lonlat([h3.str_to_int(c) for c in cells]), centres)
     with pytest.raises(CoordinateError, match="row 1: 'nonsense' is not a valid H3 cell"):
         enc([cells[0], "nonsense"], released_l6)
+
+
+# ----------------------------------------------------------------------------------------
+# Projected xarray grids: x/y placed by the object's CRS
+
+
+def _utm_axes() -> tuple[np.ndarray, np.ndarray]:
+    x = 500_000.0 + 1_000.0 * np.arange(5) + 500.0  # cell centres, metres
+    y = 5_200_000.0 - 1_000.0 * np.arange(4) - 500.0  # descending, as rasters store it
+    return x, y
+
+
+def _pyproj_lonlat(x2d: np.ndarray, y2d: np.ndarray, epsg: int) -> np.ndarray:
+    pyproj = require("pyproj")
+    lon, lat = pyproj.Transformer.from_crs(epsg, 4326, always_xy=True).transform(x2d.ravel(), y2d.ravel())
+    return np.column_stack([lon, lat])
+
+
+def test_a_utm_grid_with_a_rio_crs_is_transformed_cell_by_cell(released_l6) -> None:
+    xr = require("xarray")
+    require("rioxarray")
+    from satclip.points import geo
+
+    x, y = _utm_axes()
+    da = xr.DataArray(np.zeros((2, y.size, x.size)), dims=("band", "y", "x"), coords={"x": x, "y": y})
+    da = da.rio.write_crs("EPSG:32632")
+    points, wrap = geo.convert(da)
+    assert not isinstance(wrap, geo.GridWrap)  # not a lon x lat product: point-wise
+    xx, yy = np.meshgrid(x, y)
+    expected = _pyproj_lonlat(xx, yy, 32632)
+    np.testing.assert_array_equal(points, expected)
+    assert 8.9 < points[:, 0].min() and points[:, 1].max() < 47  # near 9 E, 46.9 N
+    out = enc(da, released_l6)
+    assert out.dims == ("y", "x", "embedding") and out.shape == (y.size, x.size, 256)
+    np.testing.assert_array_equal(out["y"], y)
+    same(out.values.reshape(-1, 256), enc(expected, released_l6))
+
+
+def test_a_cf_grid_mapping_dataset_without_rioxarray(released_l6, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    xr = require("xarray")
+    pyproj = require("pyproj")
+    monkeypatch.setitem(sys.modules, "rioxarray", None)  # the CF attributes alone must do
+    x, y = _utm_axes()
+    crs = pyproj.CRS.from_epsg(32633)
+    ds = xr.Dataset(
+        {"t2m": (("y", "x"), np.zeros((y.size, x.size)), {"grid_mapping": "transverse_mercator"})},
+        coords={"x": x, "y": y, "transverse_mercator": ((), 0, {"crs_wkt": crs.to_wkt()})},
+    )
+    out = enc(ds, released_l6)
+    xx, yy = np.meshgrid(x, y)
+    same(out.values.reshape(-1, 256), enc(_pyproj_lonlat(xx, yy, 32633), released_l6))
+    # The CF parameters alone (no WKT) work too.
+    ds_cf = ds.assign_coords(transverse_mercator=((), 0, crs.to_cf()))
+    del ds_cf["transverse_mercator"].attrs["crs_wkt"]
+    same(enc(ds_cf, released_l6).values, out.values)
+    # A grid_mapping naming a variable that is not there is a CRSError.
+    with pytest.raises(CRSError, match="grid_mapping names the variable 'nowhere'"):
+        enc(ds.drop_vars("transverse_mercator").assign(t2m=ds.t2m.assign_attrs(grid_mapping="nowhere")), released_l6)
+
+
+def test_a_geographic_crs_means_degrees_and_takes_the_grid_path(released_l6) -> None:
+    xr = require("xarray")
+    require("rioxarray")
+    from satclip.points import geo
+
+    lon = np.array([0.5, 90.5, 200.5, 359.5])  # 0..360, through the separable path
+    lat = np.array([60.0, 0.0, -60.0])  # descending
+    da = xr.DataArray(np.zeros((lat.size, lon.size)), dims=("y", "x"), coords={"x": lon, "y": lat})
+    da = da.rio.write_crs("EPSG:4326")
+    _, wrap = geo.convert(da)
+    assert isinstance(wrap, geo.GridWrap)
+    out = enc(da, released_l6)
+    xx, yy = np.meshgrid(lon, lat)
+    same(out.values.reshape(-1, 256), enc(np.column_stack([xx.ravel(), yy.ravel()]), released_l6))
+
+
+def test_x_y_without_a_crs_are_degrees_only_when_they_fit(released_l6) -> None:
+    xr = require("xarray")
+    x, y = _utm_axes()
+    projected = xr.DataArray(np.zeros((y.size, x.size)), dims=("y", "x"), coords={"x": x, "y": y})
+    with pytest.raises(CRSError, match=r"not longitude/latitude degrees.*rio\.write_crs") as info:
+        enc(projected, released_l6)
+    assert isinstance(info.value, CoordinateError)
+    fits = xr.DataArray(np.zeros((2, 3)), dims=("y", "x"), coords={"x": [10.0, 20.0, 300.0], "y": [5.0, -5.0]})
+    xx, yy = np.meshgrid([10.0, 20.0, 300.0], [5.0, -5.0])
+    same(enc(fits, released_l6).values.reshape(-1, 256), enc(np.column_stack([xx.ravel(), yy.ravel()]), released_l6))
+
+
+def test_2d_projected_and_2d_lonlat_coordinates(released_l6) -> None:
+    xr = require("xarray")
+    require("rioxarray")
+    x, y = _utm_axes()
+    xx, yy = np.meshgrid(x, y)
+    xx = xx + 0.3 * (yy - yy.mean())  # a sheared (curvilinear) grid: 2-D x/y
+    da = xr.DataArray(
+        np.zeros(xx.shape), dims=("row", "col"), coords={"x": (("row", "col"), xx), "y": (("row", "col"), yy)}
+    )
+    da = da.rio.write_crs("EPSG:32632")
+    expected = _pyproj_lonlat(xx, yy, 32632)
+    out = enc(da, released_l6)
+    assert out.dims == ("row", "col", "embedding")
+    same(out.values.reshape(-1, 256), enc(expected, released_l6))
+    # The same cells given as 2-D lon/lat coordinates beside the projected x/y: lon/lat win.
+    lon2d, lat2d = expected[:, 0].reshape(xx.shape), expected[:, 1].reshape(xx.shape)
+    both = da.assign_coords(lon=(("row", "col"), lon2d), lat=(("row", "col"), lat2d))
+    same(enc(both, released_l6).values, out.values)

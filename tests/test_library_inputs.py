@@ -9,7 +9,7 @@ import pytest
 
 import satclip
 from conftest import require
-from satclip.errors import CoordinateError, DTypeError, ShapeError
+from satclip.errors import CoordinateError, CRSError, DTypeError, ShapeError
 
 
 def enc(x, model):
@@ -25,22 +25,72 @@ def _grid(lon, lat=(10.0, 0.0, -10.0)):
     )
 
 
-def test_a_0_360_xarray_grid_names_the_coordinate_and_grid_position(released_l6) -> None:
+def test_a_0_360_xarray_grid_is_taken_as_it_is_and_bad_coordinates_are_named(released_l6) -> None:
     era5 = _grid([0.0, 120.0, 240.0, 330.0])
-    with pytest.raises(
-        CoordinateError, match=r"'longitude' at grid position \(latitude=0, longitude=2\) is 240\.0"
-    ) as info:
-        enc(era5, released_l6)
-    assert "[-180, 180]" in str(info.value) and "row" not in str(info.value)
-    # The conversion the message suggests, applied as written, gives the grid in [-180, 180).
-    fixed = era5.assign_coords(longitude=(era5["longitude"] + 180) % 360 - 180).sortby("longitude")
-    got = enc(fixed, released_l6)
-    lon, lat = np.meshgrid([-120.0, -30.0, 0.0, 120.0], [10.0, 0.0, -10.0])
+    got = enc(era5, released_l6)
+    np.testing.assert_array_equal(got["longitude"], [0.0, 120.0, 240.0, 330.0])  # the input's coordinates
+    lon, lat = np.meshgrid([0.0, 120.0, -120.0, -30.0], [10.0, 0.0, -10.0])
     expected = enc(np.column_stack([lon.ravel(), lat.ravel()]), released_l6).reshape(3, 4, -1)
     np.testing.assert_allclose(got.to_numpy(), expected, rtol=0, atol=1e-12)
 
+    with pytest.raises(
+        CoordinateError, match=r"'longitude' at grid position \(latitude=0, longitude=2\) is 400\.0"
+    ) as info:
+        enc(_grid([0.0, 120.0, 400.0]), released_l6)
+    assert "[-180, 360]" in str(info.value) and "row" not in str(info.value)
     with pytest.raises(CoordinateError, match=r"'latitude' at grid position \(latitude=1, longitude=0\) is nan"):
         enc(_grid([0.0, 1.0], lat=(10.0, np.nan)), released_l6)
+
+
+def test_x_y_columns_are_degrees_only_when_a_crs_says_so_or_they_fit(released_l6) -> None:
+    pyproj = require("pyproj")
+    utm = pd.DataFrame({"x": [500_000.0, 600_000.0], "y": [5_000_000.0, 5_100_000.0]})
+    with pytest.raises(
+        CRSError, match=r"columns 'x'/'y' are not longitude/latitude degrees \(row 0: 500000.0.*attrs\['crs'\]"
+    ):
+        enc(utm, released_l6)
+    # The fix the message suggests: the CRS in attrs; transformed with pyproj like an independent call.
+    utm.attrs["crs"] = "EPSG:32632"
+    lon, lat = pyproj.Transformer.from_crs(32632, 4326, always_xy=True).transform(utm.x.to_numpy(), utm.y.to_numpy())
+    np.testing.assert_array_equal(enc(utm, released_l6), enc(np.column_stack([lon, lat]), released_l6))
+    # A geographic CRS means degrees (as they are); values that fit degrees need no CRS.
+    deg = pd.DataFrame({"X": [350.0, -10.0], "Y": [45.0, -45.0]})
+    want = enc(np.array([[350.0, 45.0], [-10.0, -45.0]]), released_l6)
+    np.testing.assert_array_equal(enc(deg, released_l6), want)
+    deg.attrs["crs"] = "EPSG:4326"
+    np.testing.assert_array_equal(enc(deg, released_l6), want)
+    # One row that does not fit is enough (named), and a NaN is left to the coordinate check.
+    with pytest.raises(CRSError, match=r"row 1: 10.0, 95.0") as info:
+        enc(pd.DataFrame({"x": [1.0, 10.0], "y": [2.0, 95.0]}), released_l6)
+    assert (info.value.row, info.value.column) == (1, "lat")
+    with pytest.raises(CoordinateError, match=r"row 1: latitude is NaN"):
+        enc(pd.DataFrame({"x": [1.0, 10.0], "y": [2.0, np.nan]}), released_l6)
+    # A GeoDataFrame's own CRS counts for its x/y columns too (spherical_harmonics reads columns).
+    gpd = require("geopandas")
+    gdf = gpd.GeoDataFrame(utm.copy(), geometry=gpd.points_from_xy(utm.x, utm.y), crs="EPSG:32632")
+    gdf.attrs.clear()
+    np.testing.assert_array_equal(
+        satclip.spherical_harmonics(gdf, 4), satclip.spherical_harmonics(np.column_stack([lon, lat]), 4)
+    )
+
+
+def test_one_list_of_column_names() -> None:
+    from satclip.points import columns, geo
+
+    assert columns.LON_NAMES == ("lon", "lng", "long", "longitude", "x")
+    assert columns.LAT_NAMES == ("lat", "latitude", "y")
+    from satclip.embed.locations import LAT_NAMES, LON_NAMES
+
+    assert (LON_NAMES, LAT_NAMES) == (columns.LON_NAMES, columns.LAT_NAMES)
+    xr = require("xarray")
+    # Every degree name works for xarray coordinates too, any case.
+    for lon_name in columns.LON_DEGREE_NAMES:
+        for lat_name in columns.LAT_DEGREE_NAMES:
+            da = xr.DataArray(
+                np.zeros((1, 2)), dims=("a", "b"), coords={lat_name.upper(): ("a", [5.0]), lon_name: ("b", [1.0, 2.0])}
+            )
+            points, _ = geo.convert(da)
+            np.testing.assert_array_equal(points, [[1.0, 5.0], [2.0, 5.0]])
 
 
 def test_empty_and_non_numeric_xarray_grids(released_l6) -> None:

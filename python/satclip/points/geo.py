@@ -11,12 +11,20 @@ an object is recognised by the module its type comes from.
   the polygon (on the line), unlike the centroid, which can fall outside a concave shape. A
   missing, empty or invalid geometry is an error naming the row; so is a frame without a CRS.
   The result is a NumPy array, row ``i`` for row ``i``.
-* **xarray DataArray / Dataset** with longitude/latitude coordinates (named ``lon``/``longitude``/
-  ``lng``/``long`` and ``lat``/``latitude``, any case, or marked ``standard_name`` / degree
-  ``units``): 1-D coordinates on different dimensions are a grid (every combination), 2-D
-  coordinates on the same dimensions a curvilinear grid. The result is a DataArray over those
-  spatial dimensions plus ``embedding``, carrying the input's spatial coordinates and attributes.
-  Other dimensions (time, band) are dropped: the embedding depends only on the location.
+* **xarray DataArray / Dataset** with longitude/latitude coordinates (the names of
+  :mod:`satclip.points.columns`, any case, or marked by ``standard_name`` / degree ``units``):
+  1-D coordinates on different dimensions are a grid (every combination), 2-D coordinates on the
+  same dimensions a curvilinear grid; longitudes in [-180, 360] (a 0..360 grid is fine), latitudes
+  in either order. Without lon/lat, ``x``/``y`` coordinates (or ``standard_name``
+  ``projection_x/y_coordinate``), 1-D or 2-D, placed by the object's CRS: ``.rio.crs``
+  (rioxarray, when installed) or a CF ``grid_mapping`` variable (``crs_wkt``/``spatial_ref``, or
+  its CF parameters). A geographic CRS in degrees means x/y are degrees; a projected one is
+  transformed to lon/lat with pyproj (``always_xy``) cell by cell. Without a CRS, x/y are degrees
+  only when they fit ([-180, 360] x [-90, 90]), else a :class:`~satclip.errors.CRSError` asks for
+  one. The result is a DataArray over the spatial dimensions plus ``embedding``, carrying the
+  input's spatial coordinates and attributes. Other dimensions (time, band) are dropped: the
+  embedding depends only on the location. A lon x lat product (1-D degree axes) goes through
+  the separable grid path (:func:`satclip.encode_grid`); anything else point-wise.
 * **H3 cell ids** (hex strings; a list, NumPy array or pandas Series of them): each cell's centre.
   Integer ids are ambiguous with coordinates, so pass them through :func:`h3_to_lonlat` first.
 """
@@ -29,12 +37,20 @@ from typing import Any
 
 import numpy as np
 
-from satclip.errors import CoordinateError, DTypeError, SatclipError, ShapeError
+from satclip.errors import CoordinateError, CRSError, DTypeError, SatclipError, ShapeError
+from satclip.points.arrays import LAT_RANGE, LON_RANGE
+from satclip.points.columns import LAT_DEGREE_NAMES, LON_DEGREE_NAMES, LON_NAMES, check_fits_degrees
 
 Wrap = Callable[[Any], Any]
 
-_LON_NAMES = ("lon", "longitude", "lng", "long")
-_LAT_NAMES = ("lat", "latitude")
+_HOW_TO_GIVE_XARRAY_A_CRS = (
+    "give the object its CRS: obj.rio.write_crs('EPSG:32632') (rioxarray), or a CF grid_mapping variable "
+    "(with crs_wkt) named by the data variable's grid_mapping attribute"
+)
+
+#: The planar coordinate names (the non-degree names of :mod:`satclip.points.columns`).
+_X_NAMES = tuple(n for n in LON_NAMES if n not in LON_DEGREE_NAMES)
+_Y_NAMES = ("y",)
 
 
 def convert(obj: Any) -> tuple[np.ndarray, Wrap] | None:
@@ -134,12 +150,17 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
     if not isinstance(obj, (xr.DataArray, xr.Dataset)):
         raise DTypeError(f"cannot encode a {type(obj).__name__}; pass an xarray DataArray or Dataset")
     coords = obj.coords
-    lon = _find_coord(coords, _LON_NAMES, "longitude", ("degrees_east", "degree_east", "degrees_e"))
-    lat = _find_coord(coords, _LAT_NAMES, "latitude", ("degrees_north", "degree_north", "degrees_n"))
+    lon = _find_coord(coords, LON_DEGREE_NAMES, "longitude", ("degrees_east", "degree_east", "degrees_e"))
+    lat = _find_coord(coords, LAT_DEGREE_NAMES, "latitude", ("degrees_north", "degree_north", "degrees_n"))
+    planar = False
+    if lon is None and lat is None:
+        lon = _find_coord(coords, _X_NAMES, "projection_x_coordinate", ())
+        lat = _find_coord(coords, _Y_NAMES, "projection_y_coordinate", ())
+        planar = True
     if lon is None or lat is None:
         raise ShapeError(
             f"the xarray input needs longitude and latitude coordinates (lon/longitude and lat/latitude, or "
-            f"standard_name/units marking them); it has {[str(k) for k in coords]}"
+            f"standard_name/units marking them), or x/y coordinates with a CRS; it has {[str(k) for k in coords]}"
         )
     lon_c, lat_c = coords[lon], coords[lat]
     product = lon_c.ndim == 1 and lat_c.ndim == 1 and lon_c.dims != lat_c.dims
@@ -157,6 +178,15 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
     dims = tuple(grid_lon.dims)
     shape = grid_lon.shape
     lonlat = np.column_stack([_coord_degrees(grid_lon, lon).ravel(), _coord_degrees(grid_lat, lat).ravel()])
+    transformed = False
+    if planar:
+        crs = xarray_crs(obj)
+        if crs is not None and not _is_degrees(crs):
+            x, y = crs_to_lonlat(lonlat[:, 0], lonlat[:, 1], crs, where=lambda row: _position(dims, shape, row))
+            lonlat = np.column_stack([x, y])
+            transformed = True
+        elif crs is None:
+            check_fits_degrees(lonlat, (lon, lat), what="the xarray coordinates", how=_HOW_TO_GIVE_XARRAY_A_CRS)
     _check_grid_degrees(lonlat, (lon, lat), dims, shape)
     keep = {k: v for k, v in coords.items() if set(v.dims) <= set(dims)}
     attrs = dict(obj.attrs)
@@ -168,7 +198,7 @@ def _from_xarray(obj: Any) -> tuple[np.ndarray, Wrap]:
         out = xr.DataArray(values, dims=(*dims, "embedding"), coords=keep, attrs=attrs, name="embedding")
         return out.assign_coords(embedding=np.arange(values.shape[-1]))
 
-    if product:
+    if product and not transformed:  # a lon x lat product of degree axes: the separable grid path
         lat_first = order[0] == lat_c.dims[0]
         return lonlat, GridWrap(wrap, _coord_degrees(lon_c, lon), _coord_degrees(lat_c, lat), lat_first)
     return lonlat, wrap
@@ -193,33 +223,132 @@ def _coord_degrees(coord: Any, name: Any) -> np.ndarray:
     return values.astype(np.float64)
 
 
+def _position(dims: tuple[Any, ...], shape: tuple[int, ...], row: int) -> str:
+    return (
+        "grid position ("
+        + ", ".join(f"{dim}={i}" for dim, i in zip(dims, np.unravel_index(row, shape), strict=True))
+        + ")"
+    )
+
+
 def _check_grid_degrees(
     lonlat: np.ndarray, names: tuple[Any, Any], dims: tuple[Any, ...], shape: tuple[int, ...]
 ) -> None:
     """Refuses a bad coordinate naming the xarray coordinate and the grid position, not the row of
     the flattened grid (which the core's message would give)."""
-    for axis, (column, name, limit) in enumerate(((0, names[0], 180.0), (1, names[1], 90.0))):
+    for axis, (column, name, (lo, hi)) in enumerate(((0, names[0], LON_RANGE), (1, names[1], LAT_RANGE))):
         values = lonlat[:, column]
-        bad = ~(np.isfinite(values) & (np.abs(values) <= limit))
+        bad = ~((values >= lo) & (values <= hi))  # NaN fails both
         if not bad.any():
             continue
         row = int(np.argmax(bad))
-        position = ", ".join(f"{dim}={i}" for dim, i in zip(dims, np.unravel_index(row, shape), strict=True))
         value = float(values[row])
         what = "longitude" if axis == 0 else "latitude"
-        message = f"xarray coordinate {str(name)!r} at grid position ({position}) is {value!r}: {what}s must be "
-        if not np.isfinite(value):
-            message += f"finite numbers in [-{limit:g}, {limit:g}] degrees"
-        elif axis == 0 and 180 < value <= 360:
-            message += (
-                "in [-180, 180] degrees, and this grid looks like 0..360 (as ERA5 stores it); convert it with "
-                f"obj.assign_coords({name}=(obj[{str(name)!r}] + 180) % 360 - 180).sortby({str(name)!r})"
-            )
-        else:
-            message += f"in [-{limit:g}, {limit:g}] degrees"
-        err = CoordinateError(message)
+        err = CoordinateError(
+            f"xarray coordinate {str(name)!r} at {_position(dims, shape, row)} is {value!r}: {what}s must be "
+            f"finite numbers in [{lo:g}, {hi:g}] degrees"
+        )
         err.row, err.column = row, "lon" if axis == 0 else "lat"
         raise err
+
+
+# ----------------------------------------------------------------------------------------
+# Coordinate reference systems
+
+
+def _pyproj_crs(crs: Any) -> Any:
+    pyproj = _need("pyproj", "coordinates with a CRS")
+    if isinstance(crs, pyproj.CRS):
+        return crs
+    try:
+        return pyproj.CRS.from_user_input(crs)
+    except pyproj.exceptions.CRSError as err:
+        raise CRSError(f"cannot read the CRS {crs!r}: {err}") from None
+
+
+def _is_degrees(crs: Any) -> bool:
+    """A geographic CRS whose axes are degrees from Greenwich: its x/y are lon/lat as they are
+    (a datum other than WGS84 moves points by metres, far below what the embeddings resolve)."""
+    crs = _pyproj_crs(crs)
+    if not crs.is_geographic:
+        return False
+    units = {axis.unit_name for axis in crs.axis_info}
+    meridian = crs.prime_meridian
+    return units <= {"degree"} and (meridian is None or meridian.longitude == 0)
+
+
+def crs_to_lonlat(
+    x: np.ndarray, y: np.ndarray, crs: Any, *, first_row: int = 0, where: Callable[[int], str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``x``, ``y`` in ``crs`` as longitude/latitude degrees: as they are for a geographic CRS in
+    degrees (:func:`_is_degrees`), else transformed to EPSG:4326 with pyproj (``always_xy``).
+    Non-finite input stays non-finite (the coordinate checks name it); a finite point that does not
+    transform raises :class:`~satclip.errors.CRSError` naming the row (or ``where(row)``)."""
+    crs = _pyproj_crs(crs)
+    if _is_degrees(crs):
+        return x, y
+    if not (crs.is_projected or crs.is_geographic):
+        raise CRSError(
+            f"x/y in the CRS {crs.name!r} cannot be turned into longitude/latitude (it is neither projected nor geographic)"
+        )
+    pyproj = _need("pyproj", "coordinates with a CRS")
+    transformer = pyproj.Transformer.from_crs(crs, pyproj.CRS.from_epsg(4326), always_xy=True)
+    lon, lat = transformer.transform(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))
+    lon, lat = np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64)
+    failed = np.isfinite(x) & np.isfinite(y) & ~(np.isfinite(lon) & np.isfinite(lat))
+    if failed.any():
+        row = int(np.argmax(failed))
+        place = where(row) if where is not None else f"row {first_row + row}"
+        err = CRSError(
+            f"{place}: ({float(x[row])!r}, {float(y[row])!r}) cannot be transformed from {crs.name} to lon/lat"
+        )
+        err.row = first_row + row
+        raise err
+    return lon, lat
+
+
+def xarray_crs(obj: Any) -> Any:
+    """The CRS of an xarray object (a ``pyproj.CRS``), or None: ``.rio.crs`` when rioxarray is
+    installed and finds one, else the CF ``grid_mapping`` variable named by the data variable(s)."""
+    xr = sys.modules["xarray"]
+    try:
+        import rioxarray  # noqa: F401  (registers the .rio accessor)
+    except ImportError:
+        pass
+    else:
+        try:
+            crs = obj.rio.crs
+        except Exception:  # rioxarray's own errors (e.g. data variables with different CRSs)
+            crs = None
+        if crs is not None:
+            return _pyproj_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+    variables = [obj] if isinstance(obj, xr.DataArray) else list(obj.data_vars.values())
+    names = set()
+    for var in variables:
+        mapping = var.attrs.get("grid_mapping") or var.encoding.get("grid_mapping")
+        if mapping:
+            names.add(str(mapping).split(":")[0].strip())  # CF's extended form "name: x y"
+    if not names:
+        return None
+    if len(names) > 1:
+        raise CRSError(
+            f"the data variables name different grid_mapping variables {sorted(names)}; encode one at a time"
+        )
+    name = names.pop()
+    holder = obj.coords.get(name)
+    if holder is None and isinstance(obj, xr.Dataset):
+        holder = obj.variables.get(name)
+    if holder is None:
+        raise CRSError(
+            f"grid_mapping names the variable {name!r}, which the xarray object does not have; {_HOW_TO_GIVE_XARRAY_A_CRS}"
+        )
+    attrs = holder.attrs
+    wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    pyproj = _need("pyproj", "coordinates with a CRS")
+    try:
+        return pyproj.CRS.from_wkt(wkt) if wkt else pyproj.CRS.from_cf(attrs)
+    except pyproj.exceptions.CRSError as err:
+        raise CRSError(f"cannot read the CRS of the grid_mapping variable {name!r}: {err}") from None
 
 
 def _dims_in_order(obj: Any) -> list[Any]:
@@ -285,4 +414,4 @@ def _is_missing(value: Any) -> bool:
     return type(value).__name__ in ("NAType", "NaTType")
 
 
-__all__ = ["GridWrap", "convert", "h3_to_lonlat"]
+__all__ = ["GridWrap", "convert", "crs_to_lonlat", "h3_to_lonlat", "xarray_crs"]
