@@ -234,15 +234,35 @@ def released_with_visual(tmp_path_factory: pytest.TempPathFactory) -> Callable[[
 HUB_COMMIT = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c"
 
 
-def fill_hub_cache(cache: Path, repo_id: str, filename: str, source: Path) -> Path:
+def fill_hub_cache(
+    cache: Path, repo_id: str, filename: str, source: Path, *, lfs: bool = True, linked: bool = True
+) -> Path:
     """Copies ``source`` into ``cache`` in the layout huggingface_hub's cache uses
-    (``models--owner--name/{refs/main, snapshots/<commit>/file}``); returns the cached file."""
+    (``models--owner--name/{refs/main, blobs/<digest>, snapshots/<commit>/file}``); returns the
+    cached file. The snapshot file is a relative link to its blob, named by the sha256 of the
+    bytes for an LFS file (``lfs=True``) or by git's blob id (sha1 of ``blob <size>\\0<bytes>``)
+    for a small file kept in git; ``linked=False`` stores a plain copy instead, as the cache does
+    where symbolic links are unavailable. Files can be added to a repository already there."""
+    import hashlib
+    import os
+
     repo = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo / "refs").mkdir(parents=True)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
     (repo / "refs" / "main").write_text(HUB_COMMIT)
     target = repo / "snapshots" / HUB_COMMIT / filename
-    target.parent.mkdir(parents=True)
-    shutil.copy(source, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not linked:
+        shutil.copy(source, target)
+        return target
+    data = source.read_bytes()
+    if lfs:
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        digest = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    blob = repo / "blobs" / digest
+    blob.parent.mkdir(exist_ok=True)
+    shutil.copy(source, blob)
+    target.symlink_to(os.path.relpath(blob, target.parent))
     return target
 
 

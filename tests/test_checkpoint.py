@@ -280,7 +280,8 @@ def test_foreign_safetensors_without_config(tmp_path: Path) -> None:
         load(path)
 
 
-def test_missing_paths_and_unknown_names(tmp_path: Path) -> None:
+def test_missing_paths_and_unknown_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # "someone/some-model" is looked up in the (empty) cache only
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
         load(tmp_path / "absent.ckpt")
     with pytest.raises(CheckpointError, match="no such checkpoint file"):
@@ -289,8 +290,9 @@ def test_missing_paths_and_unknown_names(tmp_path: Path) -> None:
         load(tmp_path)
     with pytest.raises(CheckpointError, match="known models are resnet18-l10"):
         load("resnet51-l40")
-    with pytest.raises(CheckpointError, match="hf://owner/repo/file"):
-        load("someone/some-model")
+    with pytest.raises(CheckpointError, match="hf://owner/repo/file") as info:
+        load("someone/some-model", cache_dir=tmp_path / "empty-cache")
+    assert "model.safetensors" in str(info.value) and "save_pretrained" in str(info.value)
     with pytest.raises(CheckpointError, match="string or path"):
         load(42)  # type: ignore[arg-type]
 

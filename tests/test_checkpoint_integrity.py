@@ -1,10 +1,9 @@
-"""Damaged, crafted and junk checkpoint files, and the Hub path without network (issue 13 items 3, 8, 15, 18)."""
+"""Damaged, crafted and junk checkpoint files, the Hub cache's content addressing, and the Hub path without network."""
 
 from __future__ import annotations
 
-import json
+import hashlib
 import os
-import shutil
 import socket
 import zipfile
 from pathlib import Path
@@ -13,10 +12,10 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import HUB_COMMIT, CheckpointFactory, fill_hub_cache, released_hyper_parameters
+from conftest import CheckpointFactory, fill_hub_cache, released_hyper_parameters
 from satclip.errors import CheckpointError
 from satclip.io import hub
-from satclip.io.checkpoint import MAX_PARAMETERS, MODELS, load
+from satclip.io.checkpoint import MAX_PARAMETERS, MODELS, load, save
 
 
 def _largest_record_data_offset(path: Path) -> tuple[str, int, int]:
@@ -117,34 +116,107 @@ def test_random_bytes_are_not_a_checkpoint(tmp_path: Path, content: bytes) -> No
 
 
 # ----------------------------------------------------------------------------------------
-# The Hub: recorded hashes, pinned revision, failing fast without network
+# The Hub: content-addressed cache, pinned revision, failing fast without network
 
 
 def test_vit16_l40_is_pinned_to_torchgeos_commit() -> None:
     assert MODELS["vit16-l40"].revision == "0ef2acc0b91d3c8cfdf4a0cc03207095989287ab"
 
 
-def test_released_file_is_recorded_then_verified(
+def _flip_middle_byte(path: Path) -> None:
+    """Damages a file in place, keeping its size (the cache's blob, through its link)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def test_cached_file_is_checked_against_the_caches_content_address(
     tmp_path: Path, make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    hub._HASHED.clear()
     cache = tmp_path / "hf-cache"
     entry = MODELS["resnet50-l40"]
-    cached = fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11))
+    source = make_checkpoint(40, seed=11)
+    cached = fill_hub_cache(cache, entry.repo_id, entry.filename, source)
+    blob = cached.resolve()
+    assert blob.name == hashlib.sha256(source.read_bytes()).hexdigest()  # the layout huggingface_hub writes
+    before = sorted(str(p.relative_to(cache)) for p in cache.rglob("*"))
     assert load("resnet50-l40", cache_dir=cache).posenc.L == 40
-    record = json.loads((cache / hub.INTEGRITY_FILE).read_text())
-    import hashlib
+    # Nothing of satclip's is written into the shared cache.
+    assert sorted(str(p.relative_to(cache)) for p in cache.rglob("*")) == before
+    assert [p.name for p in cache.iterdir()] == ["models--microsoft--SatCLIP-ResNet50-L40"]
 
-    assert record == {f"{entry.repo_id}/{entry.filename}@{HUB_COMMIT}": hashlib.sha256(cached.read_bytes()).hexdigest()}
-    assert load("resnet50-l40", cache_dir=cache).posenc.L == 40  # verified, still loads
-
-    # A different file under the same commit (the cache entry was replaced or damaged).
-    cached.unlink()
-    shutil.copy(make_checkpoint(40, seed=12), cached)
-    with pytest.raises(CheckpointError, match="is damaged: its sha256") as info:
+    # The same bytes under another name than their digest (a replaced or damaged blob).
+    _flip_middle_byte(blob)
+    with pytest.raises(CheckpointError, match="is damaged in the local cache") as info:
         load("resnet50-l40", cache_dir=cache)
-    assert HUB_COMMIT in str(info.value)
+    message = str(info.value)
+    assert entry.filename in message and entry.repo_id in message and blob.name in message
+    assert hashlib.sha256(blob.read_bytes()).hexdigest() in message
+
+
+def test_damaged_safetensors_blob_is_refused_though_its_format_has_no_checksum(
+    tmp_path: Path, released_l10: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    weights = save(load(released_l10[0]), tmp_path / "model.safetensors")
+    cache = tmp_path / "hf-cache"
+    cached = fill_hub_cache(cache, "someone/my-satclip", "model.safetensors", weights)
+    reference = load(weights)
+    points = torch.tensor([[8.55, 47.37], [-122.4, 37.8]], dtype=torch.float64)
+    with torch.no_grad():
+        assert torch.equal(load("someone/my-satclip", cache_dir=cache)(points), reference(points))
+    # A flipped bit in a weight (the last bytes are tensor data): safetensors itself loads it without
+    # complaint, as a slightly different model.
+    data = bytearray(cached.resolve().read_bytes())
+    data[-3] ^= 0x01
+    cached.resolve().write_bytes(bytes(data))
+    damaged = load(cached.resolve()).state_dict()
+    assert any(not torch.equal(damaged[k], v) for k, v in reference.state_dict().items())
+    with pytest.raises(CheckpointError, match="model.safetensors of the Hub repository someone/my-satclip is damaged"):
+        load("someone/my-satclip", cache_dir=cache)
+    with pytest.raises(CheckpointError, match="is damaged"):
+        load("hf://someone/my-satclip/model.safetensors", cache_dir=cache)
+
+
+def test_cache_of_plain_copies_loads_with_the_files_own_checks(
+    tmp_path: Path, make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where the cache holds copies (no links to content-addressed blobs) there is no digest to
+    check against; the file's own checks (zip CRCs, the released L) still apply."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hf-cache"
+    entry = MODELS["resnet50-l40"]
+    cached = fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(40, seed=11), linked=False)
+    assert not cached.is_symlink() and hub.content_address(cached) is None
+    assert load("resnet50-l40", cache_dir=cache).posenc.L == 40
+    _, start, size = _largest_record_data_offset(cached)
+    data = bytearray(cached.read_bytes())
+    data[start + size // 2] ^= 0xFF
+    cached.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="CRC-32"):
+        load("resnet50-l40", cache_dir=cache)
+
+
+def test_a_file_is_hashed_once_per_version(
+    tmp_path: Path, make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache = tmp_path / "hf-cache"
+    entry = MODELS["resnet18-l10"]
+    fill_hub_cache(cache, entry.repo_id, entry.filename, make_checkpoint(10, seed=2))
+    opened: list[str] = []
+    real_open = open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        if Path(str(file)).parent.name == "blobs":
+            opened.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    load("resnet18-l10", cache_dir=cache)
+    load("resnet18-l10", cache_dir=cache)
+    assert len(opened) == 1
 
 
 @pytest.fixture

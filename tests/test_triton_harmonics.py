@@ -21,7 +21,8 @@ _SCRIPT = textwrap.dedent(
     import json, os, sys
     os.environ["TRITON_INTERPRET"] = "1"
     import numpy as np, torch
-    from satclip import spherical_harmonics, triton_harmonics
+    from satclip import spherical_harmonics
+    from satclip.harmonics import triton_kernel as triton_harmonics
     rng = np.random.default_rng(5)
     points = np.stack([rng.uniform(-180, 180, 150), rng.uniform(-90, 90, 150)], axis=1)
     edges = [[0, 90], [0, -90], [180, 0], [-180, 0], [180, 90], [-180, -90], [37, 90 - 1e-9],
@@ -67,7 +68,8 @@ def test_unavailable_device_is_a_clear_error() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_triton_kernel_on_cuda_matches_rust_core() -> None:
-    from satclip import spherical_harmonics, triton_harmonics
+    from satclip import spherical_harmonics
+    from satclip.harmonics import triton_kernel as triton_harmonics
 
     rng = np.random.default_rng(1)
     points = np.stack([rng.uniform(-180, 180, 5000), rng.uniform(-90, 90, 5000)], axis=1)

@@ -7,22 +7,21 @@ One place for everything that touches the Hub (``satclip.load``, the CLI, traini
 * without it, a single short TCP connection to the Hub (or the HTTPS proxy) is tried first.
   When it fails, a cached file is used as is, and otherwise the error comes at once - not
   after huggingface_hub's ~25 s of retries - saying to pass a path or set ``HF_HUB_OFFLINE=1``;
-* released files are checked on every load: on first download satclip records the resolved
-  commit and the file's sha256 in ``satclip-integrity.json`` in the Hub cache directory, and
-  afterwards refuses a cached file whose bytes changed (damaged disk, partial copy, tampering).
+* every file is checked on every load against the Hub cache's own content addressing: a cached
+  file is a link to a blob named by its sha256 (LFS files) or git blob id (small files), so a
+  file whose bytes changed (damaged disk, partial copy, tampering) is refused. satclip writes
+  nothing into the cache besides what huggingface_hub downloads.
   ``microsoft/SatCLIP-ViT16-L40`` is pinned to the commit torchgeo pins.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import socket
 import threading
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 from satclip.errors import CheckpointError, first_line
@@ -30,7 +29,10 @@ from satclip.errors import CheckpointError, first_line
 #: Seconds the connection probe waits: long enough for a slow link, short enough to fail fast.
 PROBE_TIMEOUT_S = 2.5
 
-INTEGRITY_FILE = "satclip-integrity.json"
+#: The files of a model folder or repository written by ``save_pretrained``: the weights (a
+#: :func:`satclip.save` file, self-contained) and the config the model is rebuilt from.
+PRETRAINED_WEIGHTS = "model.safetensors"
+PRETRAINED_CONFIG = "config.json"
 
 #: ``hf://owner/repo/path/in/repo``: one file of any Hub repository.
 HUB_FILE = re.compile(r"hf://(?P<repo>[A-Za-z0-9][\w.-]*/[\w.-]+)/(?P<file>\S+)")
@@ -81,10 +83,10 @@ def download(
     revision: str = "main",
     cache_dir: str | os.PathLike[str] | None = None,
     local_files_only: bool | None = None,
-    verify: bool = False,
+    verify: bool = True,
 ) -> Path:
-    """The local path of ``filename`` in ``repo_id`` (see the module doc). ``verify`` records and
-    checks the file's sha256 (for released models). Raises :class:`CheckpointError`."""
+    """The local path of ``filename`` in ``repo_id`` (see the module doc), checked against the
+    digest the Hub cache names it by unless ``verify`` is false. Raises :class:`CheckpointError`."""
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
     if local_files_only is None:
@@ -112,99 +114,109 @@ def download(
             f"at revision {revision!r}{note}: {type(err).__name__}: {first_line(err)}"
         ) from err
     if verify:
-        verify_recorded_hash(path, repo_id, filename, cache)
+        verify_cached_file(path, repo_id, filename)
     return path
 
 
 # ----------------------------------------------------------------------------------------
-# Recorded hashes
+# Verifying cached files against the cache's content addressing
 
+
+#: How huggingface_hub's cache names a blob: the sha256 of an LFS file (64 hex digits) or the
+#: git blob id of a file stored in git itself (40 hex digits, sha1 of ``blob <size>\0<bytes>``).
+_SHA256_NAME = re.compile(r"[0-9a-f]{64}")
+_GIT_SHA1_NAME = re.compile(r"[0-9a-f]{40}")
 
 _LOCK = threading.Lock()
-#: (path, size, mtime_ns, inode) -> sha256, so a process hashes a file once.
-_HASHED: dict[tuple[str, int, int, int], str] = {}
+#: (algorithm, path, size, mtime_ns, inode) -> digest, so a process hashes a file version once.
+_HASHED: dict[tuple[str, str, int, int, int], str] = {}
 
 
-def sha256_of(path: Path) -> str:
+def _digest(path: Path, algorithm: str) -> str:
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    if key in _HASHED:
-        return _HASHED[key]
-    digest = hashlib.sha256()
+    key = (algorithm, str(path), stat.st_size, stat.st_mtime_ns, stat.st_ino)
+    with _LOCK:
+        if key in _HASHED:
+            return _HASHED[key]
+    if algorithm == "sha256":
+        digest = hashlib.sha256()
+    else:  # git's blob id: sha1 over a header and the bytes
+        digest = hashlib.sha1(usedforsecurity=False)
+        digest.update(b"blob %d\0" % stat.st_size)
     with open(path, "rb") as f:
         while chunk := f.read(1 << 20):
             digest.update(chunk)
-    _HASHED[key] = digest.hexdigest()
-    return _HASHED[key]
+    value = digest.hexdigest()
+    with _LOCK:
+        _HASHED[key] = value
+    return value
 
 
-def resolved_commit(path: Path) -> str:
+def sha256_of(path: Path) -> str:
+    """The sha256 of a file's bytes (hashed once per file version and process)."""
+    return _digest(path, "sha256")
+
+
+def resolved_commit(path: Path) -> str | None:
     """The commit of a file in huggingface_hub's cache (``.../snapshots/<commit>/<file>``)."""
     parts = path.parts
     if "snapshots" in parts:
         i = len(parts) - 1 - parts[::-1].index("snapshots")
         if i + 1 < len(parts):
             return parts[i + 1]
-    return "unknown"
+    return None
 
 
-def _integrity_file(cache_dir: str | None) -> Path:
-    if cache_dir is None:
-        from huggingface_hub import constants
+def content_address(path: Path) -> tuple[str, str, Path] | None:
+    """``(algorithm, expected digest, blob)`` of a file in huggingface_hub's cache, read off the
+    cache's own layout: ``snapshots/<commit>/<file>`` links to ``blobs/<digest>``, named by the
+    sha256 of the bytes for LFS files and by the git blob id for small files kept in git.
 
-        cache_dir = constants.HF_HUB_CACHE
-    return Path(cache_dir) / INTEGRITY_FILE
+    ``None`` when ``path`` is not such a link (a local file, or a cache written where symbolic
+    links are unavailable, which stores plain copies); such files get only the checks of their
+    own format (zip CRCs, tensor shapes and values)."""
+    if not path.is_symlink():
+        return None
+    blob = path.resolve()
+    if blob.parent.name != "blobs":
+        return None
+    if _SHA256_NAME.fullmatch(blob.name):
+        return "sha256", blob.name, blob
+    if _GIT_SHA1_NAME.fullmatch(blob.name):
+        return "git-sha1", blob.name, blob
+    return None
 
 
-def verify_recorded_hash(path: Path, repo_id: str, filename: str, cache_dir: str | None) -> None:
-    """Records (repo, file, commit) -> sha256 the first time, and refuses a changed file after."""
-    commit = resolved_commit(path)
-    key = f"{repo_id}/{filename}@{commit}"
-    actual = sha256_of(path)
-    record_path = _integrity_file(cache_dir)
-    with _LOCK:
-        records = _read_records(record_path)
-        expected = records.get(key)
-        if expected is None:
-            records[key] = actual
-            _write_records(record_path, records)
-            return
-    if expected != actual:
+def verify_cached_file(path: Path, repo_id: str, filename: str) -> None:
+    """Refuses a cached Hub file whose bytes no longer match the digest the cache names it by
+    (a damaged disk, an interrupted copy, an edited file). Raises :class:`CheckpointError`."""
+    address = content_address(path)
+    if address is None:
+        return
+    algorithm, expected, blob = address
+    try:
+        actual = _digest(blob, algorithm)
+    except OSError as err:
+        raise CheckpointError(f"cannot read {filename} of {repo_id} in the Hub cache ({blob}): {err}") from None
+    if actual != expected:
         raise CheckpointError(
-            f"{path} is damaged: its sha256 is {actual}, but {repo_id}/{filename} at commit {commit} had "
-            f"sha256 {expected} when it was downloaded (recorded in {record_path}); delete the cached file "
+            f"{filename} of the Hub repository {repo_id} is damaged in the local cache: its bytes have "
+            f"{algorithm} {actual}, but the cache stores it as {expected} ({blob}); delete that file "
             "to download it again"
         )
 
 
-def _read_records(path: Path) -> dict[str, str]:
-    try:
-        data: Any = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path} (satclip's record of downloaded checkpoints) is unreadable: {err}") from None
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path} (satclip's record of downloaded checkpoints) is not a JSON object")
-    return {str(k): str(v) for k, v in data.items()}
-
-
-def _write_records(path: Path, records: dict[str, str]) -> None:
-    from satclip.io.publish import publish
-
-    try:
-        publish(path, lambda tmp: tmp.write_text(json.dumps(records, indent=1, sort_keys=True)), overwrite=True)
-    except OSError:
-        pass  # a read-only cache: the file still loads, it just cannot be checked next time
-
-
 __all__ = [
     "HUB_FILE",
+    "PRETRAINED_CONFIG",
+    "PRETRAINED_WEIGHTS",
     "PROBE_TIMEOUT_S",
+    "content_address",
     "download",
     "hub_reachable",
     "offline_requested",
     "parse_hub_file",
+    "resolved_commit",
     "sha256_of",
-    "verify_recorded_hash",
+    "verify_cached_file",
 ]

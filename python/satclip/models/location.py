@@ -16,6 +16,7 @@ from satclip.harmonics import triton_kernel as triton_harmonics
 from satclip.harmonics.autograd import spherical_harmonics_autograd
 from satclip.harmonics.torch_values import torch_spherical_harmonics
 from satclip.harmonics.values import Basis, check_degrees, renamed_legendre_polys, spherical_harmonics
+from satclip.io.pretrained import PretrainedMixin
 from satclip.points.tensors import as_dense_real_tensor, lonlat_tensor_for_sh
 from satclip.runtime import vml
 
@@ -181,8 +182,11 @@ class SirenNet(nn.Module):
         return self.last_layer.forward_into(x, out)
 
 
-class LocationEncoder(nn.Module):
-    """``nnet(posenc(lonlat))``: [lon, lat] degrees (N, 2) -> embeddings (N, dim_out)."""
+class LocationEncoder(nn.Module, PretrainedMixin):
+    """``nnet(posenc(lonlat))``: [lon, lat] degrees (N, 2) -> embeddings (N, dim_out).
+
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` follow the Hugging Face Hub's
+    conventions (:mod:`satclip.io.pretrained`)."""
 
     def __init__(self, posenc: SphericalHarmonics, nnet: SirenNet):
         super().__init__()

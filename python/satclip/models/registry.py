@@ -2,7 +2,8 @@
 
 Models are named by a short name from :data:`MODELS` (``"resnet50-l40"``), the Hub repository
 of a released model (``"microsoft/SatCLIP-ResNet50-L40"``), an explicit Hub file
-(``"hf://owner/repo/path/in/repo.safetensors"``) or a local path. :func:`parse_source` turns a
+(``"hf://owner/repo/path/in/repo.safetensors"``), a local path, or a folder or other Hub repository
+written by ``save_pretrained`` (its ``model.safetensors``). :func:`parse_source` turns a
 name into a :class:`ModelSource` without touching the network; :func:`resolve` gives the local
 file, fetching Hub files through :mod:`satclip.io.hub` (its cache, ``HF_HUB_OFFLINE`` and
 ``cache_dir`` apply; only the one checkpoint file is downloaded).
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Union
 
 from satclip.errors import CheckpointError
-from satclip.io.hub import download, parse_hub_file
+from satclip.io.hub import PRETRAINED_WEIGHTS, download, parse_hub_file
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -32,8 +33,8 @@ class ReleasedModel:
     repo_id: str
     filename: str
     #: The revision downloaded: a commit where one is publicly pinned (ViT16-L40, torchgeo's pin),
-    #: else "main" - then the resolved commit and the file's sha256 are recorded at the first
-    #: download and checked on every later load (satclip.io.hub). ``revision=`` overrides it.
+    #: else "main". Either way the cached file is checked against the digest the Hub cache names
+    #: it by on every load (satclip.io.hub). ``revision=`` overrides it.
     revision: str
     vision_encoder: str
     #: The number of Legendre degrees of the location encoder's spherical harmonics.
@@ -117,14 +118,16 @@ def parse_source(model: PathLike, *, revision: str | None = None) -> ModelSource
     path = Path(text).expanduser()
     if path.is_file():
         return ModelSource("file", str(path.resolve()))
+    if path.is_dir() and (path / PRETRAINED_WEIGHTS).is_file():  # a folder written by save_pretrained
+        return ModelSource("file", str((path / PRETRAINED_WEIGHTS).resolve()))
     if path.exists():
-        raise CheckpointError(f"{text!r} is not a file (expected a .ckpt or .safetensors checkpoint)")
-    if isinstance(model, str) and _REPO_ID.fullmatch(text):
         raise CheckpointError(
-            f"unknown model {text!r}: not a file, and not one of the released models "
-            f"({', '.join(MODELS)} or their Hub repositories); for another Hub repository "
-            "name the file: hf://owner/repo/file.safetensors"
+            f"{text!r} is not a file (expected a .ckpt or .safetensors checkpoint, or a folder "
+            f"written by save_pretrained, which holds {PRETRAINED_WEIGHTS})"
         )
+    if isinstance(model, str) and _REPO_ID.fullmatch(text):
+        # Any other Hub repository: one written by save_pretrained (hf://owner/repo/file names other files).
+        return ModelSource("hub", text, PRETRAINED_WEIGHTS, revision or "main")
     if isinstance(model, str) and not Path(text).suffix and os.sep not in text:
         raise CheckpointError(f"unknown model {text!r}: known models are {', '.join(MODELS)} (or pass a file path)")
     raise CheckpointError(f"no such checkpoint file: {text!r}")
@@ -152,8 +155,6 @@ def source_path(
         revision=source.revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
-        # Released files are hash-checked against the record made at their first download.
-        verify=released_model(source) is not None,
     )
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from satclip.io.pretrained import PretrainedMixin
 from satclip.models.backbones import classifier_head
 from satclip.models.image import ImageEncoder
 from satclip.models.location import LocationEncoder
@@ -24,9 +25,11 @@ from satclip.models.location import LocationEncoder
 INITIAL_LOGIT_SCALE = math.log(1 / 0.07)
 
 
-class SatCLIP(nn.Module):
+class SatCLIP(nn.Module, PretrainedMixin):
     """Image encoder ``visual`` (a timm backbone), location encoder ``location`` and the
-    learnable ``logit_scale`` (log inverse temperature).
+    learnable ``logit_scale`` (log inverse temperature). ``save_pretrained`` /
+    ``from_pretrained`` / ``push_to_hub`` follow the Hugging Face Hub's conventions
+    (:mod:`satclip.io.pretrained`).
 
     Parameters
     ----------
