@@ -309,6 +309,7 @@ def shared_data_dir() -> Path | None:
 #: not a reason to test less).
 NEEDS_EXTRA: dict[str, tuple[str, tuple[str, ...]]] = {
     "test_cli_images.py": ("images", ("timm", "tifffile", "pyarrow")),
+    "test_cli_object_store.py": ("cloud", ("fsspec", "s3fs", "moto.server", "flask", "flask_cors")),
     "test_dask.py": ("dask", ("dask.dataframe", "distributed", "pandas", "pyarrow", "cloudpickle")),
     "test_downstream_cli.py": ("eval", ("sklearn", "pandas")),
     "test_evaluate.py": ("eval", ("sklearn", "pandas")),
@@ -317,6 +318,7 @@ NEEDS_EXTRA: dict[str, tuple[str, tuple[str, ...]]] = {
     "test_locate.py": ("images", ("timm", "tifffile")),
     "test_ray.py": ("ray", ("ray.data", "pandas", "pyarrow")),
     "test_sklearn.py": ("eval", ("sklearn", "pandas")),
+    "test_spatial_cv.py": ("eval", ("sklearn", "pandas")),
     "test_train_ddp.py": ("train", ("lightning", "timm", "tifffile", "imagecodecs")),
     "test_triton_harmonics.py": ("torch's triton", ("triton",)),
 }
@@ -329,7 +331,6 @@ def missing_modules(modules: tuple[str, ...]) -> list[str]:
     for name in modules:
         try:
             if find_spec(name) is None:
-    "test_cli_object_store.py": ("cloud", ("fsspec", "s3fs", "moto.server", "flask", "flask_cors")),
                 missing.append(name)
         except ModuleNotFoundError:  # a parent package is missing
             missing.append(name)
@@ -396,6 +397,7 @@ EXTRA_OF_MODULE = {
     "ray": "ray",
     "ray.data": "ray",
     "sklearn": "eval",
+    "mpmath": "test",
     "geoclip": "geoclip",
     "triton": "torch's triton",
     "torch": "the torch dependency",

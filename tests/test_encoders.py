@@ -154,7 +154,7 @@ def test_builtins_work_through_torch_input_and_the_transformer() -> None:
 
     step = SatCLIPEmbedding("cartesian3d").fit(points)
     np.testing.assert_array_equal(step.transform(points), satclip.encode(points, "cartesian3d"))
-    assert list(step.get_feature_names_out()) == ["satclip0", "satclip1", "satclip2"]
+    assert list(step.get_feature_names_out()) == ["emb_0", "emb_1", "emb_2"]
 
 
 # --- any module or callable ------------------------------------------------------------------------

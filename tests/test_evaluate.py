@@ -192,3 +192,23 @@ def test_constant_regression_target_and_bad_arguments_are_probe_errors() -> None
         probe(X[:3], pts[:3], np.arange(3.0))
     with pytest.raises(satclip.errors.ProbeError, match="unknown head"):
         probe(X, pts, np.arange(30.0), head="forest")
+
+
+def test_compare_passes_the_buffer_and_checks_it_before_encoding() -> None:
+    pts = _points(600, seed=4)
+    y = np.sin(np.radians(pts[:, 1]) * 2)
+    calls = []
+
+    def encoder(lonlat):
+        calls.append(len(lonlat))
+        return np.radians(np.asarray(lonlat, dtype=np.float64))
+
+    with pytest.raises(satclip.errors.ProbeError, match="buffer_km"):
+        satclip.compare(pts, y, [encoder], cv="spatial", folds=3, n_blocks=20, buffer_km=-5)
+    assert calls == []  # refused before any encoder ran
+    result = satclip.compare(pts, y, [encoder], cv="spatial", folds=3, n_blocks=20, buffer_km=300)
+    (res,) = result.results.values()
+    outside = [int((res.test_fold != k).sum()) for k in range(3)]
+    assert res.buffer_km == 300 and all(n <= m for n, m in zip(res.n_train, outside, strict=True))
+    assert sum(res.n_train) < sum(outside)
+    assert result.table().splitlines()[0].endswith("600 points, 300 km buffer")

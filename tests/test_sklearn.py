@@ -29,7 +29,7 @@ def test_transform_is_encode_for_arrays_and_frames(released_l6) -> None:
     np.testing.assert_array_equal(step.fit_transform(frame), expected)
     named = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64", lon="station", lat="Latitude")
     assert not np.allclose(named.fit_transform(frame), expected)  # the named columns are used
-    assert step.get_feature_names_out()[[0, -1]].tolist() == ["satclip0", "satclip255"]
+    assert step.get_feature_names_out()[[0, -1]].tolist() == ["emb_0", "emb_255"]
 
 
 def test_get_params_clone_and_grid_search(released_l6) -> None:
@@ -110,3 +110,14 @@ def test_feature_names_follow_sklearn_conventions(released_l6) -> None:
     assert not hasattr(on_array, "feature_names_in_") and on_array.n_features_in_ == 2
     with pytest.warns(UserWarning, match="X has feature names, but SatCLIPEmbedding was fitted without"):
         on_array.transform(frame)
+
+
+def test_pandas_output_has_the_columns_of_satclips_wide_tables(released_l6) -> None:
+    from satclip.io.tables import embedding_column_names
+
+    pts = _points(10, seed=4)
+    step = SatCLIPEmbedding(released_l6, device="cpu", dtype="float64").set_output(transform="pandas")
+    out = step.fit_transform(pd.DataFrame({"lon": pts[:, 0], "lat": pts[:, 1]}))
+    # The names `satclip encode --layout wide` and satclip.dask's wide layout write.
+    assert list(out.columns) == embedding_column_names(256) == [f"emb_{i}" for i in range(256)]
+    np.testing.assert_array_equal(out.to_numpy(), satclip.encode(pts, released_l6, device="cpu", dtype="float64"))

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from satclip.errors import CoordinateError, DTypeError, ShapeError
+from satclip.io.tables import EMBEDDING_COLUMN, embedding_column_names
 
 #: Serialises the first load of a model in a worker process (see the module notes).
 _LOAD_LOCK = threading.Lock()
@@ -102,7 +103,7 @@ def encode(
     meta = frame._meta
     columns = _point_columns(meta, lon, lat)
     embed_dim = _embed_dim(model, dtype)
-    names = ["embedding"] if layout == "list" else [f"emb_{i}" for i in range(embed_dim)]
+    names = [EMBEDDING_COLUMN] if layout == "list" else embedding_column_names(embed_dim)
     if keep_columns:
         clash = [n for n in names if n in meta.columns]
         if clash:
@@ -144,7 +145,7 @@ def _encode_partition(
     with _LOAD_LOCK:
         # Loads the model into this process's cache on the first call; a cache hit afterwards.
         satclip.encode(np.empty((0, 2)), model, device=options["device"], dtype=options["dtype"])
-    embeddings = satclip.encode(points, model, **options, progress=False)
+    embeddings = np.asarray(satclip.encode(points, model, **options, progress=False))  # a frame gives NumPy
     return _attach(part, embeddings, names, layout, keep_columns, pd)
 
 
@@ -242,7 +243,7 @@ def _attach(
     """``part`` (or just its index) with the embeddings as a list column or wide columns; ``meta``:
     build the output's Dask meta rather than a partition."""
     if layout == "list":
-        added = pd.DataFrame({"embedding": list_column(embeddings, part.index, pd, as_meta=meta)})
+        added = pd.DataFrame({EMBEDDING_COLUMN: list_column(embeddings, part.index, pd, as_meta=meta)})
     else:
         added = pd.DataFrame(embeddings, index=part.index, columns=names)
     if not keep_columns:
@@ -268,11 +269,11 @@ def list_column(embeddings: np.ndarray, index: Any, pd: Any, *, as_meta: bool) -
 
     if as_meta:
         dtype = pd.ArrowDtype(pa.list_(pa.from_numpy_dtype(embeddings.dtype), embeddings.shape[1]))
-        return pd.Series([], index=index, name="embedding", dtype=dtype)
+        return pd.Series([], index=index, name=EMBEDDING_COLUMN, dtype=dtype)
     rows = np.empty(len(embeddings), dtype=object)
     for i, row in enumerate(np.ascontiguousarray(embeddings)):
         rows[i] = row
-    return pd.Series(rows, index=index, name="embedding", dtype=object)
+    return pd.Series(rows, index=index, name=EMBEDDING_COLUMN, dtype=object)
 
 
 __all__ = ["LAYOUTS", "encode"]

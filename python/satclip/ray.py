@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 
 from satclip.errors import ShapeError
+from satclip.io.tables import EMBEDDING_COLUMN
 
-#: Column the embeddings are written to.
-COLUMN = "embedding"
+#: Column the embeddings are written to (the name of the list column ``satclip encode`` writes).
+COLUMN = EMBEDDING_COLUMN
 
 
 class SatCLIPEncoder:
@@ -101,8 +102,10 @@ class SatCLIPEncoder:
 
         lon, lat = find_lonlat_columns(columns, self.lon, self.lat)
         points = _points(batch, kind, lon, lat)
-        embeddings = satclip.encode(
-            points, self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size, progress=False
+        embeddings = np.asarray(  # a frame gives NumPy
+            satclip.encode(
+                points, self.model, device=self.device, dtype=self.dtype, batch_size=self.batch_size, progress=False
+            )
         )
         return _with_column(batch, kind, self.column, embeddings)
 

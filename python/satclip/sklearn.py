@@ -6,6 +6,10 @@
     >>> pipe = make_pipeline(SatCLIPEmbedding("resnet50-l40"), RidgeCV())   # doctest: +SKIP
     >>> pipe.fit(lonlat_train, y_train).score(lonlat_test, y_test)           # doctest: +SKIP
 
+:class:`SphericalBlockKFold` (from :mod:`satclip.downstream.spatial_cv`) is the matching
+cross-validation splitter: folds of whole equal-area blocks of the sphere, optionally with a
+buffer, for ``cross_validate`` and ``GridSearchCV``.
+
 The transformer is stateless: ``fit`` only validates its input (and records ``n_features_in_``,
 which is always 2), ``transform`` is :func:`satclip.encode`. The model is loaded on the first
 ``transform`` and kept in :func:`satclip.encode`'s cache, so cloning the step (``GridSearchCV``,
@@ -29,6 +33,8 @@ try:
     from sklearn.base import BaseEstimator, TransformerMixin
 except ImportError as err:  # pragma: no cover - depends on the environment
     raise ImportError("satclip.sklearn needs scikit-learn: pip install 'satclip[eval]'") from err
+
+from satclip.downstream.spatial_cv import SphericalBlockKFold
 
 #: check_estimator checks that do not apply, and why (they feed inputs that are not lon/lat).
 _NOT_LONLAT = "feeds X with 3 or more columns; the input is exactly two columns (lon, lat), others are refused"
@@ -81,6 +87,8 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         Column names when ``X`` is a DataFrame; ``None`` finds them by the usual names (``lon``/``lat``,
         ``longitude``/``latitude``, ... any case).
 
+    Notes
+    -----
     ``X`` is an ``(N, 2)`` array of ``[lon, lat]`` or a pandas DataFrame with longitude and latitude
     columns (other columns are ignored). ``transform`` returns ``(N, embed_dim)`` embeddings.
     """
@@ -132,13 +140,17 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         return np.asarray(emb)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
-        """``satclip0 .. satclip{d-1}`` (loads the model to learn ``d`` if nothing was transformed yet)."""
+        """``emb_0 .. emb_{d-1}``, the column names of every wide embedding table satclip writes
+        (:func:`satclip.io.tables.embedding_column_names`); loads the model to learn ``d`` if
+        nothing was transformed yet."""
+        from satclip.io.tables import embedding_column_names
+
         dim = getattr(self, "_embed_dim", None)
         if dim is None:
             from satclip.embed.locations import encode
 
             dim = encode(np.zeros((1, 2)), self.model, device=self.device, dtype=self.dtype).shape[1]
-        return np.asarray([f"satclip{i}" for i in range(dim)], dtype=object)
+        return np.asarray(embedding_column_names(dim), dtype=object)
 
     def _lonlat(self, X: Any, *, reset: bool) -> np.ndarray:
         """``X`` validated as (N, 2) float64 degrees. ``reset`` (fit) records the input's feature
@@ -183,3 +195,6 @@ class SatCLIPEmbedding(TransformerMixin, BaseEstimator):
         if check_names:
             validate_data(self, array, reset=reset, skip_check_array=True)
         return array
+
+
+__all__ = ["NOT_APPLICABLE_CHECKS", "SatCLIPEmbedding", "SphericalBlockKFold"]

@@ -75,6 +75,11 @@ def register(commands: Any) -> None:
         "--blocks", type=positive_int, default=100, help="equal-area spatial blocks on the sphere (default: 100)"
     )
     pr.add_argument(
+        "--buffer-km",
+        type=positive_float,
+        help="leave out of each fold's training set the points within this many km of its test points",
+    )
+    pr.add_argument(
         "--models",
         help="comma-separated encoders to compare on the same folds: SatCLIP models, checkpoints and the "
         "built-in encoders geoclip, sh-L10, sh-L40, wrap, cartesian3d, lonlat",
@@ -155,6 +160,7 @@ def run_probe(args: argparse.Namespace) -> int:
         encoders[label] = feats
         shown.append(label)
     common = dict(task=args.task, head=args.head, cv=args.cv, folds=args.folds, n_blocks=args.blocks, seed=args.seed)
+    common["buffer_km"] = args.buffer_km
     result = compare(lonlat, y, encoders, device=args.device, **common)  # type: ignore[arg-type]
     rows = [
         (label, result.results[key], result.encode_seconds[key] + result.fit_seconds[key])

@@ -25,7 +25,6 @@ take its place.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol, Union
@@ -38,6 +37,7 @@ from satclip.errors import SatclipError, ShapeError
 from satclip.models.image import ImageEncoder
 from satclip.models.location import LocationEncoder
 from satclip.models.registry import PathLike
+from satclip.points.sphere import fibonacci_grid
 from satclip.runtime.caches import LRUCache
 
 #: A model name/path (both halves come from it), or the two halves as (image, location) encoders.
@@ -100,24 +100,6 @@ class SimilarityMap(NamedTuple):
     lat: np.ndarray
 
 
-def fibonacci_grid(n: int = DEFAULT_GRID_POINTS) -> np.ndarray:
-    """``n`` (rounded down to even) near-uniform ``[lon, lat]`` points: a Fibonacci lattice.
-
-    Point ``i`` (``i = -m .. m-1``, ``m = n // 2``) sits at latitude ``asin(2 i / (2 m + 1))`` -
-    equal-area bands - and longitude ``360 * frac(i / phi)`` (golden ratio ``phi``), wrapped to
-    [-180, 180): the lattice B02 uses for its control points.
-    """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 2:
-        raise ValueError(f"a grid needs an integer number of points >= 2, got {n!r}")
-    m = int(n) // 2
-    i = np.arange(-m, m, dtype=np.float64)
-    phi = (1.0 + math.sqrt(5.0)) / 2.0
-    lat = np.degrees(np.arcsin(2.0 * i / (2 * m + 1)))
-    lon = np.mod(i / phi, 1.0) * 360.0
-    lon = np.where(lon >= 180.0, lon - 360.0, lon)
-    return np.stack([lon, lat], axis=1)
-
-
 def locate(
     images: Any,
     model: SatCLIPLike = "resnet50-l40",
@@ -151,7 +133,7 @@ def locate(
         :class:`Refiner` applied to the ranked result.
     """
     image_encoder, location_encoder = _halves(model)
-    grid = fibonacci_grid() if candidates is None else _as_lonlat(candidates)
+    grid = fibonacci_grid(DEFAULT_GRID_POINTS) if candidates is None else _as_lonlat(candidates)
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= grid.shape[0]:
         raise ValueError(f"top_k must be an integer in [1, {grid.shape[0]}] (the number of candidates), got {top_k!r}")
     from satclip.embed.images import encode_images

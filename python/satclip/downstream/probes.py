@@ -11,7 +11,9 @@ a probe cannot score by interpolating between neighbours: the sphere is cut into
 cells of (nearly) equal area - the Voronoi cells of a Fibonacci lattice, each point belongs to
 its nearest lattice point by great-circle distance - and whole cells are dealt to the folds.
 Cells in degrees (lon/lat boxes) would shrink towards the poles and split polar clusters at the
-antimeridian; these do neither.
+antimeridian; these do neither. The folds and the optional ``buffer_km`` (training points that
+close to a test point are left out of that fold's training set) are those of the scikit-learn
+splitter :class:`satclip.downstream.spatial_cv.SphericalBlockKFold`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from satclip.errors import DTypeError, ProbeError, SatclipError, ShapeError, first_line
+from satclip.points.sphere import fibonacci_centres
+from satclip.points.sphere import lonlat_to_xyz as unit_vectors
 
 TASKS = ("regression", "classification")
 HEADS = ("ridge", "logistic", "knn", "mlp")
@@ -38,7 +42,8 @@ class ProbeResult:
 
     Regression scores are ``r2`` and ``rmse``; classification scores ``accuracy`` and ``macro_f1``.
     ``test_fold[i]`` is the fold in which point ``i`` was held out; ``block[i]`` its spatial block
-    (``-1`` everywhere for random CV).
+    (``-1`` everywhere for random CV). ``n_train[k]`` is the number of points fold ``k``'s head was
+    trained on (fewer than outside the fold when ``buffer_km`` left some out).
     """
 
     task: str
@@ -48,21 +53,8 @@ class ProbeResult:
     mean: dict[str, float]
     test_fold: np.ndarray = field(repr=False)
     block: np.ndarray = field(repr=False)
-
-
-def fibonacci_centres(n: int) -> np.ndarray:
-    """``n`` nearly evenly spread unit vectors (a Fibonacci lattice), shape ``(n, 3)``."""
-    i = np.arange(n, dtype=np.float64) + 0.5
-    z = 1.0 - 2.0 * i / n  # equal steps in z = equal-area latitude bands
-    r = np.sqrt(1.0 - z * z)
-    phi = np.pi * (3.0 - np.sqrt(5.0)) * i
-    return np.column_stack([r * np.cos(phi), r * np.sin(phi), z])
-
-
-def unit_vectors(lonlat: np.ndarray) -> np.ndarray:
-    """``[lon, lat]`` degrees -> unit vectors ``(N, 3)`` (x towards (0, 0), z towards the north pole)."""
-    lon, lat = np.radians(lonlat[:, 0]), np.radians(lonlat[:, 1])
-    return np.column_stack([np.cos(lat) * np.cos(lon), np.cos(lat) * np.sin(lon), np.sin(lat)])
+    buffer_km: float = 0.0
+    n_train: list[int] = field(default_factory=list, repr=False)
 
 
 def spatial_blocks(lonlat: Any, n_blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
@@ -79,10 +71,16 @@ def spatial_blocks(lonlat: Any, n_blocks: int = DEFAULT_BLOCKS) -> np.ndarray:
 
 
 def assign_folds(
-    lonlat: Any, folds: int = 5, *, cv: str = "spatial", n_blocks: int = DEFAULT_BLOCKS, seed: int = 0
+    lonlat: Any,
+    folds: int = 5,
+    *,
+    cv: str = "spatial",
+    n_blocks: int = DEFAULT_BLOCKS,
+    seed: int | np.random.Generator | None = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``(test_fold, block)`` per point. Spatial: whole blocks go to one fold, dealt in random order to
-    the fold with the fewest points so far (balanced point counts). Random: shuffled k-fold."""
+    the fold with the fewest points so far (balanced point counts). Random: shuffled k-fold.
+    ``seed`` seeds ``numpy.random.default_rng`` (a Generator is used as it is)."""
     points = _check_lonlat(lonlat)
     n = len(points)
     folds = _check_folds(folds, n)
@@ -141,6 +139,7 @@ def probe(
     folds: int = 5,
     n_blocks: int = DEFAULT_BLOCKS,
     seed: int = 0,
+    buffer_km: float | None = None,
     device: str | None = None,
 ) -> ProbeResult:
     """Cross-validated probe of location features for target ``y``.
@@ -161,6 +160,9 @@ def probe(
         Features are standardised on each training fold.
     n_blocks, seed:
         Spatial blocks on the sphere (see the module notes) and the seed of the fold assignment.
+    buffer_km:
+        Leave out of each fold's training set the points within this great-circle distance (km)
+        of one of its test points (either ``cv``); ``None`` or 0: none are left out.
     """
     if task not in TASKS:
         raise ProbeError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
@@ -170,6 +172,7 @@ def probe(
         raise ProbeError("head 'logistic' is for classification; use ridge, knn or mlp for regression")
     if cv not in CVS:
         raise ProbeError(f"unknown cv {cv!r}: use one of {', '.join(CVS)}")
+    from satclip.downstream.spatial_cv import SphericalBlockKFold, _check_buffer, buffered_splits
 
     pandas = sys.modules.get("pandas")
     if pandas is not None and isinstance(lonlat, pandas.DataFrame):
@@ -184,15 +187,19 @@ def probe(
     points = _check_lonlat(lonlat)
     n = len(points)
     target = _check_target(y, n, task)
+    folds = _check_folds(folds, n)
+    buffer = _check_buffer(buffer_km)
     X = _features(embeddings, points, device)
-
-    test_fold, block = assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)
-    scores = []
-    for k in range(int(test_fold.max()) + 1):
-        test = test_fold == k
-        train = ~test
-        n_train = int(train.sum())
-        where = f"fold {k} (trained on the {n_train} points outside it, {cv} CV)"
+    if cv == "spatial":
+        test_fold, block = SphericalBlockKFold(folds, n_blocks=n_blocks, random_state=seed).assign(points)
+    else:
+        test_fold, block = assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)
+    scores, n_trained = [], []
+    for k, (train, test) in enumerate(buffered_splits(points, test_fold, buffer)):
+        n_train = len(train)
+        n_trained.append(n_train)
+        outside = f"the {n_train} points outside it" if not buffer else f"{n_train} points beyond {buffer:g} km of it"
+        where = f"fold {k} (trained on {outside}, {cv} CV)"
         if task == "classification":
             classes = np.unique(target[train])
             if len(classes) < 2:
@@ -211,7 +218,7 @@ def probe(
             ) from None
         scores.append(_score(task, target[test], predicted))
     mean = {key: float(np.mean([s[key] for s in scores])) for key in scores[0]}
-    return ProbeResult(task, head, cv, scores, mean, test_fold, block)
+    return ProbeResult(task, head, cv, scores, mean, test_fold, block, buffer, n_trained)
 
 
 @dataclass
@@ -257,6 +264,8 @@ class Comparison:
         first = next(iter(self.results.values()))
         keys = list(first.mean)
         header = f"{first.task}: {first.head} head, {len(first.folds)}-fold {first.cv} CV, {self.n} points"
+        if first.buffer_km:
+            header += f", {first.buffer_km:g} km buffer"
         width = max(12, *(len(label) for label in self.results))
         lines = [
             header,
@@ -315,6 +324,7 @@ def compare(
     folds: int = 5,
     n_blocks: int = DEFAULT_BLOCKS,
     seed: int = 0,
+    buffer_km: float | None = None,
     device: str | None = None,
     plot: Any = None,
 ) -> Comparison:
@@ -356,8 +366,11 @@ def compare(
             raise builtins.unknown_encoder(enc)
         builtins.builtin_key(enc)
     points, target = _points_and_target(lonlat, y)
-    common = dict(task=task, head=head, cv=cv, folds=folds, n_blocks=n_blocks, seed=seed)
-    assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)  # fails early, before any encoding
+    common = dict(task=task, head=head, cv=cv, folds=folds, n_blocks=n_blocks, seed=seed, buffer_km=buffer_km)
+    from satclip.downstream.spatial_cv import _check_buffer
+
+    _check_buffer(buffer_km)  # these fail early, before any encoding
+    assign_folds(points, folds, cv=cv, n_blocks=n_blocks, seed=seed)
     results, encode_s, fit_s, dims = {}, {}, {}, {}
     for label, (_, enc) in zip(labels, items, strict=True):
         start = time.perf_counter()

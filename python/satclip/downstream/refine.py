@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from satclip.errors import ShapeError
 from satclip.harmonics.autograd import values_and_jacobian
 from satclip.models.location import LocationEncoder
+from satclip.points.sphere import lonlat_to_xyz, xyz_to_lonlat
 
 _DEG = math.pi / 180
 #: Below this cos(lat) (about 6e-5 degrees from a pole) the east direction of the (lon, lat)
@@ -63,15 +64,12 @@ def _as_matrix(x: object, cols: int | None, what: str) -> Tensor:
 
 
 def _lonlat_to_xyz(lonlat: Tensor) -> Tensor:
-    lon, lat = lonlat[:, 0] * _DEG, lonlat[:, 1] * _DEG
-    return torch.stack([torch.cos(lat) * torch.cos(lon), torch.cos(lat) * torch.sin(lon), torch.sin(lat)], dim=1)
+    return torch.from_numpy(lonlat_to_xyz(lonlat.numpy()))
 
 
 def _xyz_to_lonlat(v: Tensor) -> Tensor:
     """Unit vectors -> [lon, lat] degrees, always inside [-180, 180] x [-90, 90]."""
-    lon = torch.rad2deg(torch.atan2(v[:, 1], v[:, 0])).clamp(-180.0, 180.0)
-    lat = torch.rad2deg(torch.atan2(v[:, 2], torch.hypot(v[:, 0], v[:, 1]))).clamp(-90.0, 90.0)
-    return torch.stack([lon, lat], dim=1)
+    return torch.from_numpy(xyz_to_lonlat(v.numpy()))
 
 
 def _north(lonlat: Tensor) -> Tensor:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from satclip.errors import ImageError
+from satclip.points.sphere import EARTH_RADIUS_KM, great_circle_km
 
 #: WGS 84 ellipsoid, UTM scale and false easting / northing.
 _A = 6378137.0
@@ -25,8 +26,6 @@ _F = 1 / 298.257223563
 _K0 = 0.9996
 _E0 = 500_000.0
 _N0_SOUTH = 10_000_000.0
-#: Mean Earth radius (IUGG), for great-circle distances.
-EARTH_RADIUS_KM = 6371.0088
 
 
 @dataclass(frozen=True)
@@ -99,16 +98,6 @@ def utm_to_lonlat(easting: float, northing: float, *, zone: int, north: bool) ->
     lon = lon0 + math.atan2(math.sinh(eta_p), math.cos(xi_p))
     lon_deg = (math.degrees(lon) + 180.0) % 360.0 - 180.0
     return lon_deg, math.degrees(lat)
-
-
-def great_circle_km(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any:
-    """Great-circle distance in km on the mean-radius sphere (haversine; NumPy arrays broadcast)."""
-    import numpy as np
-
-    p1, p2 = np.radians(lat1), np.radians(lat2)
-    dlat, dlon = p2 - p1, np.radians(np.asarray(lon2) - np.asarray(lon1))
-    h = np.sin(dlat / 2) ** 2 + np.cos(p1) * np.cos(p2) * np.sin(dlon / 2) ** 2
-    return 2 * EARTH_RADIUS_KM * np.arcsin(np.sqrt(np.clip(h, 0.0, 1.0)))
 
 
 def _model_coordinates(tags: dict[str, Any], col: float, row: float) -> tuple[float, float] | None:
