@@ -5,7 +5,9 @@
 #                 again at each lower SIMD level), the quick benchmark suite (its zero-copy and
 #                 agreement assertions), the regression gate (this tree against a reference
 #                 commit, side by side, so it judges the code and not the CPU model), wheel smoke test
-#   make bench  - the full benchmark suite (slow; see README "Benchmarks"); `benches/report.py` tabulates it
+#                 and the documentation build
+#   make docs   - the documentation site (mkdocs.yml, docs/) into site/, strict: any warning fails it
+#   make bench  - the full benchmark suite (slow; see docs/benchmarks.md); `benches/report.py` tabulates it
 #   make wheel  - dist/: a portable manylinux2014 (manylinux_2_17) abi3 wheel for x86_64, audited, and the sdist
 #   make wheel-smoke      - install that wheel into a fresh venv without cargo/rustc on PATH and use it
 #                           (dependencies borrowed from .venv; part of `make test`)
@@ -22,7 +24,7 @@ WHEEL_TARGET := x86_64-unknown-linux-gnu
 WHEEL_TAG := manylinux_2_17_x86_64
 DIST := dist
 
-.PHONY: setup build demo lint test bench gate wheel wheel-smoke wheel-smoke-full
+.PHONY: setup build demo lint test docs bench gate wheel wheel-smoke wheel-smoke-full
 
 # (Re)install dependencies only when the project metadata changes (rust/Cargo.toml holds the version).
 $(STAMP): pyproject.toml rust/Cargo.toml
@@ -39,6 +41,14 @@ build: setup
 
 demo: build
 	$(PY) examples/encode_locations.py
+
+# The site: API pages from the docstrings (mkdocstrings), the CLI and benchmark pages rendered by
+# docs/hooks.py from the argparse parsers and benches/results/*.json. --strict turns every warning
+# (a broken link or anchor, a docstring griffe cannot parse) into a failure.
+DOCS := NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
+
+docs: build
+	$(DOCS)
 
 # Same checks as .pre-commit-config.yaml. Clippy also wants a SAFETY comment on every unsafe block.
 lint: build
@@ -57,6 +67,7 @@ SH_TESTS := tests/test_spherical_harmonics.py tests/test_gradients.py
 test: lint
 	cargo test --release --manifest-path rust/Cargo.toml
 	$(PY) -m pytest tests -q
+	$(DOCS)
 	SATCLIP_SIMD=avx2 $(PY) -m pytest $(SH_TESTS) -q
 	SATCLIP_SIMD=baseline $(PY) -m pytest $(SH_TESTS) -q
 	$(PY) -m pytest benches --benchmark-only --bench-mode=quick -q -p no:cacheprovider
