@@ -346,8 +346,18 @@ def test_push_to_hub_uploads_the_saved_folder(captured_hub: list[dict[str, Any]]
     assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
     # The exact folder save_pretrained writes (with the repository named in the card's example).
     local = model.save_pretrained(tmp_path / "m", metrics={"MSE": 1.5}, repo_id="someone/tiny-satclip")
-    for name in files:
+    for name in ("config.json", "README.md"):
         assert files[name] == (local / name).read_bytes(), name
+    # safetensors writes its metadata in no fixed order: compare what the weights file holds.
+    from safetensors.torch import load
+
+    uploaded, saved = load(files["model.safetensors"]), load((local / "model.safetensors").read_bytes())
+    assert uploaded.keys() == saved.keys() and all(torch.equal(uploaded[k], saved[k]) for k in saved)
+    pushed = tmp_path / "pushed"
+    pushed.mkdir()
+    for name, data in files.items():
+        (pushed / name).write_bytes(data)
+    assert torch.equal(embed(LocationEncoder.from_pretrained(pushed)), embed(model))
     card = files["README.md"].decode()
     assert "satclip.load('someone/tiny-satclip')" in card and "| MSE | 1.5 |" in card
     assert not Path(upload["folder_path"]).exists()  # the temporary folder is gone
