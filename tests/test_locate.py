@@ -234,3 +234,29 @@ def test_impossible_georeferencing_is_refused_naming_the_file(tmp_path):
     # The same tags on a 2 x 2 image are a valid (coarse) georeference: centre (10, 0).
     ok = image_center(write_s2_geotiff(tmp_path / "ok.tif", px[:, :2, :2], epsg=4326, origin=(0.0, 10.0)))
     assert (ok.lon, ok.lat, ok.epsg) == (10.0, 0.0, 4326)
+
+
+def test_a_two_tower_model_locates_as_its_checkpoint_does(model):
+    """satclip.SatCLIP (both halves in one module) gives locate and similarity_map exactly what
+    the checkpoint's name gives, and its state-dict keys are the released layout's."""
+    two_tower = satclip.SatCLIP(satclip.load_image_encoder(model), satclip.load(model)).eval()
+    cands = satclip.fibonacci_grid(2000)
+    by_name = satclip.locate(images(), model, candidates=cands, top_k=3, device="cpu")
+    by_model = satclip.locate(images(), two_tower, candidates=cands, top_k=3, device="cpu")
+    assert np.array_equal(by_model.indices, by_name.indices)
+    assert np.array_equal(by_model.scores, by_name.scores)
+    smap = satclip.similarity_map(images(1)[0], two_tower, resolution=30.0, xarray=False, device="cpu")
+    expected = satclip.similarity_map(images(1)[0], model, resolution=30.0, xarray=False, device="cpu")
+    assert np.array_equal(smap.values, expected.values)
+    released = torch.load(model, map_location="cpu", weights_only=True)["state_dict"]
+    released_keys = {k.removeprefix("model.") for k in released if k.startswith(("model.visual.", "model.location."))}
+    own_keys = set(two_tower.state_dict())
+    assert released_keys <= own_keys and own_keys - released_keys == {"logit_scale"}
+    # The learnt temperature scales cosine similarities, as in training.
+    x = torch.from_numpy(images(2).astype(np.float32) / 10_000)
+    x = torch.cat([x[:, :10], torch.zeros_like(x[:, :1]), x[:, 10:]], dim=1)
+    points = torch.tensor([[8.55, 47.37], [-74.0, 40.7]], dtype=torch.float64)
+    with torch.no_grad():
+        logits = two_tower.logits(x, points)
+        image_features, location_features = two_tower(x, points)
+    assert torch.allclose(logits, math.exp(two_tower.logit_scale.item()) * image_features @ location_features.T)

@@ -37,11 +37,12 @@ from satclip.errors import SatclipError, ShapeError
 from satclip.models.image import ImageEncoder
 from satclip.models.location import LocationEncoder
 from satclip.models.registry import PathLike
+from satclip.models.satclip import SatCLIP
 from satclip.points.sphere import fibonacci_grid
 from satclip.runtime.caches import LRUCache
 
 #: A model name/path (both halves come from it), or the two halves as (image, location) encoders.
-SatCLIPLike = Union[PathLike, "tuple[ImageEncoder, LocationEncoder]"]
+SatCLIPLike = Union[PathLike, SatCLIP, "tuple[ImageEncoder, LocationEncoder]"]
 
 DEFAULT_GRID_POINTS = 100_000
 _CANDIDATE_CHUNK = 32_768
@@ -121,7 +122,8 @@ def locate(
         As for :func:`satclip.encode_images` (arrays, tensors or GeoTIFF paths).
     model:
         A model name or path holding both halves (a released ``.ckpt``, or a ``.safetensors``
-        saved with ``image_encoder=``), or a tuple ``(image_encoder, location_encoder)``.
+        saved with ``image_encoder=``), a :class:`satclip.SatCLIP` model, or a tuple
+        ``(image_encoder, location_encoder)``.
     candidates:
         ``(M, 2)`` ``[lon, lat]`` degrees; default :func:`fibonacci_grid` (100 000 points).
     top_k:
@@ -269,11 +271,6 @@ def candidate_embeddings(
     return emb
 
 
-def clear_candidate_cache() -> None:
-    """Forgets the candidate embeddings kept in memory (files in ``cache_dir`` stay)."""
-    _CACHE.clear()
-
-
 def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(n, m) cosine similarities of the rows of ``a`` and ``b``, in float64."""
     a64 = a.astype(np.float64)
@@ -324,13 +321,16 @@ def _halves(model: SatCLIPLike) -> tuple[Any, LocationEncoder]:
     """(image model for encode_images, location encoder). A name stays a name for the image half,
     so that encode_images' per-(model, device, dtype) cache serves it; the location encoder is
     loaded once per file version."""
+    if isinstance(model, SatCLIP):
+        return model.image_encoder, model.location
     if isinstance(model, tuple):
         if len(model) != 2 or not isinstance(model[0], ImageEncoder) or not isinstance(model[1], LocationEncoder):
             raise SatclipError("model as a tuple must be (ImageEncoder, LocationEncoder)")
         return model
     if isinstance(model, torch.nn.Module):
         raise SatclipError(
-            f"locate needs both halves: a model name/path, or (image_encoder, location_encoder); got a {type(model).__name__}"
+            "locate needs both halves: a model name/path, a satclip.SatCLIP model, or (image_encoder, "
+            f"location_encoder); got a {type(model).__name__}"
         )
     from satclip.io.checkpoint import load
     from satclip.models.registry import cache_key
@@ -361,7 +361,6 @@ __all__ = [
     "Refiner",
     "SimilarityMap",
     "candidate_embeddings",
-    "clear_candidate_cache",
     "cosine",
     "fibonacci_grid",
     "fingerprint",
