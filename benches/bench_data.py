@@ -19,10 +19,7 @@ import numpy as np
 import pytest
 
 from benchkit import Mode, data_dir, set_threads, timed, usable_cpus
-
-pytest.importorskip("lightning", reason="the [train] extra is not installed")
-pytest.importorskip("tifffile", reason="the [train] extra is not installed")
-datamodule = pytest.importorskip("satclip.train.datamodule", reason="satclip.train is not available")
+from satclip.train import datamodule
 
 BATCH = 8  # the sample has 20 patches: 2 full batches per pass (drop_last)
 L = 40

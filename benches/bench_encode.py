@@ -35,16 +35,12 @@ import torch
 import satclip
 from benchkit import Mode, sample_lonlat, set_threads, timed, usable_cpus
 from conftest import get_mode
+from satclip.models.location import build_location_encoder
 from sh_baselines import per_lm_torch_sh, vectorised_torch_sh
 
 DEGREES = (10, 40)
 #: Points per batch for every variant; encode's own default is of the same order on CPU.
 BATCH = 16_384
-
-nn_mod = pytest.importorskip("satclip.models.location")
-# Depend on the public function, not on the module that defines it (it has been renamed before).
-if not callable(getattr(satclip, "encode", None)):
-    pytest.skip("satclip.encode is not available", allow_module_level=True)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -82,7 +78,7 @@ _MODELS: dict[int, Any] = {}
 def _model(L: int) -> Any:
     if L not in _MODELS:
         torch.manual_seed(L)
-        _MODELS[L] = nn_mod.build_location_encoder(L).eval()
+        _MODELS[L] = build_location_encoder(L).eval()
     return _MODELS[L]
 
 

@@ -26,8 +26,6 @@ import torch
 import satclip
 from benchkit import Mode, set_threads, timed, usable_cpus
 from conftest import get_mode
-
-pytest.importorskip("timm")
 from satclip.models.image import ImageEncoder, ImageEncoderConfig
 
 ARCHITECTURES = ("resnet18", "resnet50", "vit16")

@@ -17,18 +17,16 @@ expected: the same two cores, plus scheduling and partition overheads. Not run i
 
 from __future__ import annotations
 
+import dask.dataframe as dd
+import distributed
 import numpy as np
+import pandas as pd
 import pytest
-
-from benchkit import sample_lonlat, set_threads, timed
-from conftest import get_mode
-
-dd = pytest.importorskip("dask.dataframe")
-distributed = pytest.importorskip("distributed")
-pd = pytest.importorskip("pandas")
 
 import satclip
 import satclip.dask
+from benchkit import sample_lonlat, set_threads, timed
+from conftest import get_mode
 
 SIZES = {"default": (100_000,), "full": (1_000_000,)}
 DEGREES = (10, 40)

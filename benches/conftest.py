@@ -4,11 +4,27 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchkit import MODES, Mode, usable_cpus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from extras import collector_for_missing_extra
+
+#: Benchmark modules that need an optional extra, with the modules that extra brings.
+NEEDS_EXTRA: dict[str, tuple[str, tuple[str, ...]]] = {
+    "bench_data.py": ("train", ("lightning", "tifffile")),
+    "bench_images.py": ("images", ("timm",)),
+    "bench_scaleout.py": ("dask", ("dask.dataframe", "distributed", "pandas")),
+}
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Any:
+    return collector_for_missing_extra(module_path, parent, NEEDS_EXTRA)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

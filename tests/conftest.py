@@ -21,6 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from extras import collector_for_missing_extra
 from original_reference import released_init_state_dict
 
 
@@ -324,54 +325,8 @@ NEEDS_EXTRA: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 
-def missing_modules(modules: tuple[str, ...]) -> list[str]:
-    from importlib.util import find_spec
-
-    missing = []
-    for name in modules:
-        try:
-            if find_spec(name) is None:
-                missing.append(name)
-        except ModuleNotFoundError:  # a parent package is missing
-            missing.append(name)
-    return missing
-
-
-class _MissingExtra(pytest.Item):
-    def __init__(self, *, message: str, **kwargs: Any):
-        super().__init__(**kwargs)
-        self.message = message
-
-    def runtest(self) -> None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail(self.message + "; CI installs every extra", pytrace=False)
-        pytest.skip(self.message)
-
-    def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, 0, self.name
-
-
-class _ModuleNeedingExtra(pytest.File):
-    message = ""
-
-    def collect(self) -> Any:
-        yield _MissingExtra.from_parent(self, name="needs-extra", message=self.message)
-
-
 def pytest_pycollect_makemodule(module_path: Path, parent: Any) -> Any:
-    need = NEEDS_EXTRA.get(module_path.name)
-    if need is None:
-        return None
-    extra, modules = need
-    missing = missing_modules(modules)
-    if not missing:
-        return None
-    collector = _ModuleNeedingExtra.from_parent(parent, path=module_path)
-    install = f"pip install -e '.[{extra}]'" if " " not in extra else "install it"
-    collector.message = f"{module_path.name} needs the {extra!r} extra ({install}): {', '.join(missing)} not installed"
-    return collector
+    return collector_for_missing_extra(module_path, parent, NEEDS_EXTRA)
 
 
 #: The extra that brings each optional module a single test imports.
@@ -398,6 +353,7 @@ EXTRA_OF_MODULE = {
     "ray.data": "ray",
     "sklearn": "eval",
     "mpmath": "test",
+    "mkdocs": "docs",
     "geoclip": "geoclip",
     "triton": "torch's triton",
     "torch": "the torch dependency",
