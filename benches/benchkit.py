@@ -40,7 +40,7 @@ class Mode:
 MODES: dict[str, Mode] = {
     # Small N keeps CI at ~1-2 minutes; N = 10,000 is still far above the per-call overheads of
     # both the Rust core (~microseconds) and the torch baseline's ~8 L ops per chunk, so the
-    # ratios it yields are stable (see README, "Benchmarks").
+    # ratios it yields are stable (see docs/benchmarks.md).
     "quick": Mode("quick", (10_000,), (), (), 200_000, 0.4, 5, 200),
     "default": Mode("default", (10_000, 100_000), (10_000,), (100_000,), 1_000_000, 1.5, 5, 200),
     "full": Mode("full", (10_000, 100_000, 1_000_000), (10_000,), (100_000, 1_000_000), 1_000_000, 3.0, 5, 200),

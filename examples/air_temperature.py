@@ -82,7 +82,7 @@ def main() -> None:
         bar = "!" * 100
         print(f"{bar}\n!! Could not load {args.model!r}: {' '.join(str(err).split())[:160]}")
         print("!! USING A RANDOMLY INITIALISED L=40 ENCODER OF THE RELEASED ARCHITECTURE (STAND-IN).")
-        print("!! ITS NUMBERS SAY NOTHING ABOUT SATCLIP. See README 'Getting the released weights'.")
+        print("!! ITS NUMBERS SAY NOTHING ABOUT SATCLIP. See docs/install.md 'Getting the released weights'.")
         print(bar)
         torch.manual_seed(0)  # the same stand-in on every run
         model = build_location_encoder(40).double().eval()

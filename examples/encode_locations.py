@@ -59,7 +59,7 @@ def main() -> None:
 
         print(f"Could not load {args.model!r}: {err}")
         print("Demonstrating on a randomly initialised L=40 encoder of the released architecture;")
-        print("its embeddings are NOT meaningful. See README 'Getting the released weights'.\n")
+        print("its embeddings are NOT meaningful. See docs/install.md 'Getting the released weights'.\n")
         import torch
 
         torch.manual_seed(0)  # the same stand-in weights on every run

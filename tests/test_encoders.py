@@ -292,7 +292,7 @@ def test_geoclip_probe_on_air_temperature_beats_lonlat_and_its_map_has_structure
     frame = pd.read_csv(csv)
     result = compare(frame, "meanT", ["geoclip", "lonlat"], cv="spatial", folds=5)
     r2 = {k: v[0] for k, v in result.scores().items()}
-    # Measured: geoclip 0.874 ± 0.032, lonlat 0.254 ± 0.204 (README "Other location encoders").
+    # Measured: geoclip 0.874 ± 0.032, lonlat 0.254 ± 0.204 (docs/benchmarks.md "Other location encoders").
     assert r2["geoclip"] > 0.8 and r2["geoclip"] > r2["lonlat"] + 0.4, r2
 
     # The embedding map of Europe at 1 degree (what `satclip map` draws: the first three principal

@@ -12,7 +12,7 @@ venv's site-packages, so torch, numpy and pandas come from here. Only the direct
 ``.pth`` files inside it are not run), so this venv's editable satclip stays invisible; the check asserts
 that ``satclip`` and its extension module are imported from the fresh venv and not from the source tree.
 The full mode (``make wheel-smoke-full``) is what a user's ``pip install`` does; it downloads or
-unpacks torch with its CUDA libraries, which is why CI runs the fast one (README "Installing").
+unpacks torch with its CUDA libraries, which is why CI runs the fast one (docs/install.md).
 
 Checks, inside the fresh venv, with ``cargo``/``rustc`` absent from PATH:
 - ``satclip.__version__`` == the installed metadata == ``satclip --version`` == the wheel's file name;

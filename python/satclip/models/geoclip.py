@@ -22,7 +22,7 @@ into reused buffers (one chunk worker per torch thread), ReLU in place, the thre
 over the concatenated hidden states (the sum of the capsules falls out of it), and the released
 weights' subnormal values set to zero in the GEMM copies (see :meth:`GeoCLIPLocationEncoder._prepare`).
 Measured: within 7.4e-7 of the package's own module, and faster than it
-(``benches/bench_encoders.py``; figures in the README).
+(``benches/bench_encoders.py``; figures in the docs, docs/benchmarks.md "Other location encoders").
 
 Input order: like every satclip encoder this module takes ``[lon, lat]``; GeoCLIP's own takes
 ``[lat, lon]``.
