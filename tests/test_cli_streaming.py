@@ -433,3 +433,16 @@ def test_parts_written_into_their_own_input_folder_are_refused(
         capsys, "encode", str(tmp_path), "-o", str(tmp_path), "--model", "absent.ckpt", "--overwrite"
     )
     assert code == 2 and "would replace an input part" in err, err
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame(20, 53).to_parquet(tmp_path / "a.parquet")
+    frame(20, 54).to_parquet(tmp_path / "b.parquet")
+    out = tmp_path / "embedded"
+    code, stdout, err = run_cli(capsys, "encode", str(tmp_path), "-o", str(out), "--model", ckpt)
+    assert code == 0 and "wrote 2 parts" in stdout, err
+    code, stdout, err = run_cli(capsys, "encode", str(tmp_path), "-o", str(out), "--model", ckpt)
+    assert code == 0 and "all 2 parts are already in" in stdout, err
+    assert sorted(p.name for p in out.rglob("*")) == ["a.parquet", "b.parquet"]

@@ -177,6 +177,13 @@ def _run_encode(args: argparse.Namespace) -> int:
 def _run_encode_parts(args: argparse.Namespace, parts: list[Part]) -> int:
     """One output part per input part in the output directory; finished parts are skipped."""
     out = args.output.rstrip("/") if is_url(args.output) else args.output
+    # An output folder inside the input folder: its parts are outputs, not inputs (on a rerun).
+    if file_key(out) == file_key(args.input):
+        raise UsageError(f"-o {args.output} is the input directory: its parts would replace an input part")
+    inside = file_key(out).rstrip("/") + "/"
+    parts = [part for part in parts if not file_key(part.source.name or part.source.path).startswith(inside)]
+    if not parts:
+        raise FileNotFoundError(f"{args.input} has no parts outside the output directory {args.output}")
     exists, join = _output_directory(out)
     targets: dict[str, Part] = {}
     for part in parts:
