@@ -160,7 +160,8 @@ def test_fresh_processes_at_every_simd_level_give_the_same_bits(case, tmp_path: 
 
 
 @pytest.mark.parametrize(
-    "module", ["satclip.models.location", "satclip.harmonics.torch_values", "satclip.embed.locations"]
+    "module",
+    ["satclip.models.location", "satclip.harmonics.torch_values", "satclip.embed.locations", "satclip.embed.runners"],
 )
 def test_importing_a_torch_path_initialises_mkl_vector_math_first(module):
     """The defence against MKL's first-call race (satclip.runtime.vml) runs on import, in a fresh process,

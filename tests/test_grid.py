@@ -79,9 +79,9 @@ def test_factorisation_against_brute_force_with_independent_harmonics(make_check
     ref = (x @ weights["nnet.last_layer.weight"].T + weights["nnet.last_layer.bias"]).reshape(4, 4, -1)
     # A grid this narrow goes point-wise by default; the separable path is forced here.
     from satclip.embed.grid import _grid_encoder
-    from satclip.embed.locations import _runner_for
+    from satclip.embed.locations import runner_for
 
-    runner = _runner_for(path, torch.device("cpu"), torch.float64)
+    runner = runner_for(path, torch.device("cpu"), torch.float64)
     out = np.empty((4, 4, runner.embed_dim))
     _grid_encoder(runner).run(lon, lat, out, lambda n: None)  # type: ignore[arg-type]
     assert _relative(out, ref) <= 1e-10

@@ -92,7 +92,7 @@ def test_results_do_not_depend_on_the_thread_count(make_checkpoint: CheckpointFa
 def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
     make_checkpoint: CheckpointFactory, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from satclip.embed import locations as encoding
+    from satclip.embed import runners
 
     path = make_checkpoint(10, seed=8)
     points = _random(9 * 2560 + 5, seed=9)
@@ -102,7 +102,7 @@ def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
         encode(points, path, device="cpu", progress=True)
         assert f"{len(points) / 1000:.1f}k/{len(points) / 1000:.1f}k" in capsys.readouterr().err  # tqdm's n/total
         calls = [0]
-        features = encoding._SirenRunner._features
+        features = runners.SirenRunner._features
 
         def failing(self, lonlat, buffers):  # type: ignore[no-untyped-def]
             calls[0] += 1
@@ -110,7 +110,7 @@ def test_a_worker_error_stops_the_call_and_progress_counts_every_point(
                 raise RuntimeError("chunk 3 failed")
             return features(self, lonlat, buffers)
 
-        monkeypatch.setattr(encoding._SirenRunner, "_features", failing)
+        monkeypatch.setattr(runners.SirenRunner, "_features", failing)
         with pytest.raises(RuntimeError, match="chunk 3 failed"):
             encode(points, path, device="cpu")
         assert calls[0] < 10  # the other worker stopped instead of finishing the whole input

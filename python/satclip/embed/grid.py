@@ -37,10 +37,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from satclip.embed.dtypes import check_float_dtype
-from satclip.embed.locations import _AUTO_PROGRESS_WORK, ModelLike, _runner_for, _SirenRunner
+from satclip.embed.locations import ModelLike, runner_for
+from satclip.embed.runners import AUTO_PROGRESS_WORK, SirenRunner
 from satclip.errors import CoordinateError, DTypeError, ShapeError
 from satclip.harmonics.values import spherical_harmonics
+from satclip.models.dtypes import check_float_dtype
 from satclip.models.location import Sine, Siren
 from satclip.points.inputs import pick_device
 from satclip.runtime.workers import share_out
@@ -104,7 +105,7 @@ def encode_grid(
     lon_a = np.where(lon_a >= 180.0, lon_a - 360.0, lon_a)
     dtype = check_float_dtype(dtype)
     compute_device = pick_device(device, torch.device("cpu"))
-    runner = _runner_for(model, compute_device, dtype)
+    runner = runner_for(model, compute_device, dtype)
     shape = (lat_a.size, lon_a.size, runner.embed_dim)
     np_dtype = np.float64 if dtype == torch.float64 else np.float32
     if out is None:
@@ -119,7 +120,7 @@ def encode_grid(
     if out.size == 0:
         return out
     if progress is None:
-        progress = out.shape[0] * out.shape[1] * runner.L**2 >= _AUTO_PROGRESS_WORK and _stderr_is_terminal()
+        progress = out.shape[0] * out.shape[1] * runner.L**2 >= AUTO_PROGRESS_WORK and _stderr_is_terminal()
     from tqdm.auto import tqdm
 
     with tqdm(
@@ -130,7 +131,7 @@ def encode_grid(
         disable=not progress,
         file=sys.stderr,
     ) as bar:
-        if isinstance(runner, _SirenRunner) and _separable_pays(runner, lon_a.size):
+        if isinstance(runner, SirenRunner) and _separable_pays(runner, lon_a.size):
             _grid_encoder(runner).run(lon_a, lat_a, out, bar.update)
         else:
             _pointwise(lon_a, lat_a, model, compute_device, dtype, out, bar.update)
@@ -191,7 +192,7 @@ def _axis(values: Any, name: str, limits: tuple[float, float]) -> np.ndarray:
     return arr
 
 
-def _separable_pays(runner: _SirenRunner, n_lon: int) -> bool:
+def _separable_pays(runner: SirenRunner, n_lon: int) -> bool:
     """Whether the separable path (segments padded to a fixed width) costs less than point-wise."""
     segment = SEGMENT_CPU if runner.device.type == "cpu" else SEGMENT_CUDA
     hidden, L = runner.hidden, runner.L
@@ -227,11 +228,11 @@ def _pointwise(
         progress(points.shape[0])
 
 
-_ENCODERS: weakref.WeakKeyDictionary[_SirenRunner, _GridEncoder] = weakref.WeakKeyDictionary()
+_ENCODERS: weakref.WeakKeyDictionary[SirenRunner, _GridEncoder] = weakref.WeakKeyDictionary()
 _ENCODERS_LOCK = threading.Lock()
 
 
-def _grid_encoder(runner: _SirenRunner) -> _GridEncoder:
+def _grid_encoder(runner: SirenRunner) -> _GridEncoder:
     """The grid state of a cached runner (its padded first-layer weights), made once."""
     with _ENCODERS_LOCK:
         encoder = _ENCODERS.get(runner)
@@ -241,10 +242,10 @@ def _grid_encoder(runner: _SirenRunner) -> _GridEncoder:
 
 
 class _GridEncoder:
-    """The separable first layer of a :class:`~satclip.embed.locations._SirenRunner`'s network plus its
+    """The separable first layer of a :class:`~satclip.embed.runners.SirenRunner`'s network plus its
     schedule (see the module doc)."""
 
-    def __init__(self, runner: _SirenRunner):
+    def __init__(self, runner: SirenRunner):
         self.runner, self.device, self.dtype = runner, runner.device, runner.dtype
         L, nnet = runner.L, runner.nnet
         self.L, self.K = L, 2 * L - 1

@@ -19,4 +19,17 @@ def check_float_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return dtype  # type: ignore[return-value]
 
 
-__all__ = ["check_float_dtype"]
+def encode_dtype(dtype: torch.dtype | str, device: torch.device) -> torch.dtype:
+    """The dtype :func:`satclip.encode` computes in: float32/float64 anywhere (as
+    :func:`check_float_dtype`), bfloat16/float16 on CUDA only (CPU GEMMs gain nothing from them)."""
+    reduced = {"bfloat16": torch.bfloat16, "float16": torch.float16, "half": torch.float16}
+    if isinstance(dtype, str):
+        dtype = reduced.get(dtype.removeprefix("torch."), dtype)  # type: ignore[arg-type]
+    if dtype in (torch.bfloat16, torch.float16):
+        if device.type != "cuda":
+            raise DTypeError(f"dtype {dtype} is for CUDA encoding; on CPU use torch.float32 or torch.float64")
+        return dtype  # type: ignore[return-value]
+    return check_float_dtype(dtype)
+
+
+__all__ = ["check_float_dtype", "encode_dtype"]
