@@ -446,3 +446,47 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_as_input(
     code, stdout, err = run_cli(capsys, "encode", str(tmp_path), "-o", str(out), "--model", ckpt)
     assert code == 0 and "all 2 parts are already in" in stdout, err
     assert sorted(p.name for p in out.rglob("*")) == ["a.parquet", "b.parquet"]
+
+
+# ----------------------------------------------------------------------------------------
+# Projected coordinate columns: --crs
+
+
+def test_projected_xy_columns_need_a_crs_and_are_transformed_with_it(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pyproj = require("pyproj")
+    rng = np.random.default_rng(4)
+    # UTM zone 32N (central Europe) eastings/northings in metres.
+    utm = pd.DataFrame({"id": range(200), "x": rng.uniform(3e5, 7e5, 200), "y": rng.uniform(4.8e6, 5.6e6, 200)})
+    src = tmp_path / "utm.csv"
+    utm.to_csv(src, index=False)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / "a.npy"), "--model", ckpt)
+    assert code == 1 and "not longitude/latitude degrees" in err and "--crs" in err and "row 0" in err
+    assert not (tmp_path / "a.npy").exists()
+
+    code, _, err = run_cli(
+        capsys, "encode", str(src), "-o", str(tmp_path / "b.npy"), "--model", ckpt, "--crs", "EPSG:32632"
+    )
+    assert code == 0, err
+    lon, lat = pyproj.Transformer.from_crs("EPSG:32632", "EPSG:4326", always_xy=True).transform(utm.x, utm.y)
+    expected = np.asarray(encode(np.stack([lon, lat], axis=1), ckpt))
+    np.testing.assert_array_equal(np.load(tmp_path / "b.npy"), expected)
+
+
+def test_xy_columns_in_degrees_need_no_crs_and_a_bad_crs_is_refused_before_the_model(
+    tmp_path: Path, ckpt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    require("pyproj")
+    points = frame(50, 9).rename(columns={"lon": "x", "lat": "y"})
+    src = tmp_path / "deg.csv"
+    points.to_csv(src, index=False)
+    code, _, err = run_cli(capsys, "encode", str(src), "-o", str(tmp_path / "a.npy"), "--model", ckpt)
+    assert code == 0, err
+    expected = np.asarray(encode(points[["x", "y"]].to_numpy(), ckpt))
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), expected)
+    missing_model = str(tmp_path / "no-such-model.ckpt")
+    code, _, err = run_cli(
+        capsys, "encode", str(src), "-o", str(tmp_path / "b.npy"), "--model", missing_model, "--crs", "EPSG:999999"
+    )
+    assert code == 1 and "cannot read the CRS 'EPSG:999999'" in err and "no-such-model" not in err

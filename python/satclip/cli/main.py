@@ -72,6 +72,7 @@ from satclip.io.tables import (
     shift_row,
     url_filesystem,
 )
+from satclip.points.columns import LAT_NAMES, LON_NAMES
 
 _TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
 _OUTPUT_SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".npy": "npy"}
@@ -109,8 +110,14 @@ def _parser() -> argparse.ArgumentParser:
     add_overwrite_option(enc, "replace OUTPUT (or existing parts) if it exists")
     add_lonlat_options(
         enc,
-        lon_help="longitude column (default: lon, lng, long, longitude or x, any case)",
-        lat_help="latitude column (default: lat, latitude or y, any case)",
+        lon_help=f"longitude column (default: {', '.join(LON_NAMES)}, any case)",
+        lat_help=f"latitude column (default: {', '.join(LAT_NAMES)}, any case)",
+    )
+    enc.add_argument(
+        "--crs",
+        help="CRS of the coordinate columns when they are not lon/lat degrees (e.g. EPSG:32632 for UTM "
+        "x/y in metres; anything pyproj reads); they are transformed to lon/lat. Without it, x/y columns "
+        "are taken as degrees only when every value fits degrees",
     )
     enc.add_argument(
         "--layout",
@@ -160,13 +167,15 @@ def _run_encode(args: argparse.Namespace) -> int:
         raise UsageError(
             f"cannot read {args.input}: the input must be .csv, .parquet or .npy (or a directory or glob of parts)"
         )
-    if in_format == "npy" and (args.lon_col or args.lat_col):
-        raise UsageError("--lon-col/--lat-col apply to CSV and Parquet input, not .npy")
+    if in_format == "npy" and (args.lon_col or args.lat_col or args.crs):
+        raise UsageError("--lon-col/--lat-col/--crs apply to CSV and Parquet input, not .npy")
     check_outputs([Output("-o", args.output, tuple(_OUTPUT_SUFFIXES))], overwrite=args.overwrite, inputs=[args.input])
     if not source.is_file():
         raise FileNotFoundError(f"no such input file: {args.input}")
     # The header or footer is read before the model is loaded: a wrong column costs no download.
-    reader = PointReader(source, in_format, args.lon_col, args.lat_col, args.batch_size or DEFAULT_BATCH_ROWS)
+    reader = PointReader(
+        source, in_format, args.lon_col, args.lat_col, args.batch_size or DEFAULT_BATCH_ROWS, crs=args.crs
+    )
     model = _load_model(args.model)
     out_format = _OUTPUT_SUFFIXES[Path(args.output.split("://", 1)[-1]).suffix.lower()]
     with progress(reader.num_rows, args.quiet, desc="satclip encode", unit="pt") as bar:
@@ -205,7 +214,7 @@ def _run_encode_parts(args: argparse.Namespace, parts: list[Part]) -> int:
     readers = []
     for part, target in pending:
         fmt = _TABLE_SUFFIXES[part.source.suffix]
-        readers.append((PointReader(part.source, fmt, args.lon_col, args.lat_col, batch_rows), target))
+        readers.append((PointReader(part.source, fmt, args.lon_col, args.lat_col, batch_rows, crs=args.crs), target))
     model = _load_model(args.model)
     counts = [reader.num_rows for reader, _ in readers]
     total = None if None in counts else sum(c for c in counts if c is not None)

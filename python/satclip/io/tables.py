@@ -197,7 +197,13 @@ class PointReader:
     """
 
     def __init__(
-        self, source: Source | Path | str, fmt: str, lon_col: str | None, lat_col: str | None, batch_rows: int
+        self,
+        source: Source | Path | str,
+        fmt: str,
+        lon_col: str | None,
+        lat_col: str | None,
+        batch_rows: int,
+        crs: str | None = None,
     ) -> None:
         self.source = source if isinstance(source, Source) else Source.of(source)
         self.path: Any = Path(self.source.path) if self.source.fs is None else str(self.source)
@@ -205,6 +211,13 @@ class PointReader:
         self.schema: Any = None  # pyarrow schema of the kept columns (None for .npy)
         self.num_rows: int | None = None  # known up front for Parquet and .npy
         self.geometry: _Geometry | None = None  # set when the points come from a GeoParquet geometry
+        # The coordinate columns' CRS (for projected x/y); columns the user named are otherwise degrees.
+        self._named = lon_col is not None or lat_col is not None
+        self.crs: Any = None
+        if crs is not None:  # read now, so that a bad CRS costs no model load
+            from satclip.points.geo import parse_crs
+
+            self.crs = parse_crs(crs)
         if fmt == "npy":
             self._open_npy()
             return
@@ -288,7 +301,7 @@ class PointReader:
             if self.geometry is not None:
                 yield batch, self.geometry.lonlat(batch, self._first_row)
             else:
-                yield batch, self._lonlat(batch)
+                yield batch, self._degrees(self._lonlat(batch))
 
     def _csv_batches(self) -> Iterator[Any]:
         import pyarrow as pa
@@ -317,6 +330,17 @@ class PointReader:
                 # Re-chunk the reader's blocks into batches of at most batch_rows.
                 for start in range(0, batch.num_rows, self.batch_rows):
                     yield batch.slice(start, self.batch_rows)
+
+    def _degrees(self, points: np.ndarray) -> np.ndarray:
+        """The columns' values as lon/lat degrees: transformed from ``crs`` when one was given; x/y
+        columns without one only when they fit degrees (else a CRSError that asks for ``--crs``)."""
+        from satclip.points.columns import planar_to_degrees
+        from satclip.points.geo import crs_to_lonlat
+
+        if self.crs is not None:
+            lon, lat = crs_to_lonlat(points[:, 0], points[:, 1], self.crs, first_row=self._first_row)
+            return np.stack([lon, lat], axis=1)
+        return planar_to_degrees(points, (self.lon, self.lat), named=self._named, first_row=self._first_row)
 
     def _lonlat(self, batch: Any) -> np.ndarray:
         import pyarrow as pa

@@ -45,8 +45,8 @@ _OR_NAME_IT = ", or name it where the column can be named (lon=/lat= in satclip.
 #: How to say which CRS x/y columns are in.
 HOW_TO_GIVE_A_CRS = (
     "say which CRS they are in: frame.attrs['crs'] = 'EPSG:32632' (any CRS pyproj reads), or pass a "
-    "GeoDataFrame (geopandas.points_from_xy(frame.x, frame.y, crs=...)); for a file, add lon/lat columns "
-    "in degrees or write it as GeoParquet with its CRS"
+    "GeoDataFrame (geopandas.points_from_xy(frame.x, frame.y, crs=...)); for `satclip encode`, --crs "
+    "EPSG:32632, or write the file as GeoParquet with its CRS"
 )
 
 

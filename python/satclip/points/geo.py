@@ -256,7 +256,7 @@ def _check_grid_degrees(
 # Coordinate reference systems
 
 
-def _pyproj_crs(crs: Any) -> Any:
+def parse_crs(crs: Any) -> Any:
     pyproj = _need("pyproj", "coordinates with a CRS")
     if isinstance(crs, pyproj.CRS):
         return crs
@@ -269,7 +269,7 @@ def _pyproj_crs(crs: Any) -> Any:
 def _is_degrees(crs: Any) -> bool:
     """A geographic CRS whose axes are degrees from Greenwich: its x/y are lon/lat as they are
     (a datum other than WGS84 moves points by metres, far below what the embeddings resolve)."""
-    crs = _pyproj_crs(crs)
+    crs = parse_crs(crs)
     if not crs.is_geographic:
         return False
     units = {axis.unit_name for axis in crs.axis_info}
@@ -284,7 +284,7 @@ def crs_to_lonlat(
     degrees (:func:`_is_degrees`), else transformed to EPSG:4326 with pyproj (``always_xy``).
     Non-finite input stays non-finite (the coordinate checks name it); a finite point that does not
     transform raises :class:`~satclip.errors.CRSError` naming the row (or ``where(row)``)."""
-    crs = _pyproj_crs(crs)
+    crs = parse_crs(crs)
     if _is_degrees(crs):
         return x, y
     if not (crs.is_projected or crs.is_geographic):
@@ -321,7 +321,7 @@ def xarray_crs(obj: Any) -> Any:
         except Exception:  # rioxarray's own errors (e.g. data variables with different CRSs)
             crs = None
         if crs is not None:
-            return _pyproj_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
+            return parse_crs(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
     variables = [obj] if isinstance(obj, xr.DataArray) else list(obj.data_vars.values())
     names = set()
     for var in variables:
