@@ -182,3 +182,23 @@ def test_an_interrupted_geotiff_export_leaves_nothing(
     with pytest.raises(KeyboardInterrupt):
         embedding_map.export_grid(released_l6, grid, tmp_path / "grid.tif", device="cpu")
     assert list(tmp_path.iterdir()) == []  # neither the output nor its scratch
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".nc"])
+def test_zarr_and_netcdf_exports_carry_their_crs_for_rioxarray(released_l6, tmp_path: Path, suffix: str) -> None:
+    """What rioxarray (and so GIS tools reading CF) sees: WGS 84 from the CF grid mapping, the
+    grid's cell edges as bounds, north-up, and the embeddings of encode_grid."""
+    xr = require("xarray")
+    require("rioxarray")
+    require("zarr" if suffix == ".zarr" else "h5netcdf")
+    grid = embedding_map.make_grid(5.0, (-20, 30, 40, 70))  # 12 x 8 cells
+    out = tmp_path / f"grid{suffix}"
+    embedding_map.export_grid(released_l6, grid, out, device="cpu")
+    ds = xr.open_zarr(out, decode_coords="all") if suffix == ".zarr" else xr.open_dataset(out, decode_coords="all")
+    emb = ds["embeddings"]
+    assert emb.rio.crs.to_epsg() == 4326
+    assert emb.rio.bounds() == pytest.approx((-20, 30, 40, 70), abs=1e-9)
+    assert emb.rio.transform().e < 0  # north-up: rows run from north to south
+    expected = satclip.encode_grid(grid.lon, grid.lat, released_l6, device="cpu")
+    np.testing.assert_array_equal(emb.transpose("lat", "lon", "embedding").to_numpy(), expected)
+    ds.close()

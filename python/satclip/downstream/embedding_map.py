@@ -336,12 +336,27 @@ _WGS84_WKT = (
 )
 
 
+def _grid_mapping(grid: Grid) -> dict[str, Any]:
+    """Attributes of the CF grid-mapping variable ``spatial_ref`` (WGS 84, as CF and GDAL read it,
+    with the grid's geotransform: north-up, cell edges from the region's north-west corner)."""
+    wkt = _crs_wkt()
+    res, (lon0, _, _, lat1) = grid.resolution, grid.region
+    return {
+        "grid_mapping_name": "latitude_longitude",
+        "crs_wkt": wkt,
+        "spatial_ref": wkt,
+        "semi_major_axis": 6378137.0,
+        "inverse_flattening": 298.257223563,
+        "longitude_of_prime_meridian": 0.0,
+        "GeoTransform": f"{lon0!r} {res!r} 0.0 {lat1!r} 0.0 {-res!r}",
+    }
+
+
 def _create_zarr(zarr: Any, path: Path, grid: Grid, dim: int, spec: dict[str, Any], attrs: dict[str, Any]) -> Any:
     """An empty Zarr (v2) store for the grid's embeddings, readable by xarray (CF) and GDAL."""
     root = zarr.open_group(str(path), mode="w", zarr_format=2)
     band_rows = spec["band_rows"]
     wkt = _crs_wkt()
-    res, (lon0, _, _, lat1) = grid.resolution, grid.region
 
     def array(name: str, values: np.ndarray, dims: list[str], **extra: Any) -> None:
         arr = root.create_array(name, shape=values.shape, dtype=values.dtype, chunks=values.shape, fill_value=None)
@@ -351,18 +366,7 @@ def _create_zarr(zarr: Any, path: Path, grid: Grid, dim: int, spec: dict[str, An
     array("lat", grid.lat, ["lat"], units="degrees_north", standard_name="latitude", axis="Y")
     array("lon", grid.lon, ["lon"], units="degrees_east", standard_name="longitude", axis="X")
     array("embedding", np.arange(dim, dtype=np.int32), ["embedding"], long_name="embedding dimension")
-    array(
-        "spatial_ref",
-        np.array(0, dtype=np.int32),
-        [],
-        grid_mapping_name="latitude_longitude",
-        crs_wkt=wkt,
-        spatial_ref=wkt,
-        semi_major_axis=6378137.0,
-        inverse_flattening=298.257223563,
-        longitude_of_prime_meridian=0.0,
-        GeoTransform=f"{lon0!r} {res!r} 0.0 {lat1!r} 0.0 {-res!r}",
-    )
+    array("spatial_ref", np.array(0, dtype=np.int32), [], **_grid_mapping(grid))
     emb = root.create_array(
         "embeddings",
         shape=(grid.height, grid.width, dim),
@@ -396,18 +400,20 @@ class _NetCDFWriter:
         _need("h5py")
         self.file = h5netcdf.File(path, "w")
         self.file.dimensions = {"lat": grid.height, "lon": grid.width, "embedding": dim}
-        for name, values, units, std in (
-            ("lat", grid.lat, "degrees_north", "latitude"),
-            ("lon", grid.lon, "degrees_east", "longitude"),
+        for name, values, units, std, axis in (
+            ("lat", grid.lat, "degrees_north", "latitude", "Y"),
+            ("lon", grid.lon, "degrees_east", "longitude", "X"),
         ):
             var = self.file.create_variable(name, (name,), "f8")
             var[:] = values
-            var.attrs.update(units=units, standard_name=std)
+            var.attrs.update(units=units, standard_name=std, axis=axis)
         self.file.create_variable("embedding", ("embedding",), "i4")[:] = np.arange(dim)
+        self.file.create_variable("spatial_ref", (), "i4").attrs.update(_grid_mapping(grid))
         self.var = self.file.create_variable(
             "embeddings", ("lat", "lon", "embedding"), "f4", chunks=(band_rows, grid.width, dim)
         )
-        self.file.attrs.update(attrs)
+        self.var.attrs.update(grid_mapping="spatial_ref", long_name="SatCLIP location embedding")
+        self.file.attrs.update(attrs, Conventions="CF-1.8")
 
     def write(self, rows: slice, band: np.ndarray) -> None:
         self.var[rows, :, :] = band
