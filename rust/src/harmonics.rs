@@ -113,8 +113,8 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
 }
 
 /// After a call at `nf` features: frees the per-thread workspaces if they grew above the
-/// cache cap (see `kernel::WORKSPACE_CACHE_BYTES`). Costs one broadcast to the pool, and only
-/// for high L, where a call takes far longer than that.
+/// cache cap (see `kernel::values::WORKSPACE_CACHE_BYTES`). Costs one broadcast to the pool,
+/// and only for high L, where a call takes far longer than that.
 pub(crate) fn release_large_workspaces(nf: usize) {
     if workspace_bytes_for(nf, Store::Streaming) > WORKSPACE_CACHE_BYTES {
         pool().broadcast(|_| trim_workspace());

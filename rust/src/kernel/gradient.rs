@@ -1,5 +1,5 @@
 //! The block kernel of spherical harmonics together with their derivatives in longitude and
-//! latitude (the entry points are in `gradient.rs`).
+//! latitude (the entry points are in the top-level `gradient` module).
 //!
 //! The derivatives come from the same recurrences as the values (see `plan.rs`), with
 //! `phi = lon + 180`, `theta = lat + 90`, `x = cos theta`, `s = sin theta`:
