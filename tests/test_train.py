@@ -266,6 +266,18 @@ def test_bad_index_fails_before_training(tmp_path: Path, capsys, index_text: str
     assert message in capsys.readouterr().err
 
 
+def test_index_longitudes_in_0_to_360_are_the_same_meridians(tmp_path: Path) -> None:
+    from satclip.errors import SatclipError
+    from satclip.train.s2data import read_index
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "index.csv").write_text("lat,lon,fn\n10,200,a.tif\n-5,360,b.tif\n0,-180,c.tif\n")
+    assert [(e.lon, e.lat) for e in read_index(tmp_path)] == [(-160.0, 10.0), (0.0, -5.0), (-180.0, 0.0)]
+    (tmp_path / "index.csv").write_text("lat,lon,fn\n10,360.5,a.tif\n")
+    with pytest.raises(SatclipError, match=r"line 2: .*lon in \[-180, 360\]"):
+        read_index(tmp_path)
+
+
 class _Points(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 2000

@@ -85,11 +85,13 @@ def read_index(data_dir: str | os.PathLike) -> list[IndexEntry]:
                 raise DatasetError(
                     f"{index_path}, line {line}: lon/lat must be numbers, got {row['lon']!r}, {row['lat']!r}"
                 ) from None
-            if not (math.isfinite(lon) and math.isfinite(lat) and abs(lon) <= 180 and abs(lat) <= 90):
+            if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 360 and abs(lat) <= 90):
                 raise DatasetError(
                     f"{index_path}, line {line}: (lon, lat) = ({lon}, {lat}) is not a valid location "
-                    "in degrees (lon in [-180, 180], lat in [-90, 90])"
+                    "in degrees (lon in [-180, 360], lat in [-90, 90])"
                 )
+            if lon > 180:  # the 0..360 convention: the same meridian, exactly (as every entry point)
+                lon -= 360.0
             name = (row["fn"] or "").strip()
             if not name:
                 raise DatasetError(f"{index_path}, line {line}: empty file name in column fn")
