@@ -35,6 +35,26 @@ impl Isa for Portable {
     }
 }
 
+/// Defines `$avx512` and `$avx2`: the generic kernel `$generic::<I, O, Isa>` compiled with the
+/// AVX-512 and the AVX2 + FMA target features. They are `unsafe` to call: only when the CPU has
+/// those features (`SimdLevel::Avx512` / `SimdLevel::Avx2` is active).
+macro_rules! target_feature_kernels {
+    ($avx512:ident, $avx2:ident => $generic:ident($($arg:ident: $ty:ty),* $(,)?)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+        unsafe fn $avx512<I: Real, O: Real>($($arg: $ty),*) {
+            $generic::<I, O, Avx512>($($arg),*)
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn $avx2<I: Real, O: Real>($($arg: $ty),*) {
+            $generic::<I, O, Avx2>($($arg),*)
+        }
+    };
+}
+pub(crate) use target_feature_kernels;
+
 /// Used only inside the kernels' `#[target_feature(enable = "avx2,fma")]` functions, which run
 /// only when `SimdLevel::Avx2` (or a higher level) is active.
 #[cfg(target_arch = "x86_64")]

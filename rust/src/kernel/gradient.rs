@@ -26,7 +26,8 @@
 //! gradient rows directly.
 
 use super::block::{
-    angles, staging_as, transpose_into, unpack, zonal_column, Angles, Isa, Lanes, Portable, LANES,
+    angles, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column, Angles, Isa,
+    Lanes, Portable, LANES,
 };
 #[cfg(target_arch = "x86_64")]
 use super::block::{Avx2, Avx512};
@@ -36,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::parallel::pool;
 use crate::plan::Plan;
 use crate::real::Real;
+use std::collections::TryReserveError;
 
 /// One degree in radians: the derivatives are per degree.
 pub(crate) const DEG: f64 = std::f64::consts::PI / 180.0;
@@ -51,6 +53,11 @@ struct Scratch {
     staging_gradients: Vec<f64>,
 }
 
+/// Room for `total` elements in `v`, reserved fallibly.
+fn reserve_total<T>(v: &mut Vec<T>, total: usize) -> std::result::Result<(), TryReserveError> {
+    v.try_reserve_exact(total.saturating_sub(v.len()))
+}
+
 impl Scratch {
     /// Room for one call at `nf` features, reserved fallibly (see `rows_with_gradient`).
     fn reserve(&mut self, nf: usize, streaming: bool) -> Result<()> {
@@ -59,18 +66,10 @@ impl Scratch {
         let oom = |_| Error::OutOfMemory {
             bytes: (3 * nf).saturating_mul(lanes) + (3 * staged).saturating_mul(8),
         };
-        self.values
-            .try_reserve_exact(nf.saturating_sub(self.values.len()))
-            .map_err(oom)?;
-        self.gradients
-            .try_reserve_exact((2 * nf).saturating_sub(self.gradients.len()))
-            .map_err(oom)?;
-        self.staging_values
-            .try_reserve_exact(staged.saturating_sub(self.staging_values.len()))
-            .map_err(oom)?;
-        self.staging_gradients
-            .try_reserve_exact((2 * staged).saturating_sub(self.staging_gradients.len()))
-            .map_err(oom)?;
+        reserve_total(&mut self.values, nf).map_err(oom)?;
+        reserve_total(&mut self.gradients, 2 * nf).map_err(oom)?;
+        reserve_total(&mut self.staging_values, staged).map_err(oom)?;
+        reserve_total(&mut self.staging_gradients, 2 * staged).map_err(oom)?;
         Ok(())
     }
 
@@ -147,31 +146,14 @@ fn rows_at_level<I: Real, O: Real>(
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-unsafe fn rows_avx512<I: Real, O: Real>(
+target_feature_kernels!(rows_avx512, rows_avx2 => rows_with(
     plan: &Plan,
     lonlat: &[I],
     values: &mut [O],
     gradients: &mut [O],
     streaming: bool,
     ws: &mut Scratch,
-) {
-    rows_with::<I, O, Avx512>(plan, lonlat, values, gradients, streaming, ws)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn rows_avx2<I: Real, O: Real>(
-    plan: &Plan,
-    lonlat: &[I],
-    values: &mut [O],
-    gradients: &mut [O],
-    streaming: bool,
-    ws: &mut Scratch,
-) {
-    rows_with::<I, O, Avx2>(plan, lonlat, values, gradients, streaming, ws)
-}
+));
 
 #[inline(always)]
 fn rows_with<I: Real, O: Real, X: Isa>(

@@ -9,7 +9,8 @@
 //! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
 
 use super::block::{
-    angles, staging_as, transpose_into, unpack, zonal_column, Angles, Isa, Portable,
+    angles, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column, Angles, Isa,
+    Portable,
 };
 #[cfg(target_arch = "x86_64")]
 use super::block::{Avx2, Avx512};
@@ -95,29 +96,13 @@ pub(crate) fn trim_workspace() {
     })
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
-unsafe fn encode_rows_avx512<I: Real, O: Real>(
+target_feature_kernels!(encode_rows_avx512, encode_rows_avx2 => encode_rows_with(
     plan: &Plan,
     lonlat: &[I],
     out: &mut [O],
     store: Store,
     ws: &mut Workspace,
-) {
-    encode_rows_with::<I, O, Avx512>(plan, lonlat, out, store, ws)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn encode_rows_avx2<I: Real, O: Real>(
-    plan: &Plan,
-    lonlat: &[I],
-    out: &mut [O],
-    store: Store,
-    ws: &mut Workspace,
-) {
-    encode_rows_with::<I, O, Avx2>(plan, lonlat, out, store, ws)
-}
+));
 
 /// Per-thread buffers, kept between calls: allocated per task they would cost a page fault
 /// and a page clear per 4 KiB (they are too large for malloc's heap and get mmap'd).
