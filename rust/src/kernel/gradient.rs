@@ -121,39 +121,24 @@ pub(crate) fn rows_with_gradient<I: Real, O: Real>(
     // Python), not an abort inside `Vec::resize`.
     SCRATCH.with_borrow_mut(|ws| {
         ws.reserve(plan.num_features(), streaming)?;
-        rows_at_level(plan, lonlat, values, gradients, level, streaming, ws);
+        match level {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `SimdLevel::Avx512` is only active when the CPU reports these features.
+            SimdLevel::Avx512 => unsafe {
+                rows_avx512(plan, lonlat, values, gradients, streaming, ws)
+            },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2 + FMA.
+            SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, streaming, ws) },
+            _ => rows_with::<I, O, Portable>(plan, lonlat, values, gradients, streaming, ws),
+        }
         Ok(())
     })
 }
 
-fn rows_at_level<I: Real, O: Real>(
-    plan: &Plan,
-    lonlat: &[I],
-    values: &mut [O],
-    gradients: &mut [O],
-    level: SimdLevel,
-    streaming: bool,
-    ws: &mut Scratch,
-) {
-    match level {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `SimdLevel::Avx512` is only active when the CPU reports these features.
-        SimdLevel::Avx512 => unsafe { rows_avx512(plan, lonlat, values, gradients, streaming, ws) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above, for AVX2 + FMA.
-        SimdLevel::Avx2 => unsafe { rows_avx2(plan, lonlat, values, gradients, streaming, ws) },
-        _ => rows_with::<I, O, Portable>(plan, lonlat, values, gradients, streaming, ws),
-    }
-}
-
+// The kernel compiled per instruction set (the arguments are `rows_with`'s).
 target_feature_kernels!(rows_avx512, rows_avx2 => rows_with(
-    plan: &Plan,
-    lonlat: &[I],
-    values: &mut [O],
-    gradients: &mut [O],
-    streaming: bool,
-    ws: &mut Scratch,
-));
+    plan: &Plan, lonlat: &[I], values: &mut [O], gradients: &mut [O], streaming: bool, ws: &mut Scratch));
 
 #[inline(always)]
 fn rows_with<I: Real, O: Real, X: Isa>(

@@ -96,13 +96,9 @@ pub(crate) fn trim_workspace() {
     })
 }
 
+// The kernel compiled per instruction set (the arguments are `encode_rows_with`'s).
 target_feature_kernels!(encode_rows_avx512, encode_rows_avx2 => encode_rows_with(
-    plan: &Plan,
-    lonlat: &[I],
-    out: &mut [O],
-    store: Store,
-    ws: &mut Workspace,
-));
+    plan: &Plan, lonlat: &[I], out: &mut [O], store: Store, ws: &mut Workspace));
 
 /// Per-thread buffers, kept between calls: allocated per task they would cost a page fault
 /// and a page clear per 4 KiB (they are too large for malloc's heap and get mmap'd).
