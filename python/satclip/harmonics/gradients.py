@@ -34,9 +34,7 @@ def spherical_harmonics_with_gradient(
     Parameters
     ----------
     lonlat:
-        ``(N, 2)`` array-like of ``[lon, lat]`` in degrees; ``lon`` in [-180, 360] (a longitude above
-        180 is the meridian ``lon - 360``, exactly),
-        ``lat`` in [-90, 90].
+        ``(N, 2)`` ``[lon, lat]`` degrees, as :func:`satclip.spherical_harmonics` takes them.
     L:
         Number of Legendre degrees (``L*L`` features, ordered as in
         :func:`satclip.spherical_harmonics`).

@@ -64,9 +64,8 @@ def spherical_harmonics(
     Parameters
     ----------
     lonlat:
-        ``(N, 2)`` array-like of ``[lon, lat]`` in degrees; ``lon`` in [-180, 360] (a longitude above
-        180 is the meridian ``lon - 360``, exactly),
-        ``lat`` in [-90, 90].
+        ``(N, 2)`` array-like of ``[lon, lat]`` in degrees: ``lon`` in [-180, 360] (a longitude
+        above 180 is the meridian ``lon - 360``, exactly), ``lat`` in [-90, 90].
     L:
         Number of Legendre degrees; columns are ordered ``l = 0..L-1`` and, inside each
         ``l``, ``m = -l..l`` (column ``l*l + l + m``).
