@@ -359,3 +359,32 @@ def test_modules_that_are_not_location_encoders_are_refused(ckpt_l10: Path) -> N
     # Any module mapping (N, 2) to (N, D) is an encoder (tests/test_encoders.py); others are refused.
     with pytest.raises(CheckpointError, match="Linear"):
         encode(random_points(3), torch.nn.Linear(3, 4))
+
+
+@pytest.mark.parametrize("kind", ["siren", "module", "encoder"])
+def test_every_runner_keeps_the_one_interface(ckpt_l10: Path, kind: str) -> None:
+    """Each runner is a Runner whose run() writes into out, returns it and reports every point once."""
+    from satclip.embed.runners import EncoderRunner, ModuleRunner, Runner, SirenRunner, make_runner
+
+    model = load(ckpt_l10)
+    cpu, f64 = torch.device("cpu"), torch.float64
+    if kind == "module":
+        model.nnet.last_layer.activation = torch.nn.Tanh()
+    runner: Runner = EncoderRunner(lambda p: p * 2.0, cpu, f64) if kind == "encoder" else make_runner(model, cpu, f64)
+    assert isinstance(runner, {"siren": SirenRunner, "module": ModuleRunner, "encoder": EncoderRunner}[kind])
+    points = torch.from_numpy(random_points(3 * 2560 + 11, seed=12))  # several L = 10 chunks and a tail
+    with torch.no_grad():
+        expected = points * 2.0 if kind == "encoder" else model(points)
+    n = points.shape[0]
+    size = runner.align_batch_size(n)
+    assert size >= n
+    out = torch.full((n, runner.embed_dim), float("nan"), dtype=f64)
+    counted: list[int] = []
+    with torch.inference_mode():
+        got = runner.run(points, runner.buffers(size), out=out, progress=counted.append)
+    assert got.data_ptr() == out.data_ptr()
+    assert sum(counted) == n
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), rtol=0, atol=1e-13)
+    with torch.inference_mode():
+        fresh = runner.run(points[:5], runner.buffers(5), out=None)  # no out, no progress: a new tensor
+    np.testing.assert_allclose(fresh.numpy(), out[:5].numpy(), rtol=0, atol=1e-13)  # module: BLAS shape-dependent
