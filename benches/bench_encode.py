@@ -5,7 +5,7 @@ model (``build_location_encoder(L)``: SIREN 256 wide, 2 hidden layers, 256 out),
 same points and the same batch size:
 
 * ``satclip``         ``satclip.encode(lonlat, model, dtype=float32)`` (exact Rust SH rounded
-                      to float32 per cache-sized chunk, float32 SIREN)
+                      to float32 per fixed-size chunk, float32 SIREN)
 * ``satclip_f64``     the same with ``dtype=float64`` (gate: float32 over float64 encode)
 * ``bare_nnet``       float32 ``nnet(features)`` on features computed beforehand (untimed): the
                       SIREN alone; encode over it > 1 means the SH cost nothing extra

@@ -9,7 +9,7 @@ Design choices (documented in :func:`encode`):
   to float32. The first layer's w0 = 30 amplifies that rounding, but measured the embeddings
   stay within ~1e-6 relative of float64 (bound tested: 2e-5), while a float64 first GEMM over
   L*L features cost more than the whole rest of the network. float64 is float64 throughout.
-* Points stream through in fixed, cache-sized chunks (see
+* Points stream through in fixed-size chunks (see
   :class:`~satclip.embed.runners.SirenRunner`); beyond the output only per-chunk buffers are
   held, and results do not depend on ``batch_size``.
 * The runners (:mod:`satclip.embed.runners`) execute a model; the dtype policy is
@@ -78,7 +78,7 @@ def encode(
     batch_size:
         Points per batch on CUDA (each batch's lon/lat in and embeddings out are the host <->
         device transfers; default 16 chunks of 65,536 points). On CPU a SatCLIP model's points go
-        through in fixed cache-sized chunks shared out to one worker per torch thread
+        through in fixed-size chunks shared out to one worker per torch thread
         (``torch.get_num_threads()``), and ``batch_size`` only paces other models. Results never
         depend on it.
     progress:
