@@ -1,6 +1,6 @@
 """``satclip.encode`` gives the same float32 bits for the same point, however it is called.
 
-The promise (README "Guarantees"): on one machine and one torch build, a point's embedding does
+The promise (docs/explanations/determinism.md): on one machine and one torch build, a point's embedding does
 not depend on how the input was split (one call, slices, ``batch_size``), on which other points
 are encoded alongside, on torch's thread count, on the SIMD level of the spherical-harmonics core
 (``SATCLIP_SIMD``), on running in a fresh process, or on other load on the machine. Each case

@@ -61,7 +61,7 @@ def test_results_do_not_depend_on_batch_size_or_position(
     for batch_size in (1, 500, 4097):
         np.testing.assert_array_equal(encode(points, path, dtype=dtype, device="cpu", batch_size=batch_size), whole)
     # A point's embedding is the same whatever else is encoded with it (bitwise here: every GEMM
-    # has the chunk's shape; the bound documented in the README is what BLAS guarantees).
+    # has the chunk's shape; the bound documented in docs/explanations/precision.md is what BLAS guarantees).
     for part in (points[:1], points[4096:4100], points[-3:]):
         got = encode(part, path, dtype=dtype, device="cpu")
         ref = whole[[int(np.flatnonzero((points == p).all(axis=1))[0]) for p in part]]

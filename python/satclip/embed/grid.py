@@ -1,8 +1,8 @@
 """``satclip.encode_grid``: embeddings of a lon x lat product grid through the separable path.
 
 On a product grid the spherical harmonics factor, and so does the first SIREN layer, which is
-most of the work at L = 40. With ``theta = lat + 90``, ``phi = lon + 180`` (README "The
-spherical-harmonics basis") a feature is ``Y_lm = Q_l|m|(theta) T_m(phi)``, where
+most of the work at L = 40. With ``theta = lat + 90``, ``phi = lon + 180`` (docs/explanations/harmonics.md,
+"Definition") a feature is ``Y_lm = Q_l|m|(theta) T_m(phi)``, where
 ``Q_l|m| = c_lm P_l^|m|(cos theta)`` and ``T_m`` is ``cos(m phi)`` (m > 0), ``sin(|m| phi)``
 (m < 0) or 1 (m = 0). The first layer ``z_j = b_j + sum_lm W_j,lm Y_lm`` is then
 
@@ -70,7 +70,7 @@ def encode_grid(
 
     The same embeddings as ``satclip.encode`` of the grid's points, computed through the
     separable form of the spherical harmonics and the first layer (see :mod:`satclip.embed.grid`):
-    about 4x faster at L = 40 on CPU (figures in the README, "Embedding grids").
+    about 4x faster at L = 40 on CPU (figures in docs/benchmarks.md, "Embedding grids").
 
     Parameters
     ----------
@@ -87,12 +87,14 @@ def encode_grid(
     dtype:
         ``torch.float32`` (default) or ``torch.float64``. float64 equals point-wise float64
         encode to ~1e-13 relative. float32 agrees with point-wise float32 encode within the
-        bound encode states against float64 (2e-5 relative; measured ~1e-6, README).
+        bound encode states against float64 (2e-5 relative; measured ~1e-6, docs/explanations/precision.md).
     progress:
         tqdm progress bar on stderr (``None``: only for long jobs on a terminal).
     out:
         Optional C-contiguous array of the result's shape and dtype to write into.
 
+    Notes
+    -----
     Deterministic: the bits of a cell depend on its lon, lat, the model, dtype and device only,
     not on the thread count, on how the rows are split (``encode_grid`` over a slice of ``lat``
     gives the same rows) nor on the grid's other cells (same fixed-shape, single-threaded GEMMs

@@ -72,7 +72,7 @@ def encode(
     dtype:
         ``torch.float32`` (default): the spherical harmonics are evaluated exactly (float64) and
         rounded once to float32, then the network runs in float32 (within 2e-5 relative of
-        float64; measured figures in the README). ``torch.float64``: float64 throughout, the
+        float64; measured figures in docs/explanations/precision.md). ``torch.float64``: float64 throughout, the
         bit-faithful path to the original. On CUDA also ``torch.bfloat16`` / ``torch.float16``
         (float32 features, GEMMs in reduced precision; NumPy results are then float32).
     batch_size:

@@ -101,7 +101,7 @@ def one_torch_thread() -> Iterator[None]:
     core anyway), so set/restore pairs never overlap. Known limit: torch's setting is partly per
     thread and partly process-wide (measured: lowering it on one thread lowers it for threads that
     have run torch ops, raising it does not), so another thread's torch calls run on one thread
-    meanwhile and may stay there (see README "Status and known limits")."""
+    meanwhile and may stay there (docs/explanations/determinism.md, "Thread pinning")."""
     with _RUN_LOCK:
         before = torch.get_num_threads()
         torch.set_num_threads(1)
