@@ -46,7 +46,10 @@ def _cases() -> dict[str, Callable[[], object]]:
     grad_in = points(1_000)
     cases["SH+gradient L=40 float64 N=1000"] = lambda: satclip.spherical_harmonics_with_gradient(grad_in, 40)
 
-    from satclip.models.location import build_location_encoder
+    try:
+        from satclip.models.location import build_location_encoder
+    except ModuleNotFoundError:  # a reference commit from before the package was split into rooms
+        from satclip.nn import build_location_encoder  # type: ignore[import-not-found, no-redef]
 
     for L, n in ((10, 20_000), (40, 5_000)):
         torch.manual_seed(0)
