@@ -6,7 +6,7 @@ Builds a checkpoint in the released layout (SIREN weights drawn with the origina
 initialisation: the released weights cannot be downloaded here), embeds the same points with
 satclip (float64) and with an independent re-implementation of the original code path
 (sympy-generated expanded polynomials evaluated in torch float64, float64 SIREN;
-tests/original_reference.py), and prints Markdown tables: cosine similarity per point and
+tests/references/original.py), and prints Markdown tables: cosine similarity per point and
 absolute differences by latitude band, and the original's feature error by degree.
 
 Generating the degree-39 sympy expressions takes a minute or so; they are cached as JSON under
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import satclip  # noqa: E402
 from conftest import released_checkpoint_dict  # noqa: E402
-from original_reference import degree_sources, original_features, original_siren_forward  # noqa: E402
+from references.original import degree_sources, original_features, original_siren_forward  # noqa: E402
 
 BANDS = [(0, 30), (30, 50), (50, 60), (60, 70), (70, 80), (80, 90)]
 

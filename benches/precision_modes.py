@@ -2,7 +2,7 @@
 
     .venv/bin/python benches/precision_modes.py [--points 100000] [--checkpoint FILE ...]
 
-The reference is the original SIREN forward written out in float64 (tests/original_reference.py)
+The reference is the original SIREN forward written out in float64 (tests/references/original.py)
 on the exact float64 spherical harmonics (the Rust core, checked against mpmath in the tests);
 satclip's encode is run in each mode (CPU float32; on CUDA also float32, bfloat16, float16) and
 compared point by point: the max relative error (max |got - ref| over the embedding / max |ref|,
@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import satclip  # noqa: E402
 from conftest import released_checkpoint_dict  # noqa: E402
-from original_reference import original_siren_forward  # noqa: E402
+from references.original import original_siren_forward  # noqa: E402
 
 
 def sphere_points(n: int, seed: int = 0) -> np.ndarray:

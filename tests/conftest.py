@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 
 from extras import collector_for_missing_extra
-from original_reference import released_init_state_dict
+from references.original import released_init_state_dict
 
 
 def released_hyper_parameters(legendre_polys: int = 10, **overrides: Any) -> dict[str, Any]:

@@ -13,11 +13,11 @@ import torch
 import satclip
 import satclip.embed.locations as encode_module
 from conftest import CheckpointFactory, location_state_dict
-from original_reference import original_embeddings, original_features, original_siren_forward
+from references.original import original_embeddings, original_features, original_siren_forward
+from references.sh import reference_features
 from satclip.embed.locations import encode
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
 from satclip.io.checkpoint import load
-from sh_reference import reference_features
 
 #: Within this many degrees of a pole the original's sin(theta) = sqrt(1 - cos(theta)^2)
 #: loses digits (measured: its features are off by up to 2e-8 at 1e-6 deg, 1.2e-10 at 1e-4 deg).

@@ -14,9 +14,9 @@ import torch
 
 import satclip
 from conftest import require
+from references.sh import reference_features
 from satclip.errors import CheckpointError, EncoderError, MissingExtraError
 from satclip.models.encoders import BUILTIN_ENCODERS
-from sh_reference import reference_features
 
 
 def sphere_points(n: int, seed: int = 0) -> np.ndarray:

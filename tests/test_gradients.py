@@ -1,6 +1,6 @@
 """Derivatives of the SH features in lon/lat: the Rust core, the torch fallback, and autograd.
 
-References: mpmath central differences of the explicit Rodrigues sums (sh_gradient_reference),
+References: mpmath central differences of the explicit Rodrigues sums (tests/references/sh_gradient.py),
 the torch implementation (a different identity: neighbouring orders m +- 1, against the Rust
 core's differentiated recurrences), closed forms at low degree, and torch.autograd.gradcheck.
 """
@@ -14,12 +14,12 @@ import pytest
 import torch
 
 import satclip
+from references.sh import EDGE_POINTS
+from references.sh_gradient import reference_gradients
 from satclip.errors import CoordinateError, DegreeError, DTypeError, ShapeError
 from satclip.harmonics.autograd import SphericalHarmonicsFunction
 from satclip.harmonics.torch_gradients import torch_spherical_harmonics_with_gradient
 from satclip.models.location import SphericalHarmonics, build_location_encoder
-from sh_gradient_reference import reference_gradients
-from sh_reference import EDGE_POINTS
 
 #: Places that stress the derivatives: the poles, within 1e-9 and 1e-6 degrees of them (where a
 #: 1/sin(theta) formula would blow up), and both sides of the antimeridian.

@@ -12,9 +12,9 @@ import torch
 
 import satclip
 from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict, require
+from references.sh import reference_features
 from satclip.embed.grid import SEGMENT_CPU, encode_grid
 from satclip.errors import CoordinateError, DTypeError, ShapeError
-from sh_reference import reference_features
 
 #: The float32 bound encode states against float64 (tests/test_precision.py).
 F32_BOUND = 2e-5
@@ -61,7 +61,7 @@ def test_grid_equals_pointwise_encode(make_checkpoint: CheckpointFactory, L: int
 
 def test_factorisation_against_brute_force_with_independent_harmonics(make_checkpoint: CheckpointFactory) -> None:
     """A tiny grid computed cell by cell in float64 NumPy from the checkpoint's weights, with the
-    features from an mpmath evaluation of the explicit Rodrigues sums (tests/sh_reference.py)."""
+    features from an mpmath evaluation of the explicit Rodrigues sums (tests/references/sh.py)."""
     L = 12
     path = make_checkpoint(L, seed=8)
     weights = {

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 import satclip
+from references.sh import EDGE_POINTS, reference_features
 from satclip.errors import CoordinateError, DTypeError, ShapeError
 from satclip.harmonics.torch_values import torch_spherical_harmonics
 from satclip.models.location import LocationEncoder, SirenNet, SphericalHarmonics, build_location_encoder
-from sh_reference import EDGE_POINTS, reference_features
 
 
 @pytest.mark.parametrize("L", [1, 3, 10, 40])

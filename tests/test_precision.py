@@ -1,6 +1,6 @@
 """Precision modes of satclip.encode against float64 references computed without satclip.
 
-The reference is the original SIREN forward in float64 (tests/original_reference.py) on exact
+The reference is the original SIREN forward in float64 (tests/references/original.py) on exact
 features: high-precision (mpmath) features at the awkward points, the Rust core's float64
 features (checked against mpmath in test_spherical_harmonics.py) at many random ones.
 """
@@ -13,10 +13,10 @@ import torch
 
 import satclip
 from conftest import CheckpointFactory, location_state_dict, released_checkpoint_dict
-from original_reference import original_siren_forward
+from references.original import original_siren_forward
+from references.sh import reference_features
 from satclip.embed.locations import encode
 from satclip.io.checkpoint import load
-from sh_reference import reference_features
 
 EDGE_POINTS = np.array(
     [[0, 90], [0, -90], [180, 0], [-180, 0], [180, 90], [-180, -90], [12, 90 - 1e-9], [-12, -90 + 1e-9], [0, 0]],

@@ -16,8 +16,8 @@ from hypothesis.extra.numpy import arrays
 
 import satclip
 from conftest import require
+from references.sh import EDGE_POINTS, reference_features
 from satclip.errors import CoordinateError, DegreeError, DTypeError, SatclipError, ShapeError
-from sh_reference import EDGE_POINTS, reference_features
 
 
 def random_points(n: int, seed: int = 0) -> np.ndarray:

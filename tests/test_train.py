@@ -132,7 +132,7 @@ def test_checkpoint_loads_with_satclip_load_and_matches_in_memory_model(trained)
 def test_float32_encode_of_a_trained_checkpoint_is_within_2e5_of_a_float64_reference(trained) -> None:
     # The precision policy (issue 9) on weights that training moved, not only on initial ones:
     # float32 encode vs the original SIREN forward in float64 on exact float64 features.
-    from original_reference import original_siren_forward
+    from references.original import original_siren_forward
 
     _, _, _, out = trained
     ckpt = next(out.glob("lightning_logs/version_*/checkpoints/last.ckpt"))

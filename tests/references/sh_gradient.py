@@ -1,7 +1,7 @@
 """An independent high-precision reference for the derivatives of the SatCLIP SH basis.
 
 Central finite differences, in mpmath at L + 50 digits, of the explicit Rodrigues sums of
-``sh_reference`` (nothing of satclip's recurrences is used). The sums lose up to ~0.6 L digits
+``references.sh`` (nothing of satclip's recurrences is used). The sums lose up to ~0.6 L digits
 to cancellation and the step of 1e-15 degrees another 15 to the difference, leaving > 25 digits;
 the truncation error (~h^2 times the third derivative) is below 1e-29. So the quotient *is* the
 derivative to double precision. The formula is evaluated as written, so at a pole (lat = +-90)
@@ -17,7 +17,7 @@ from math import factorial
 import mpmath
 import numpy as np
 
-from sh_reference import _legendre_coefficients
+from references.sh import _legendre_coefficients
 
 
 @cache
