@@ -291,6 +291,58 @@ def test_a_sigterm_swallowed_by_a_finaliser_still_stops_the_run(tmp_path: Path) 
     assert sorted(tmp_path.iterdir()) == []
 
 
+def test_a_sigterm_inside_a_deferred_block_is_raised_when_the_block_ends(tmp_path: Path) -> None:
+    script = textwrap.dedent("""
+        import os, signal
+        from satclip.io.publish import Terminated, signals_as_exceptions, signals_deferred
+
+        steps = []
+        try:
+            with signals_as_exceptions():
+                with signals_deferred():
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    steps.append("after the signal")  # the block runs to its end
+                steps.append("after the block")  # never reached
+        except Terminated:
+            steps.append("terminated")
+        print(",".join(steps))
+    """)
+    run = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=60)
+    assert run.stdout.strip() == "after the signal,terminated", run.stderr
+    assert "Exception ignored" not in run.stderr
+
+
+def test_a_sigterm_while_a_netcdf_file_is_being_created_breaks_no_finaliser(tmp_path: Path) -> None:
+    # The signal lands inside h5netcdf.File's constructor, the one moment an interrupted run used
+    # to print "Exception ignored" (the half-built File's finaliser failing).
+    require("h5netcdf")
+    script = textwrap.dedent("""
+        import gc, os, signal, sys
+        import h5netcdf.core
+        from satclip.downstream import embedding_map
+        from satclip.io.publish import Terminated, signals_as_exceptions
+
+        opened = h5netcdf.core._open_h5py
+        def interrupted(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return opened(*args, **kwargs)
+        h5netcdf.core._open_h5py = interrupted
+
+        grid = embedding_map.make_grid(30.0, (-180, -90, 180, 90))
+        try:
+            with signals_as_exceptions():
+                embedding_map._NetCDFWriter(sys.argv[1], grid, 4, 2, {})
+        except Terminated:
+            print("terminated")
+        gc.collect()
+    """)
+    run = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "g.nc")], env=ENV, capture_output=True, text=True, timeout=60
+    )
+    assert run.stdout.strip() == "terminated", run.stderr
+    assert "Exception ignored" not in run.stderr, run.stderr
+
+
 def _sigterm_at_several_moments(command: list[str], out: Path, delays: list[float]) -> int:
     """Runs ``command`` once per delay and sends SIGTERM that long after the output's temporary
     file appeared; returns how many runs were caught mid-work. Every terminated run must exit

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from satclip.errors import MissingExtraError, OutputExistsError, SatclipError
+from satclip.io.publish import signals_deferred
 
 #: Points embedded per band (~64 MiB of float32 embeddings for 256 dimensions).
 BAND_POINTS = 1 << 16
@@ -398,7 +399,8 @@ class _NetCDFWriter:
     def __init__(self, path: Path, grid: Grid, dim: int, band_rows: int, attrs: dict[str, Any]):
         h5netcdf = _need("h5netcdf")
         _need("h5py")
-        self.file = h5netcdf.File(path, "w")
+        with signals_deferred():  # a File interrupted in its constructor breaks in its finaliser
+            self.file = h5netcdf.File(path, "w")
         self.file.dimensions = {"lat": grid.height, "lon": grid.width, "embedding": dim}
         for name, values, units, std, axis in (
             ("lat", grid.lat, "degrees_north", "latitude", "Y"),

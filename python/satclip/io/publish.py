@@ -121,6 +121,8 @@ def _link_no_replace(tmp: Path, path: Path) -> None:
 
 #: The signal that :func:`signals_as_exceptions` turned into an exception, once one has arrived.
 _received_signal: int | None = None
+#: How many :func:`signals_deferred` blocks are running (their signals wait until the last ends).
+_deferring = 0
 
 
 def raise_if_signalled() -> None:
@@ -130,6 +132,22 @@ def raise_if_signalled() -> None:
         raise Terminated(f"terminated by signal {_received_signal}")
     if _received_signal == signal.SIGINT:
         raise KeyboardInterrupt
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """A block a signal must not interrupt halfway: under :func:`signals_as_exceptions`, SIGTERM or
+    Ctrl-C arriving inside it is raised when it ends. For third-party constructors whose half-built
+    objects break in their finalisers (h5netcdf's ``File`` reports an AttributeError as "Exception
+    ignored" when interrupted before it set its state)."""
+    global _deferring
+    _deferring += 1
+    try:
+        yield
+    finally:
+        _deferring -= 1
+    if not _deferring:
+        raise_if_signalled()
 
 
 @contextmanager
@@ -161,6 +179,8 @@ def signals_as_exceptions() -> Iterator[None]:
     def _handle(signum: int, frame: Any) -> None:
         global _received_signal
         _received_signal = signum
+        if _deferring:  # raised when the signals_deferred block ends
+            return
         if in_hook:  # an exception raised in the hook below would be dropped as well
             resend.put(signum)
             return
@@ -217,5 +237,6 @@ __all__ = [
     "publish",
     "raise_if_signalled",
     "signals_as_exceptions",
+    "signals_deferred",
     "temporary_name",
 ]
