@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -177,6 +180,31 @@ def test_batches_do_not_change_the_result(ckpt_l10: Path) -> None:
         np.testing.assert_allclose(
             encode(points, ckpt_l10, dtype=torch.float64, batch_size=batch_size), whole, rtol=0, atol=1e-13
         )
+
+
+_CPU_ENCODE_THEN_COUNT_POOL_THREADS = """
+import os, sys, numpy as np, torch, satclip
+torch.set_num_threads(2)
+points = np.random.default_rng(0).uniform(-80, 80, (5000, 2))
+satclip.encode(points, model=sys.argv[1], device="cpu", dtype=torch.float32)
+names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(sum(name.startswith("satclip-") for name in names))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux's /proc to list threads")
+def test_cpu_workers_compute_their_own_harmonics(ckpt_l10: Path) -> None:
+    # Each CPU worker computes its chunk's features itself, so its GEMM reads them from its own
+    # core's cache: satclip's Rust thread pool (threads named satclip-N) is never started.
+    run = subprocess.run(
+        [sys.executable, "-c", _CPU_ENCODE_THEN_COUNT_POOL_THREADS, str(ckpt_l10)],
+        env={**os.environ, "RAYON_NUM_THREADS": "2"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "0", "encode handed its harmonics to the Rust pool"
 
 
 def test_loaded_model_is_accepted_and_left_untouched(ckpt_l10: Path) -> None:

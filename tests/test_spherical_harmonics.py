@@ -179,6 +179,34 @@ def test_threads_and_large_outputs_give_identical_results() -> None:
         )
 
 
+_POOL_THREADS_AFTER = """
+import os, sys, numpy as np, satclip
+def pool_threads():
+    names = [open(f"/proc/self/task/{t}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+    return sum(name.startswith("satclip-") for name in names)
+x = np.load(sys.argv[1])
+here = satclip.spherical_harmonics(x, 40, parallel=False)
+after_caller = pool_threads()
+pooled = satclip.spherical_harmonics(x, 40)
+print(after_caller, pool_threads(), int(np.array_equal(here, pooled)))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc to list threads")
+def test_parallel_false_computes_on_the_calling_thread_with_the_same_bits(tmp_path: Path) -> None:
+    # 5000 points: far above the size the core keeps on the calling thread anyway. A fresh
+    # process, so the pool has not been started by another test; it starts on first use.
+    src = tmp_path / "x.npy"
+    np.save(src, random_points(5000))
+    env = dict(os.environ, RAYON_NUM_THREADS="2")
+    run = subprocess.run([sys.executable, "-c", _POOL_THREADS_AFTER, str(src)], env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    after_caller, after_pool, same = map(int, run.stdout.split())
+    assert after_caller == 0, "parallel=False started satclip's thread pool"
+    assert after_pool == 2, "the default call did not use the pool"
+    assert same == 1, "parallel=False gave other bits than the pool"
+
+
 def test_portable_kernel_agrees_with_the_dispatched_one() -> None:
     code = (
         "import numpy as np, satclip, sys;"

@@ -22,6 +22,7 @@ def spherical_harmonics(
     L: int,
     basis: str = "satclip",
     out: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
+    parallel: bool = True,
 ) -> npt.NDArray[np.float32] | npt.NDArray[np.float64]: ...
 def spherical_harmonics_with_gradient(
     lonlat: npt.NDArray[np.float32] | npt.NDArray[np.float64],

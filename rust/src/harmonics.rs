@@ -19,6 +19,19 @@ use crate::real::Real;
 /// more than it saves.
 pub(crate) const SERIAL_POINTS: usize = 256;
 
+/// Which threads compute a call. The bits are the same either way: every row is computed by
+/// the same kernel whichever thread runs it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Threads {
+    /// satclip's pool (`parallel::pool`), for inputs above [`SERIAL_POINTS`].
+    Pool,
+    /// The calling thread only: for callers that run one worker thread per core themselves
+    /// (`satclip.encode`'s CPU workers), whose next step reads the output from this core's
+    /// cache. Fanned out to the pool, half of it would land in the other cores' caches, and
+    /// the pool's threads would compete with the other workers for the cores.
+    Caller,
+}
+
 /// Where the output memory comes from, which decides how it is best written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Destination {
@@ -67,7 +80,7 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
     out: &mut [O],
 ) -> Result<()> {
     validate(lonlat)?;
-    let result = compute_validated(plan, lonlat, out, Destination::Reused);
+    let result = compute_validated(plan, lonlat, out, Destination::Reused, Threads::Pool);
     release_large_workspaces(plan.num_features());
     result
 }
@@ -80,6 +93,7 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
     lonlat: &[I],
     out: &mut [O],
     destination: Destination,
+    threads: Threads,
 ) -> Result<()> {
     let n = lonlat.len() / 2;
     let nf = plan.num_features();
@@ -95,7 +109,7 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
         std::mem::size_of_val(out),
         LANES * nf * std::mem::size_of::<O>(),
     );
-    if n <= SERIAL_POINTS {
+    if n <= SERIAL_POINTS || threads == Threads::Caller {
         return encode_rows(plan, lonlat, out, level, store);
     }
     let pool = pool();
@@ -242,6 +256,37 @@ mod tests {
             spherical_harmonics_into(&plan, &pts[2 * start..2 * start + 20], &mut small).unwrap();
             assert_eq!(small[..], big[start * 1600..(start + 10) * 1600]);
         }
+    }
+
+    #[test]
+    fn caller_threads_compute_here_with_the_pool_bits() {
+        // 2000 points is far above SERIAL_POINTS, so `Pool` hands the rows to the pool.
+        let pts = points(2000, 8);
+        let plan = Plan::new(40, Basis::Satclip).unwrap();
+        let n = pts.len() / 2;
+        // Each run on a new thread: its workspace is empty until a kernel runs on it.
+        let run = |threads: Threads| {
+            let (pts, plan) = (&pts, &plan);
+            std::thread::scope(|scope| {
+                scope
+                    .spawn(move || {
+                        let mut out = vec![0.0f32; n * 1600];
+                        compute_validated(plan, pts, &mut out, Destination::Reused, threads)
+                            .unwrap();
+                        (out, cached_workspace_bytes())
+                    })
+                    .join()
+                    .unwrap()
+            })
+        };
+        let (pooled, pool_here) = run(Threads::Pool);
+        let (here, caller_here) = run(Threads::Caller);
+        assert_eq!(pooled, here);
+        assert_eq!(pool_here, 0, "Pool ran a kernel on the calling thread");
+        assert!(
+            caller_here > 0,
+            "Caller did not run the kernel on the calling thread"
+        );
     }
 
     #[test]

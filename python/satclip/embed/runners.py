@@ -134,11 +134,14 @@ class SirenRunner(Runner):
       :attr:`MIN_CHUNK_ROWS` rows, more where ~1 MiB of features allows (low L).
     * Threads (CPU): one worker per torch thread (``torch.get_num_threads()``), each taking a
       contiguous run of whole chunks and doing all of a chunk's work itself - SH on its own
-      thread, then single-threaded GEMMs - with its own buffers. Measured on a 2-core machine
-      this beats both alternatives: running the Rust core and torch one after the other with
-      all cores each (a chunk's GEMM is too small to split well, and every layer pays an OpenMP
-      barrier, which collapses when the machine is busy) and splitting the cores between SH and
-      GEMM (the SH are ~10% of the work). While the workers run, torch's intra-op threads are
+      thread (``parallel=False``: the Rust core's pool is not used), then single-threaded GEMMs
+      - with its own buffers. Measured on a 2-core machine this beats the alternatives: running
+      the Rust core and torch one after the other with all cores each (a chunk's GEMM is too
+      small to split well, and every layer pays an OpenMP barrier, which collapses when the
+      machine is busy), splitting the cores between SH and GEMM (the SH are ~10% of the work),
+      and handing each chunk's SH to the Rust pool (7-8% slower at L = 40: half of the features
+      are then written into the other core's cache, and the pool's threads compete with the
+      other worker for the cores). While the workers run, torch's intra-op threads are
       set to 1 (see :func:`satclip.runtime.workers.one_torch_thread`). A single-threaded GEMM of a fixed shape gives
       the same bits whichever worker runs it, so results do not depend on the thread count.
     """
@@ -205,8 +208,9 @@ class SirenRunner(Runner):
     def _features(self, lonlat: Tensor, buffers: dict[str, Tensor]) -> Tensor:
         features = buffers["features"]
         if self.device.type == "cpu":
-            # The Rust core evaluates in float64 and rounds once into the float32 buffer.
-            spherical_harmonics(lonlat.numpy(), self.L, basis=self.basis, out=features.numpy())
+            # The Rust core evaluates in float64 and rounds once into the float32 buffer, on
+            # this worker's thread: the first GEMM reads the features next from this core's cache.
+            spherical_harmonics(lonlat.numpy(), self.L, basis=self.basis, out=features.numpy(), parallel=False)
             return features
         if self.feature_dtype == torch.float32 and triton_harmonics.available(lonlat):
             triton_harmonics.spherical_harmonics(lonlat, self.L, basis=self.basis, out=features)

@@ -58,6 +58,7 @@ def spherical_harmonics(
     *,
     basis: Basis = "satclip",
     out: np.ndarray | None = None,
+    parallel: bool = True,
 ) -> np.ndarray:
     """Real spherical harmonics of points on the sphere, shape ``(N, L*L)``.
 
@@ -78,6 +79,11 @@ def spherical_harmonics(
         Optional C-contiguous float32/float64 array of shape ``(N, L*L)`` to write into
         (e.g. ``torch_tensor.numpy()``); returned. Without it a new array is returned whose
         dtype follows the input's (float32 in, float32 out; otherwise float64).
+    parallel:
+        ``True`` (default) shares large inputs out to satclip's thread pool (see
+        :func:`set_num_threads`). ``False`` computes on the calling thread only: for callers
+        that run one worker thread per core themselves and read the output next on the same
+        core (as :func:`satclip.encode` does). The values are the same bits either way.
 
     Notes
     -----
@@ -98,7 +104,7 @@ def spherical_harmonics(
         if out.dtype not in (np.float32, np.float64):
             raise DTypeError(f"out must be float32 or float64, got {out.dtype}")
     # The core checks out's shape, layout, writeability and overlap (rust/src/python/args.rs).
-    return _core.spherical_harmonics(arr, L, basis, out)
+    return _core.spherical_harmonics(arr, L, basis, out, bool(parallel))
 
 
 def simd_level() -> str:

@@ -11,7 +11,7 @@ mod args;
 mod gradient;
 
 use crate::error::{Column, Error};
-use crate::harmonics::{compute_validated, Basis, Destination, Plan};
+use crate::harmonics::{compute_validated, Basis, Destination, Plan, Threads};
 use crate::kernel::simd::SimdLevel;
 use crate::kernel::values::LANES;
 use crate::parallel;
@@ -95,12 +95,13 @@ fn run<I: Float, O: Float>(
     lonlat: &Bound<'_, PyArray2<I>>,
     out: &Bound<'_, PyArray2<O>>,
     destination: Destination,
+    threads: Threads,
 ) -> PyResult<()> {
     let input = copy_input(lonlat, "lonlat")?;
     let mut guard = borrow_output(out, "`out`")?;
     let output = output_slice(&mut guard, "`out`")?;
     let nf = plan.num_features();
-    let result = compute_in_batches(py, plan, &input, output, nf, destination);
+    let result = compute_in_batches(py, plan, &input, output, nf, destination, threads);
     // The release waits for every pool thread: without the GIL, like the computation.
     let released = detach_catching(py, || {
         crate::harmonics::release_large_workspaces(nf);
@@ -116,13 +117,14 @@ fn compute_in_batches<I: Real, O: Real>(
     output: &mut [O],
     nf: usize,
     destination: Destination,
+    threads: Threads,
 ) -> PyResult<()> {
     // Validate everything first, so that nothing is written when a row is bad.
     detach_catching(py, || crate::coords::validate(input))?;
     let row_bytes = (nf * std::mem::size_of::<O>()).max(1);
     let rows = (SIGNAL_CHECK_BYTES / row_bytes).max(LANES).div_ceil(LANES) * LANES;
     for (pts, o) in input.chunks(2 * rows).zip(output.chunks_mut(rows * nf)) {
-        detach_catching(py, || compute_validated(plan, pts, o, destination))?;
+        detach_catching(py, || compute_validated(plan, pts, o, destination, threads))?;
         // Lets Ctrl-C (KeyboardInterrupt) and other signal handlers run during long calls.
         py.check_signals()?;
     }
@@ -156,11 +158,12 @@ fn new_output<'py, O: Element>(
     Ok(arr.cast_into::<PyArray2<O>>()?)
 }
 
-/// spherical_harmonics(lonlat, L, basis="satclip", out=None)
+/// spherical_harmonics(lonlat, L, basis="satclip", out=None, parallel=True)
 ///
 /// Low-level entry point; see `satclip.spherical_harmonics` for the documented API.
+/// `parallel=False` computes on the calling thread only (`harmonics::Threads::Caller`).
 #[pyfunction]
-#[pyo3(signature = (lonlat, L, basis = "satclip", out = None))]
+#[pyo3(signature = (lonlat, L, basis = "satclip", out = None, parallel = true))]
 // `L` as in the Python API and the SatCLIP paper (the number of Legendre degrees).
 #[allow(non_snake_case)]
 fn spherical_harmonics<'py>(
@@ -169,8 +172,14 @@ fn spherical_harmonics<'py>(
     L: i64,
     basis: &str,
     out: Option<&Bound<'py, PyAny>>,
+    parallel: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let plan = plan_for(py, L, basis)?;
+    let threads = if parallel {
+        Threads::Pool
+    } else {
+        Threads::Caller
+    };
     let nf = plan.num_features();
     let lonlat_error = || lonlat_dtype_error("satclip.spherical_harmonics");
     match out {
@@ -179,7 +188,7 @@ fn spherical_harmonics<'py>(
                 dispatch_float!(lonlat, PyArray2, |a: I| {
                     let n = check_pairs(a.shape())?;
                     check_shape("`out`", o.shape(), &[n, nf])?;
-                    run(py, &plan, a, o, Destination::Reused)
+                    run(py, &plan, a, o, Destination::Reused, threads)
                 }, else lonlat_error())
             }, else not_float_array("`out`", 2))?;
             Ok(out.clone())
@@ -190,7 +199,7 @@ fn spherical_harmonics<'py>(
         None => dispatch_float!(lonlat, PyArray2, |a: T| {
             let n = check_pairs(a.shape())?;
             let o = new_output::<T>(py, n, nf, T::NUMPY_NAME)?;
-            run(py, &plan, a, &o, Destination::Fresh)?;
+            run(py, &plan, a, &o, Destination::Fresh, threads)?;
             Ok(o.into_any())
         }, else lonlat_error()),
     }
