@@ -26,8 +26,8 @@
 //! gradient rows directly.
 
 use super::block::{
-    angles, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column, Angles, Isa,
-    Lanes, Portable, LANES,
+    angles, lanes_of, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column,
+    AlignedLanes, Angles, Isa, Lanes, Portable, LANES,
 };
 #[cfg(target_arch = "x86_64")]
 use super::block::{Avx2, Avx512};
@@ -47,8 +47,8 @@ pub(crate) const DEG: f64 = std::f64::consts::PI / 180.0;
 /// viewed as `O`).
 #[derive(Default)]
 struct Scratch {
-    values: Vec<Lanes>,
-    gradients: Vec<Lanes>,
+    values: Vec<AlignedLanes>,
+    gradients: Vec<AlignedLanes>,
     staging_values: Vec<f64>,
     staging_gradients: Vec<f64>,
 }
@@ -62,7 +62,7 @@ impl Scratch {
     /// Room for one call at `nf` features, reserved fallibly (see `rows_with_gradient`).
     fn reserve(&mut self, nf: usize, streaming: bool) -> Result<()> {
         let staged = if streaming { LANES * nf } else { 0 };
-        let lanes = std::mem::size_of::<Lanes>();
+        let lanes = std::mem::size_of::<AlignedLanes>();
         let oom = |_| Error::OutOfMemory {
             bytes: (3 * nf).saturating_mul(lanes) + (3 * staged).saturating_mul(8),
         };
@@ -74,7 +74,7 @@ impl Scratch {
     }
 
     fn bytes(&self) -> usize {
-        (self.values.capacity() + self.gradients.capacity()) * std::mem::size_of::<Lanes>()
+        (self.values.capacity() + self.gradients.capacity()) * std::mem::size_of::<AlignedLanes>()
             + (self.staging_values.capacity() + self.staging_gradients.capacity())
                 * std::mem::size_of::<f64>()
     }
@@ -150,8 +150,8 @@ fn rows_with<I: Real, O: Real, X: Isa>(
     ws: &mut Scratch,
 ) {
     let nf = plan.num_features();
-    ws.values.resize(nf, [0.0; LANES]);
-    ws.gradients.resize(2 * nf, [0.0; LANES]);
+    let block_values = lanes_of(&mut ws.values, nf);
+    let block_gradients = lanes_of(&mut ws.gradients, 2 * nf);
     let staged = if streaming { LANES } else { 0 };
     let stage_v = staging_as::<O>(&mut ws.staging_values, staged * nf);
     let stage_g = staging_as::<O>(&mut ws.staging_gradients, staged * 2 * nf);
@@ -160,15 +160,15 @@ fn rows_with<I: Real, O: Real, X: Isa>(
     let mut grows = gradients.chunks_exact_mut(LANES * 2 * nf);
     for ((pts, vb), gb) in (&mut pairs).zip(&mut vrows).zip(&mut grows) {
         let (lon, lat) = unpack(pts);
-        block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
+        block_with_gradient(plan, &lon, &lat, block_values, block_gradients);
         if streaming {
-            transpose_into::<O, X>(&ws.values, stage_v, LANES);
+            transpose_into::<O, X>(block_values, stage_v, LANES);
             X::copy_streaming(stage_v, vb);
-            transpose_into::<O, X>(&ws.gradients, stage_g, LANES);
+            transpose_into::<O, X>(block_gradients, stage_g, LANES);
             X::copy_streaming(stage_g, gb);
         } else {
-            transpose_into::<O, X>(&ws.values, vb, LANES);
-            transpose_into::<O, X>(&ws.gradients, gb, LANES);
+            transpose_into::<O, X>(block_values, vb, LANES);
+            transpose_into::<O, X>(block_gradients, gb, LANES);
         }
     }
     if streaming {
@@ -179,9 +179,9 @@ fn rows_with<I: Real, O: Real, X: Isa>(
     if !rest.is_empty() {
         let n = rest.len() / 2;
         let (lon, lat) = unpack(rest);
-        block_with_gradient(plan, &lon, &lat, &mut ws.values, &mut ws.gradients);
-        transpose_into::<O, X>(&ws.values, vrows.into_remainder(), n);
-        transpose_into::<O, X>(&ws.gradients, grows.into_remainder(), n);
+        block_with_gradient(plan, &lon, &lat, block_values, block_gradients);
+        transpose_into::<O, X>(block_values, vrows.into_remainder(), n);
+        transpose_into::<O, X>(block_gradients, grows.into_remainder(), n);
     }
 }
 

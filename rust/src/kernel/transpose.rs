@@ -3,6 +3,12 @@
 //!
 //! LLVM does not vectorise a transpose written as plain loops (it emits 64 scalar moves per
 //! tile), so the AVX-512 and AVX2 versions use shuffles explicitly.
+//!
+//! For float32 output the tile is rounded to f32 first (one conversion per feature vector,
+//! round to nearest even like `as f32`) and transposed as f32 in 256-bit registers, straight
+//! into the output rows: half the bytes to shuffle, and no f64 copy of the tile in between.
+//! Written as an f64 transpose followed by per-row conversions, LLVM merged the two into
+//! scalar-width shuffles and spills that cost most of the kernel's time.
 
 pub(crate) type Tile = [[f64; 8]; 8];
 
@@ -102,6 +108,102 @@ pub(crate) unsafe fn transpose_avx2(t: &Tile) -> Tile {
     out
 }
 
+/// Writes `t` rounded to f32 and transposed into `rows` output rows: row `i` (`i < rows <= 8`)
+/// gets `t[j][i]` for `j = 0..8` at `out[i * stride + j]`.
+///
+/// # Safety
+/// `out` must be valid for writes at `out[i * stride .. i * stride + 8]` for every `i < rows`.
+#[inline(always)]
+pub(crate) unsafe fn store_f32_portable(t: &Tile, out: *mut f32, stride: usize, rows: usize) {
+    for i in 0..rows {
+        for (j, feature) in t.iter().enumerate() {
+            *out.add(i * stride + j) = feature[i] as f32;
+        }
+    }
+}
+
+/// [`store_f32_portable`] for AVX-512: eight 512-bit conversions, then [`transpose_f32x8`].
+///
+/// # Safety
+/// As [`store_f32_portable`], and the CPU must support AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2")]
+#[inline]
+pub(crate) unsafe fn store_f32_avx512(t: &Tile, out: *mut f32, stride: usize, rows: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|j| _mm512_cvtpd_ps(_mm512_loadu_pd(t[j].as_ptr())));
+    store_rows_f32x8(&transpose_f32x8(&r), out, stride, rows);
+}
+
+/// [`store_f32_portable`] for AVX2: two 256-bit conversions per feature, then
+/// [`transpose_f32x8`].
+///
+/// # Safety
+/// As [`store_f32_portable`], and the CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+pub(crate) unsafe fn store_f32_avx2(t: &Tile, out: *mut f32, stride: usize, rows: usize) {
+    use std::arch::x86_64::*;
+    let r: [__m256; 8] = std::array::from_fn(|j| {
+        let lo = _mm256_cvtpd_ps(_mm256_loadu_pd(t[j].as_ptr()));
+        let hi = _mm256_cvtpd_ps(_mm256_loadu_pd(t[j][4..].as_ptr()));
+        _mm256_set_m128(hi, lo)
+    });
+    store_rows_f32x8(&transpose_f32x8(&r), out, stride, rows);
+}
+
+/// 8 x 8 f32 transpose in 256-bit registers (8 unpacks, 8 shuffles, 8 lane permutes):
+/// `out[i][j] = r[j][i]`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn transpose_f32x8(r: &[std::arch::x86_64::__m256; 8]) -> [std::arch::x86_64::__m256; 8] {
+    use std::arch::x86_64::*;
+    // t[2p] = r[2p][0] r[2p+1][0] r[2p][1] r[2p+1][1] | the same for lanes 4, 5; t[2p+1]: 2, 3 | 6, 7.
+    let t: [__m256; 8] = std::array::from_fn(|k| {
+        let (a, b) = (r[k / 2 * 2], r[k / 2 * 2 + 1]);
+        if k % 2 == 0 {
+            _mm256_unpacklo_ps(a, b)
+        } else {
+            _mm256_unpackhi_ps(a, b)
+        }
+    });
+    // s[q] (rows 0..3 for q < 4, rows 4..7 for q >= 4): lane q % 4 | lane q % 4 + 4 of four rows.
+    let s: [__m256; 8] = std::array::from_fn(|q| {
+        let base = q / 4 * 4;
+        let (a, b) = (t[base + (q % 4) / 2], t[base + 2 + (q % 4) / 2]);
+        if q % 2 == 0 {
+            _mm256_shuffle_ps::<0x44>(a, b)
+        } else {
+            _mm256_shuffle_ps::<0xEE>(a, b)
+        }
+    });
+    // Row i joins the low (i < 4) or high (i >= 4) halves of s[i % 4] and s[i % 4 + 4].
+    std::array::from_fn(|i| {
+        if i < 4 {
+            _mm256_permute2f128_ps::<0x20>(s[i], s[i + 4])
+        } else {
+            _mm256_permute2f128_ps::<0x31>(s[i - 4], s[i])
+        }
+    })
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn store_rows_f32x8(
+    rows_f32: &[std::arch::x86_64::__m256; 8],
+    out: *mut f32,
+    stride: usize,
+    rows: usize,
+) {
+    use std::arch::x86_64::*;
+    for (i, row) in rows_f32.iter().enumerate().take(rows) {
+        _mm256_storeu_ps(out.add(i * stride), *row);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +231,59 @@ mod tests {
             // SAFETY: the CPU has AVX2 (checked on the line above).
             assert_eq!(unsafe { transpose_avx2(&t) }, transpose_portable(&t));
         }
+    }
+
+    /// Values whose f32 rounding is a tie or near one, so a wrong rounding mode would show.
+    fn awkward() -> Tile {
+        std::array::from_fn(|j| {
+            std::array::from_fn(|i| {
+                let x = 1.0 + (8 * j + i) as f64 * 2f64.powi(-24); // odd multiples of half an f32 ulp
+                if (i + j) % 3 == 0 {
+                    -x / 3.0
+                } else {
+                    x
+                }
+            })
+        })
+    }
+
+    #[test]
+    fn f32_stores_round_like_as_and_transpose() {
+        let t = awkward();
+        let stride = 11; // rows apart by more than 8, as in the real output
+        for rows in [8, 5, 1] {
+            let mut want = vec![f32::NAN; 8 * stride];
+            // SAFETY: row i < rows writes want[i * 11 .. i * 11 + 8], inside the 88 values.
+            unsafe { store_f32_portable(&t, want.as_mut_ptr(), stride, rows) };
+            for i in 0..8 {
+                for j in 0..8 {
+                    let cell = want[i * stride + j];
+                    if i < rows {
+                        assert_eq!(cell.to_bits(), (t[j][i] as f32).to_bits());
+                    } else {
+                        assert!(cell.is_nan(), "row {i} written with rows = {rows}");
+                    }
+                }
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                let mut got = vec![f32::NAN; 8 * stride];
+                if is_x86_feature_detected!("avx512f") {
+                    // SAFETY: AVX-512F is present (checked above); writes as for `want`.
+                    unsafe { store_f32_avx512(&t, got.as_mut_ptr(), stride, rows) };
+                    assert_eq!(bits(&got), bits(&want), "avx512, rows = {rows}");
+                }
+                got.fill(f32::NAN);
+                if is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 is present (checked above); writes as for `want`.
+                    unsafe { store_f32_avx2(&t, got.as_mut_ptr(), stride, rows) };
+                    assert_eq!(bits(&got), bits(&want), "avx2, rows = {rows}");
+                }
+            }
+        }
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|x| x.to_bits()).collect()
     }
 }

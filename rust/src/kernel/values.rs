@@ -9,8 +9,8 @@
 //! AVX-512, AVX2+FMA and the baseline target; `SimdLevel::active` picks one at run time.
 
 use super::block::{
-    angles, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column, Angles, Isa,
-    Portable,
+    angles, lanes_of, staging_as, target_feature_kernels, transpose_into, unpack, zonal_column,
+    AlignedLanes, Angles, Isa, Portable,
 };
 #[cfg(target_arch = "x86_64")]
 use super::block::{Avx2, Avx512};
@@ -80,7 +80,7 @@ pub(crate) fn workspace_bytes_for(nf: usize, store: Store) -> usize {
 /// Bytes this thread's workspace holds now.
 pub(crate) fn cached_workspace_bytes() -> usize {
     WORKSPACE.with_borrow(|ws| {
-        ws.scratch.capacity() * std::mem::size_of::<Lanes>()
+        ws.scratch.capacity() * std::mem::size_of::<AlignedLanes>()
             + ws.staging.capacity() * std::mem::size_of::<f64>()
     })
 }
@@ -88,7 +88,7 @@ pub(crate) fn cached_workspace_bytes() -> usize {
 /// Frees this thread's workspace if it is above [`WORKSPACE_CACHE_BYTES`].
 pub(crate) fn trim_workspace() {
     WORKSPACE.with_borrow_mut(|ws| {
-        let bytes = ws.scratch.capacity() * std::mem::size_of::<Lanes>()
+        let bytes = ws.scratch.capacity() * std::mem::size_of::<AlignedLanes>()
             + ws.staging.capacity() * std::mem::size_of::<f64>();
         if bytes > WORKSPACE_CACHE_BYTES {
             *ws = Workspace::default();
@@ -105,7 +105,7 @@ target_feature_kernels!(encode_rows_avx512, encode_rows_avx2 => encode_rows_with
 #[derive(Default)]
 pub(crate) struct Workspace {
     /// Feature-major block, `scratch[k][lane]`: the recurrences write whole vectors here.
-    scratch: Vec<Lanes>,
+    scratch: Vec<AlignedLanes>,
     /// Row-major copy of the block for streaming stores (f64 storage, viewed as `O`).
     staging: Vec<f64>,
 }
@@ -143,14 +143,14 @@ fn encode_rows_with<I: Real, O: Real, X: Isa>(
     ws: &mut Workspace,
 ) {
     let nf = plan.num_features();
-    ws.scratch.resize(nf, [0.0; LANES]);
+    let scratch = lanes_of(&mut ws.scratch, nf);
     let staged = if store == Store::Streaming {
         LANES * nf
     } else {
         0
     };
     let staging = staging_as::<O>(&mut ws.staging, staged);
-    encode_blocks::<I, O, X>(plan, lonlat, out, &mut ws.scratch, staging, store);
+    encode_blocks::<I, O, X>(plan, lonlat, out, scratch, staging, store);
 }
 
 #[inline(always)]
