@@ -19,6 +19,7 @@ from conftest import CheckpointFactory, location_state_dict
 from references.original import original_embeddings, original_features, original_siren_forward
 from references.sh import reference_features
 from satclip.embed.locations import encode
+from satclip.embed.runners import make_runner
 from satclip.errors import CheckpointError, CoordinateError, DTypeError, ShapeError
 from satclip.io.checkpoint import load
 
@@ -213,6 +214,12 @@ def test_loaded_model_is_accepted_and_left_untouched(ckpt_l10: Path) -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     model.train()  # encode is inference: no dropout even for a model in training mode
     np.testing.assert_array_equal(encode(points, model), encode(points, ckpt_l10))
+    # In the model's own dtype the runner reads its weights in place instead of copying them.
+    np.testing.assert_array_equal(
+        encode(points, model, dtype=torch.float64), encode(points, ckpt_l10, dtype=torch.float64)
+    )
+    assert make_runner(model, torch.device("cpu"), torch.float64).nnet is model.nnet
+    assert make_runner(model, torch.device("cpu"), torch.float32).nnet is not model.nnet
     assert model.training
     for name, tensor in model.state_dict().items():
         assert tensor.dtype == torch.float64 and torch.equal(tensor, before[name])
