@@ -18,6 +18,11 @@ same points and the same batch size:
 * ``sh_only``         the Rust SH alone, float64 into a reused buffer, batched as encode does:
                       its median over ``satclip``'s is the SH share of encode time
 
+``bench_encode_against_bare`` times ``satclip`` and ``bare_nnet`` as interleaved pairs (the bare
+call just before each timed encode round), so that the load of a shared machine falls on both
+alike: its ``encode_vs_bare_paired`` ratio is the one to read for "the SH cost nothing extra".
+It runs in quick mode too (N = ``PAIRED_QUICK_N``), on CPU.
+
 The model is built with ``build_location_encoder`` rather than loaded (no download needed);
 timing does not depend on the weights. CUDA cases run only when a GPU is visible.
 """
@@ -25,6 +30,8 @@ timing does not depend on the weights. CUDA cases run only when a GPU is visible
 from __future__ import annotations
 
 import copy
+import statistics
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,10 +50,19 @@ DEGREES = (10, 40)
 BATCH = 16_384
 
 
+#: N of the paired encode/bare comparison in quick mode (which has no other encode cases):
+#: ~0.1-0.3 s per call at L = 40, long enough that per-call costs do not decide the ratio.
+PAIRED_QUICK_N = 20_000
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    mode: Mode = get_mode(metafunc.config)
+    if "paired_case" in metafunc.fixturenames:
+        n = max(mode.encode_sizes, default=PAIRED_QUICK_N)
+        pairs = [(L, n, threads) for L in DEGREES for threads in (1, 2)]
+        metafunc.parametrize("paired_case", pairs, ids=[f"L{L}-N{n}-cpu-t{t}" for L, n, t in pairs])
     if "encode_case" not in metafunc.fixturenames:
         return
-    mode: Mode = get_mode(metafunc.config)
     cases, ids = [], []
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
@@ -187,3 +203,27 @@ def bench_encode(benchmark: Any, mode: Mode, encode_case: tuple[str, int, int, s
         n_timed=n_timed,
         data=source,
     )
+
+
+def bench_encode_against_bare(benchmark: Any, mode: Mode, paired_case: tuple[int, int, int]) -> None:
+    L, n, threads = paired_case
+    threads = min(threads, usable_cpus())
+    set_threads(threads)
+    benchmark.group = f"encode vs bare L={L} N={n} cpu"
+    encode_call = _make_call("satclip", L, n, "cpu")
+    bare_call = _make_call("bare_nnet", L, n, "cpu")
+    bare_seconds: list[float] = []
+
+    def time_bare() -> None:  # pytest-benchmark's untimed setup, run before every timed round
+        start = time.perf_counter()
+        bare_call()
+        bare_seconds.append(time.perf_counter() - start)
+
+    encode_call(), bare_call()  # warm-up: lazy initialisation, first-touch page faults
+    _, source = sample_lonlat(n)
+    benchmark.extra_info.update(
+        kind="encode_paired", variant="satclip", L=L, n=n, threads=threads, device="cpu", mode=mode.name, data=source
+    )
+    benchmark.pedantic(encode_call, setup=time_bare, rounds=11 if mode.encode_sizes else 7, iterations=1)
+    benchmark.extra_info["bare_seconds"] = bare_seconds
+    benchmark.extra_info["bare_median_s"] = statistics.median(bare_seconds)

@@ -94,6 +94,7 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
     """Ratios from one run. Returns them with the medians they came from, keyed by case."""
     sh: dict[tuple, dict[str, float]] = defaultdict(dict)  # (L, dtype, n, threads) -> impl -> median
     encode: dict[tuple, dict[str, float]] = defaultdict(dict)  # (L, n, threads) -> variant -> median
+    paired: dict[tuple, tuple[float, float]] = {}  # (L, n, threads, device) -> (encode, bare) medians
     medians: dict[tuple, float] = {}
     for b in benchmarks:
         info = b.get("extra_info", {})
@@ -108,6 +109,9 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
             median *= info["n"] / info.get("n_timed", info["n"])
             encode[case][info["variant"]] = median
             medians[("encode", info["variant"], *case)] = median
+        elif info.get("kind") == "encode_paired":
+            case = (info["L"], info["n"], info["threads"], info.get("device", "cpu"))
+            paired[case] = (median, float(info["bare_median_s"]))
 
     ratios: list[Ratio] = []
     for (L, dtype, n, threads), m in sorted(sh.items()):
@@ -153,6 +157,10 @@ def compute_ratios(benchmarks: list[dict[str, Any]]) -> tuple[list[Ratio], dict[
             ratios.append(Ratio("encode_vs_bare_nnet", label, m["bare_nnet"] / ours, threads))
         if "satclip_f64" in m:
             ratios.append(Ratio("encode_f32_vs_f64", label, m["satclip_f64"] / ours, threads))
+    # The same ratio from interleaved pairs (bench_encode_against_bare): the one to trust on a
+    # machine whose load moves between benchmarks.
+    for (L, n, threads, device), (ours, bare) in sorted(paired.items()):
+        ratios.append(Ratio("encode_vs_bare_paired", f"L={L} N={n} t={threads} {device}", bare / ours, threads))
     return ratios, medians
 
 
