@@ -207,6 +207,12 @@ def test_parallel_false_computes_on_the_calling_thread_with_the_same_bits(tmp_pa
     assert same == 1, "parallel=False gave other bits than the pool"
 
 
+@pytest.mark.parametrize("parallel", ["no", 0, None])
+def test_parallel_must_be_a_bool(parallel: object) -> None:
+    with pytest.raises(TypeError, match="parallel must be True or False"):
+        satclip.spherical_harmonics(random_points(3), 4, parallel=parallel)  # type: ignore[arg-type]
+
+
 def test_portable_kernel_agrees_with_the_dispatched_one() -> None:
     code = (
         "import numpy as np, satclip, sys;"

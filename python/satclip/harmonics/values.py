@@ -96,6 +96,8 @@ def spherical_harmonics(
     _follow_torch_worker_threads()
     if basis not in ("satclip", "orthonormal"):
         raise ValueError(f'basis must be "satclip" or "orthonormal", got {basis!r}')
+    if not isinstance(parallel, (bool, np.bool_)):
+        raise TypeError(f"parallel must be True or False, got {parallel!r}")
     if out is not None:
         if not isinstance(out, np.ndarray):
             raise DTypeError(
