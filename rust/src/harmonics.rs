@@ -81,7 +81,7 @@ pub fn spherical_harmonics_into<I: Real, O: Real>(
 ) -> Result<()> {
     validate(lonlat)?;
     let result = compute_validated(plan, lonlat, out, Destination::Reused, Threads::Pool);
-    release_large_workspaces(plan.num_features());
+    release_large_workspaces(plan.num_features(), Threads::Pool);
     result
 }
 
@@ -126,12 +126,16 @@ pub(crate) fn compute_validated<I: Real, O: Real>(
     })
 }
 
-/// After a call at `nf` features: frees the per-thread workspaces if they grew above the
-/// cache cap (see `kernel::values::WORKSPACE_CACHE_BYTES`). Costs one broadcast to the pool,
-/// and only for high L, where a call takes far longer than that.
-pub(crate) fn release_large_workspaces(nf: usize) {
+/// After a call at `nf` features run by `threads`: frees the per-thread workspaces if they
+/// grew above the cache cap (see `kernel::values::WORKSPACE_CACHE_BYTES`). For a pool call this
+/// costs one broadcast to the pool, and only for high L, where a call takes far longer than
+/// that; a `Caller` call touched no pool thread (and must not start the pool), so only the
+/// calling thread's workspace is trimmed.
+pub(crate) fn release_large_workspaces(nf: usize, threads: Threads) {
     if workspace_bytes_for(nf, Store::Streaming) > WORKSPACE_CACHE_BYTES {
-        pool().broadcast(|_| trim_workspace());
+        if threads == Threads::Pool {
+            pool().broadcast(|_| trim_workspace());
+        }
         trim_workspace();
     }
 }

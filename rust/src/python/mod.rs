@@ -104,7 +104,7 @@ fn run<I: Float, O: Float>(
     let result = compute_in_batches(py, plan, &input, output, nf, destination, threads);
     // The release waits for every pool thread: without the GIL, like the computation.
     let released = detach_catching(py, || {
-        crate::harmonics::release_large_workspaces(nf);
+        crate::harmonics::release_large_workspaces(nf, threads);
         Ok(())
     });
     result.and(released)
