@@ -270,10 +270,15 @@ def _network_in(nnet: SirenNet, device: torch.device, dtype: torch.dtype) -> Sir
     are (the runner only reads them, through :meth:`SirenNet.forward_into`, which ignores the
     training mode), else a converted copy, so the caller's model is never changed. Copying costs
     ~2 ms at L = 40, which a loop of small encode calls would pay every call."""
-    tensors = [*nnet.parameters(), *nnet.buffers()]
-    if all(t.device == device and t.dtype == dtype for t in tensors):
+    if _placed(nnet, device, dtype):
         return nnet
     return copy.deepcopy(nnet).to(device=device, dtype=dtype).eval()
+
+
+def _placed(module: nn.Module, device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether every parameter and buffer of ``module`` is on ``device``, the floating ones in ``dtype``."""
+    tensors = [*module.parameters(), *module.buffers()]
+    return all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
 
 
 def _itemsize(dtype: torch.dtype) -> int:
@@ -324,9 +329,7 @@ class EncoderRunner(Runner):
         self.name = label(encoder)
         self._call = call_encoder
         if isinstance(encoder, nn.Module):
-            tensors = [*encoder.parameters(), *encoder.buffers()]
-            placed = all(t.device == device and (t.dtype == dtype or not t.is_floating_point()) for t in tensors)
-            if not placed:
+            if not _placed(encoder, device, dtype):
                 encoder = (encoder if owned else copy.deepcopy(encoder)).to(device=device, dtype=dtype)
             encoder.eval()
         self.encoder = encoder
